@@ -1,0 +1,132 @@
+"""The agent interface every method implements, and the update machinery they all share.
+
+An agent is a set of Keras models plus pure functions over a state pytree (TrainState): `init` makes the state
+from a seed, `update` takes one Adam step on the method's loss and the Polyak step of its target networks,
+`policy` maps (observations, noise) to actions. The models themselves hold no training state: they are
+called with ``stateless_call`` on the variables in the state, so jit, scan, vmap and grad all apply. A method
+writes only `build_models`, `loss`, `policy` and `policy_model`.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import ClassVar, Generic, NamedTuple, TypeVar
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from flowkit.config import AgentConfig
+from flowkit.datasets import Transitions
+
+Params = dict[str, list[jax.Array]]
+"""The trainable variables of each model, by model name, in Keras' variable order."""
+
+ConfigT = TypeVar("ConfigT", bound=AgentConfig)
+
+
+class TrainState(NamedTuple):
+    params: Params
+    target_params: Params
+    """Polyak-averaged copies of the models named in Agent.target_models."""
+    opt_state: list[jax.Array]
+    """Keras Adam's variables (iteration, learning rate, moments) as arrays."""
+    key: jax.Array
+    step: jax.Array
+
+
+class Agent(abc.ABC, Generic[ConfigT]):
+    """Base of every method: one Adam optimiser over all its models, Polyak targets, stateless calls."""
+
+    name: ClassVar[str]
+    target_models: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: ConfigT, obs_dim: int, action_dim: int):
+        self.config, self.obs_dim, self.action_dim = config, obs_dim, action_dim
+        self.models = self.build_models(seed=0)
+        for name, model in self.models.items():
+            if model.non_trainable_variables:
+                raise TypeError(f"model {name!r} has non-trainable variables; agents' models must be stateless")
+        self.optimizer = keras.optimizers.Adam(learning_rate=config.lr, epsilon=1e-8)
+        self.optimizer.build([v for model in self.models.values() for v in model.trainable_variables])
+
+    @abc.abstractmethod
+    def build_models(self, seed: int) -> dict[str, keras.Model]:
+        """The method's networks, built, with weights initialised from `seed`."""
+
+    @abc.abstractmethod
+    def loss(
+        self, params: Params, target_params: Params, batch: Transitions, key: jax.Array
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The method's total loss (differentiated w.r.t. `params`) and scalar metrics."""
+
+    @abc.abstractmethod
+    def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        """Actions in [-1, 1]^d for the given noise: the way the method acts."""
+
+    @abc.abstractmethod
+    def policy_model(self) -> keras.Model:
+        """A Keras model computing `policy` from (observations, noise) with the agent's current weights."""
+
+    def apply(self, model: str, params: Params, *inputs: jax.Array) -> jax.Array:
+        """Call one of the models on the given variables (pure; usable under jit and grad)."""
+        return self.models[model].stateless_call(params[model], [], *inputs)[0]
+
+    def act(self, params: Params, observations: jax.Array, key: jax.Array) -> jax.Array:
+        noise = jax.random.normal(key, (*observations.shape[:-1], self.action_dim))
+        return self.policy(params, observations, noise)
+
+    def init(self, seed: int) -> TrainState:
+        models = self.build_models(seed)
+        params = {name: [jnp.array(v.value) for v in model.trainable_variables] for name, model in models.items()}
+        return TrainState(
+            params=params,
+            target_params={name: [jnp.copy(p) for p in params[name]] for name in self.target_models},
+            opt_state=[jnp.array(v.value) for v in self.optimizer.variables],
+            key=jax.random.PRNGKey(seed),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def update(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One Adam step on the total loss, then the Polyak step of the target networks."""
+        key, loss_key = jax.random.split(state.key)
+        (_, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(
+            state.params, state.target_params, batch, loss_key
+        )
+        names = list(self.models)
+        flat_params, flat_opt = self.optimizer.stateless_apply(
+            state.opt_state,
+            [g for name in names for g in grads[name]],
+            [p for name in names for p in state.params[name]],
+        )
+        params, start = {}, 0
+        for name in names:
+            count = len(state.params[name])
+            params[name], start = flat_params[start : start + count], start + count
+        tau = self.config.tau
+        target_params = {
+            name: [tau * p + (1 - tau) * t for p, t in zip(params[name], state.target_params[name], strict=True)]
+            for name in self.target_models
+        }
+        for name in names:
+            metrics[f"grad_norm/{name}"] = global_norm(grads[name])
+        return TrainState(params, target_params, flat_opt, key, state.step + 1), metrics
+
+    def write_back(self, state: TrainState) -> None:
+        """Copy the state's variables into the Keras models (for saving or eager use)."""
+        for name, model in self.models.items():
+            for variable, value in zip(model.trainable_variables, state.params[name], strict=True):
+                variable.assign(value)
+
+    def save(self, state: TrainState, directory: Path) -> None:
+        """Save every model and the acting policy as .keras files."""
+        self.write_back(state)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, model in self.models.items():
+            model.save(directory / f"{name}.keras")
+        self.policy_model().save(directory / "policy.keras")
+
+
+def global_norm(arrays: list[jax.Array]) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(a)) for a in arrays))

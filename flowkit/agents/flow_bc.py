@@ -1,0 +1,39 @@
+"""Flow behaviour cloning: flow matching on the data's actions, acting with the full flow.
+
+The behaviour-cloning baseline every flow method is measured against (no critic, no reward). Acting
+integrates the flow from noise with the configured solver and flow steps.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from flowkit.agents.base import Agent, Params
+from flowkit.agents.common import flow_actions, flow_matching_loss
+from flowkit.config import FlowBCConfig
+from flowkit.datasets import Transitions
+from flowkit.networks import FlowPolicy, VelocityField, derive_seed
+
+
+class FlowBC(Agent[FlowBCConfig]):
+    name = "flow-bc"
+
+    def build_models(self, seed: int) -> dict[str, keras.Model]:
+        c = self.config
+        return {
+            "flow": VelocityField(
+                self.obs_dim, self.action_dim, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)
+            )
+        }
+
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array):
+        bc_flow_loss = flow_matching_loss(self, params, batch, key)
+        return bc_flow_loss, {"bc_flow_loss": bc_flow_loss}
+
+    def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)
+
+    def policy_model(self) -> keras.Model:
+        return FlowPolicy(self.models["flow"], self.config.solver, self.config.flow_steps)

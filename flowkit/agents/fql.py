@@ -1,0 +1,72 @@
+"""Flow Q-learning (FQL; Park, Li and Levine, 2025).
+
+A flow policy v_theta is trained by flow-matching behaviour cloning. A one-step policy mu_w(s, z) is distilled
+from the flow's own solve and trained to maximise Q, so neither training nor acting backpropagates through
+the ODE solver, and acting costs one network evaluation. Reference: github.com/seohongpark/fql, agents/fql.py.
+Only the distillation teacher integrates the flow; it uses the configured solver and flow steps.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from flowkit.agents.base import Agent, Params
+from flowkit.agents.common import flow_actions, flow_matching_loss, td_loss
+from flowkit.config import FQLConfig
+from flowkit.datasets import Transitions
+from flowkit.networks import ClippedPolicy, CriticEnsemble, OneStepPolicy, VelocityField, derive_seed
+
+
+class FQL(Agent[FQLConfig]):
+    name = "fql"
+    target_models = ("critic",)
+
+    def build_models(self, seed: int) -> dict[str, keras.Model]:
+        c, obs, act = self.config, self.obs_dim, self.action_dim
+        return {
+            "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
+            "flow": VelocityField(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)),
+            "onestep": OneStepPolicy(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 2)),
+        }
+
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array):
+        c = self.config
+        next_key, bc_key, noise_key = jax.random.split(key, 3)
+        frozen = jax.lax.stop_gradient(params)
+
+        # Critic: y = r + gamma * mask * agg_i Qbar_i(s', clip(mu_w(s', z'))).
+        next_actions = self.act(frozen, batch.next_observations, next_key)
+        critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions, c.q_agg)
+
+        # Flow BC: the flow policy clones the data's actions.
+        bc_flow_loss = flow_matching_loss(self, params, batch, bc_key)
+
+        # Distillation: mu_w(s, z) regresses onto the flow's solve from the same z; no gradient to theta.
+        noise = jax.random.normal(noise_key, batch.actions.shape)
+        teacher = jnp.clip(flow_actions(self, frozen, batch.observations, noise), -1, 1)
+        actions = self.apply("onestep", params, batch.observations, noise)
+        distill_loss = jnp.mean((actions - teacher) ** 2)
+
+        # Q: the one-step policy maximises the critic's mean value; no gradient to the critic.
+        q = self.apply("critic", frozen, batch.observations, jnp.clip(actions, -1, 1)).mean(axis=0)
+        q_loss = -q.mean()
+        if c.normalize_q_loss:
+            q_loss = q_loss * jax.lax.stop_gradient(1 / jnp.abs(q).mean())
+
+        actor_loss = bc_flow_loss + c.alpha * distill_loss + q_loss
+        metrics.update(
+            actor_loss=actor_loss,
+            bc_flow_loss=bc_flow_loss,
+            distill_loss=distill_loss,
+            q_loss=q_loss,
+            q_policy=q.mean(),
+        )
+        return critic_loss + actor_loss, metrics
+
+    def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        return jnp.clip(self.apply("onestep", params, observations, noise), -1, 1)
+
+    def policy_model(self) -> keras.Model:
+        return ClippedPolicy(self.models["onestep"])

@@ -1,0 +1,80 @@
+"""Offline RL tasks: a transition dataset on the device plus the evaluation that scores a policy on it."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Policy = Callable[[jax.Array, jax.Array], jax.Array]
+"""Maps (observations, key) to actions in [-1, 1]^d; jit-compiled by the caller."""
+
+
+class Transitions(NamedTuple):
+    """A batch or a whole dataset of transitions (a pytree, so it can be a jit argument)."""
+
+    observations: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    masks: jax.Array
+    next_observations: jax.Array
+
+    def sample(self, key: jax.Array, batch_size: int) -> Transitions:
+        """Uniform minibatch with replacement; runs inside the compiled training loop."""
+        index = jax.random.randint(key, (batch_size,), 0, self.rewards.shape[0])
+        return jax.tree.map(lambda column: column[index], self)
+
+
+class Task(abc.ABC):
+    """An offline dataset and the way a policy trained on it is scored."""
+
+    name: str
+    family: str
+    score_metric: str
+    """The evaluation metric a study's score is taken from by default."""
+
+    def __init__(self, name: str, dataset: Transitions):
+        self.name = name
+        self.dataset = dataset
+
+    @property
+    def obs_dim(self) -> int:
+        return self.dataset.observations.shape[-1]
+
+    @property
+    def action_dim(self) -> int:
+        return self.dataset.actions.shape[-1]
+
+    @abc.abstractmethod
+    def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
+        """Roll the policy out for `episodes` episodes and return scalar metrics."""
+
+
+def task_names() -> tuple[str, ...]:
+    from flowkit.datasets import toy
+
+    return tuple(toy.TOY_TASKS)
+
+
+def task_family(name: str) -> str:
+    from flowkit.datasets import toy
+
+    if name in toy.TOY_TASKS:
+        return "toy"
+    raise KeyError(name)
+
+
+def load_task(name: str) -> Task:
+    """Build the task called `name` (see task_names()); its dataset is placed on the default device."""
+    from flowkit.datasets import toy
+
+    if name in toy.TOY_TASKS:
+        return toy.ToyBandit(name)
+    raise KeyError(name)
+
+
+def as_device_arrays(**columns) -> Transitions:
+    return Transitions(**{key: jnp.asarray(value) for key, value in columns.items()})

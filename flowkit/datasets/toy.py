@@ -1,0 +1,154 @@
+"""The 2D bandits of the Q-Flow paper's toy experiments: 10,000 points in [-4, 4]^2, each with a reward.
+
+A bandit has no state and a single step: the observation is a constant zero, every transition is terminal
+(mask 0), so the critic regresses Q(a) onto R(a). Actions are the points divided by 4, so that they lie in
+[-1, 1]^2 like every action in the kit.
+
+Evaluation draws `episodes` actions from the policy (one action is one episode). Rewards are known only on
+the data, so a sample is scored through its nearest data point, at distance d (in the [-4, 4] coordinates):
+- support: the share of samples with d <= delta, where delta is the 99th percentile of the data's own
+  leave-one-out nearest-neighbour distances, so that 99% of the data points themselves count as near.
+- reward_mean (the score): the mean over samples of the nearest data point's reward. This extends the
+  reward beyond the data without ever exceeding the data's rewards.
+- reward_in_support: the same with samples farther than delta earning 0, which separates a policy that
+  found the best data from one that left the data in its direction (as an over-optimistic critic invites).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowkit.datasets import Policy, Task, as_device_arrays
+
+SCALE = 4.0
+"""Points live in [-SCALE, SCALE]^2; actions are points / SCALE."""
+DATASET_SIZE = 10_000
+DATASET_SEED = 0
+"""The offline dataset is fixed; run seeds vary training, not data."""
+SUPPORT_QUANTILE = 0.99
+
+
+def eight_gaussians(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """8 modes on a circle of radius 4, sigma 0.5, all scaled by 1/sqrt(2); reward = mode index / 7."""
+    mode = rng.integers(0, 8, n)
+    angle = 2 * np.pi * mode / 8
+    centers = 4.0 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    points = (centers + 0.5 * rng.standard_normal((n, 2))) / np.sqrt(2)
+    return points, mode / 7.0
+
+
+def moons(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two moons (noise 0.1) scaled by 2 and shifted by (-1, -0.2); reward 1 on the upper moon, 0 on the other."""
+    n_upper = n // 2
+    theta_upper = np.linspace(0, np.pi, n_upper)
+    theta_lower = np.linspace(0, np.pi, n - n_upper)
+    upper = np.stack([np.cos(theta_upper), np.sin(theta_upper)], axis=1)
+    lower = np.stack([1 - np.cos(theta_lower), 0.5 - np.sin(theta_lower)], axis=1)
+    points = np.concatenate([upper, lower]) + 0.1 * rng.standard_normal((n, 2))
+    rewards = np.concatenate([np.ones(n_upper), np.zeros(n - n_upper)])
+    return 2 * points + np.array([-1.0, -0.2]), rewards
+
+
+def two_spirals(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved spirals; reward clip(1 - theta / 10, 0, 1) with theta = sqrt(U) 3 pi the angle along them."""
+    half = n // 2
+    theta = np.sqrt(rng.uniform(size=(half, 1))) * 3 * np.pi
+    arm = np.concatenate(
+        [
+            -np.cos(theta) * theta + 0.5 * rng.uniform(size=(half, 1)),
+            np.sin(theta) * theta + 0.5 * rng.uniform(size=(half, 1)),
+        ],
+        axis=1,
+    )
+    points = np.concatenate([arm, -arm]) / 3 + 0.1 * rng.standard_normal((2 * half, 2))
+    rewards = np.clip(1 - np.concatenate([theta, theta])[:, 0] / 10, 0, 1)
+    return points, rewards
+
+
+def swiss_roll(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The swiss roll (noise 1), dimensions 0 and 2, scaled by 1/5; reward ||x||^2 / 9."""
+    t = 1.5 * np.pi * (1 + 2 * rng.uniform(size=n))
+    points = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) + rng.standard_normal((n, 2))
+    points = points / 5
+    return points, np.sum(points**2, axis=1) / 9
+
+
+TOY_TASKS = {
+    "eight-gaussians": eight_gaussians,
+    "moons": moons,
+    "two-spirals": two_spirals,
+    "swiss-roll": swiss_roll,
+}
+
+
+@functools.cache
+def toy_points(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The task's fixed dataset: points clipped to [-4, 4]^2 and their rewards (float32)."""
+    points, rewards = TOY_TASKS[name](np.random.default_rng(DATASET_SEED), DATASET_SIZE)
+    return np.clip(points, -SCALE, SCALE).astype(np.float32), rewards.astype(np.float32)
+
+
+def nearest_neighbour_distances(queries: np.ndarray, points: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+    """Euclidean distance from each query to its nearest point, in chunks to bound memory."""
+    result = np.empty(len(queries), dtype=np.float64)
+    for start in range(0, len(queries), 1000):
+        chunk = queries[start : start + 1000].astype(np.float64)
+        squared = ((chunk[:, None, :] - points[None, :, :].astype(np.float64)) ** 2).sum(-1)
+        if exclude_self:
+            squared[np.arange(len(chunk)), np.arange(start, start + len(chunk))] = np.inf
+        result[start : start + len(chunk)] = np.sqrt(squared.min(axis=1))
+    return result
+
+
+@functools.cache
+def support_radius(name: str) -> float:
+    points, _ = toy_points(name)
+    return float(np.quantile(nearest_neighbour_distances(points, points, exclude_self=True), SUPPORT_QUANTILE))
+
+
+@jax.jit
+def _score_samples(samples: jax.Array, points: jax.Array, rewards: jax.Array, radius: float) -> dict:
+    squared = jnp.sum((samples[:, None, :] - points[None, :, :]) ** 2, axis=-1)
+    nearest = jnp.argmin(squared, axis=1)
+    distance = jnp.sqrt(jnp.min(squared, axis=1))
+    near = distance <= radius
+    return {
+        "reward_mean": rewards[nearest].mean(),
+        "reward_in_support": jnp.where(near, rewards[nearest], 0.0).mean(),
+        "support": near.mean(),
+    }
+
+
+class ToyBandit(Task):
+    family = "toy"
+    score_metric = "reward_mean"
+
+    def __init__(self, name: str):
+        points, rewards = toy_points(name)
+        n = len(points)
+        observations = np.zeros((n, 1), dtype=np.float32)
+        super().__init__(
+            name,
+            as_device_arrays(
+                observations=observations,
+                actions=points / SCALE,
+                rewards=rewards,
+                masks=np.zeros(n, dtype=np.float32),
+                next_observations=observations,
+            ),
+        )
+        self.points = jnp.asarray(points)
+        self.rewards = jnp.asarray(rewards)
+        self.radius = support_radius(name)
+
+    def sample_actions(self, policy: Policy, key: jax.Array, episodes: int) -> jax.Array:
+        return policy(jnp.zeros((episodes, 1), jnp.float32), key)
+
+    def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
+        samples = SCALE * self.sample_actions(policy, key, episodes)
+        scores = _score_samples(samples, self.points, self.rewards, self.radius)
+        return {name: float(value) for name, value in scores.items()}
