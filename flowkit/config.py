@@ -238,7 +238,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "critic_hidden": (64, 64, 64),
             "steps": 6000,
             "log_every": 1000,
-            "eval_every": 2000,
+            "eval_every": 1000,
             "eval_episodes": 1000,
         },
         "fql": {"alpha": 5.0},

@@ -67,6 +67,15 @@ def task_family(name: str) -> str:
     raise KeyError(name)
 
 
+def task_score_metric(name: str) -> str:
+    """The evaluation metric that scores a policy on the task, without building the task."""
+    from flowkit.datasets import toy
+
+    if name in toy.TOY_TASKS:
+        return toy.ToyBandit.score_metric
+    raise KeyError(name)
+
+
 def load_task(name: str) -> Task:
     """Build the task called `name` (see task_names()); its dataset is placed on the default device."""
     from flowkit.datasets import toy

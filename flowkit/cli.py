@@ -1,0 +1,174 @@
+"""The `flowkit` command: train one run, run and inspect studies, write reports, benchmark an update."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from flowkit.config import AGENT_CONFIGS, ConfigError, TrainConfig, make_run_config, parse_overrides
+
+
+def _settings_help() -> str:
+    lines = []
+    for title, config_class in (("training", TrainConfig), *AGENT_CONFIGS.items()):
+        lines.append(f"{title} settings:")
+        for name, allowed, default, doc in config_class.describe():
+            default_text = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            lines.append(f"  {name:18s} {doc} [{allowed}; default {default_text}]")
+    lines.append(
+        "The 2D bandits change some defaults (smaller networks, shorter runs): the run's config.json "
+        "records every value used."
+    )
+    return "\n".join(lines)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from flowkit.training import train
+
+    config = make_run_config(args.agent, args.task, args.seed, parse_overrides(args.agent, args.set))
+    run_dir = args.run_dir or Path(args.runs_dir) / "train" / (
+        f"{args.agent}_{args.task}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    result = train(config, run_dir, progress=not args.quiet)
+    print(json.dumps({"final": result["final"], "timing": result["timing"]}, indent=2))
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from studies import load_study, study_names
+    from studies.runner import load_optuna_study, open_storage, progress_of, run_study
+
+    runs_dir = Path(args.runs_dir)
+    if args.study_command == "list":
+        for name in study_names():
+            study = load_study(name)
+            stored = load_optuna_study(study, open_storage(args.storage, runs_dir, name), create=False)
+            state = progress_of(study, stored)
+            status = "not started" if stored is None else f"{state.complete}/{state.cells} cells complete"
+            print(f"{name:16s} {status:24s} {study.question}")
+        return 0
+    study = load_study(args.name)
+    if args.study_command == "run":
+        state = run_study(study, runs_dir, args.storage, progress=not args.quiet)
+    else:
+        state = progress_of(
+            study, load_optuna_study(study, open_storage(args.storage, runs_dir, study.name), create=False)
+        )
+    print(
+        f"study {study.name}: {state.complete}/{state.cells} cells complete, {state.running} running, "
+        f"{state.waiting} waiting, {len(state.failed)} failed; {state.seeds_done}/{state.seeds_total} runs done; "
+        f"{state.wall_time_s / 60:.1f} min of training"
+    )
+    for cell, message in state.failed.items():
+        print(f"  failed {cell}: {message}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.builder import build_report
+    from studies import load_study
+
+    study = load_study(args.name)
+    out = build_report(study, Path(args.runs_dir), args.storage, Path(args.out) if args.out else None)
+    print(f"report written to {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from flowkit.bench import bench_step, format_step, fql_config
+
+    config = fql_config(parse_overrides("fql", args.set))
+    results = bench_step(args.obs_dim, args.action_dim, config, iterations=args.iterations, warmup=args.warmup)
+    print(format_step(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowkit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_storage(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--runs-dir", default="runs", help="folder of run folders, journals and reports [runs]")
+        sub.add_argument(
+            "--storage",
+            help="Optuna storage: a journal file path or a database URL (default: runs/NAME/optuna.journal)",
+        )
+
+    train = commands.add_parser(
+        "train", help="train one run", epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    train.add_argument("--agent", default="fql", help=f"method: {', '.join(AGENT_CONFIGS)} [fql]")
+    train.add_argument("--task", default="eight-gaussians", help="task (dataset) name [eight-gaussians]")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override settings")
+    train.add_argument("--runs-dir", default="runs")
+    train.add_argument("--run-dir", type=Path, help="run folder (default: runs/train/AGENT_TASK_seedN_TIME)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=cmd_train)
+
+    study = commands.add_parser("study", help="run and inspect studies")
+    study_commands = study.add_subparsers(dest="study_command", required=True)
+    run = study_commands.add_parser("run", help="run or resume a study")
+    run.add_argument("name")
+    run.add_argument("--quiet", action="store_true")
+    add_storage(run)
+    status = study_commands.add_parser("status", help="how far a study is")
+    status.add_argument("name")
+    add_storage(status)
+    listing = study_commands.add_parser("list", help="declared studies and their progress")
+    add_storage(listing)
+    study.set_defaults(handler=cmd_study)
+
+    report = commands.add_parser("report", help="write a study's report")
+    report.add_argument("name")
+    report.add_argument("--out", help="output folder (default: runs/NAME/report)")
+    add_storage(report)
+    report.set_defaults(handler=cmd_report)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    step = bench_commands.add_parser("step", help="time one FQL update against the pure-JAX reference")
+    step.add_argument("--obs-dim", type=_positive_int, default=28)
+    step.add_argument("--action-dim", type=_positive_int, default=5)
+    step.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="FQL settings, e.g. batch_size=256 actor_hidden=512,512 solver=rk4 flow_steps=8",
+    )
+    step.add_argument("--iterations", type=_positive_int, default=30, help="timed updates after warm-up [30]")
+    step.add_argument("--warmup", type=_positive_int, default=5)
+    step.add_argument("--json", help="also write the figures to this JSON file")
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"flowkit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flowkit: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

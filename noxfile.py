@@ -1,0 +1,43 @@
+"""Sessions: `tests`, `lint`, `study` (the default study and its report) and `bench`.
+
+Every session runs on the Python 3.11 found on PATH; nox never downloads an interpreter.
+"""
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.download_python = "never"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "tests"]
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite, one pytest worker per core."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-n", "auto", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def study(session: nox.Session) -> None:
+    """Run (or resume) a study and write its report: `nox -s study -- NAME` (default ode-solver)."""
+    name = session.posargs[0] if session.posargs else "ode-solver"
+    session.install("-e", ".")
+    session.run("flowkit", "study", "run", name)
+    session.run("flowkit", "report", name)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmarks whose figures README.md reports."""
+    session.install("-e", ".")
+    session.run("flowkit", "bench", "step", *session.posargs)

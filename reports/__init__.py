@@ -1,0 +1,1 @@
+"""Reports: tables and figures built from a study's storage and run folders."""

@@ -1,0 +1,17 @@
+"""Does a better ODE solver help? FQL's distillation teacher integrated by Euler, midpoint or RK4.
+
+The FQL reviewers' question (seed 000): the flow BC policy that the one-step policy distils from is solved with
+Euler (the default), the midpoint rule or RK4 at the same number of steps; everything else stays at its default.
+"""
+
+from studies.study import Study
+
+STUDY = Study(
+    name="ode-solver",
+    question="Does a better ODE solver help FQL? Euler (default), midpoint and RK4 at K = 10 flow steps.",
+    agents=("fql",),
+    tasks=("eight-gaussians",),
+    grid={"solver": ("euler", "midpoint", "rk4")},
+    seeds=(0, 1, 2),
+    labels={"solver": {"euler": "Euler", "midpoint": "Midpoint", "rk4": "RK4"}},
+)

@@ -1,0 +1,127 @@
+"""What a study file declares: the arms to compare, on which tasks and seeds, and how a run is scored.
+
+A study is a grid: every combination of method, task and swept settings is one cell, and one Optuna trial
+runs a cell for all of the study's seeds. Each cell's run settings go through flowkit.config, so a study with
+an unknown setting or a bad value is refused when it is loaded, before anything runs or is stored.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowkit.config import ConfigError, RunConfig, check_agent, check_task, make_run_config, setting_names
+
+Cell = dict[str, Any]
+"""One grid cell: {"agent": ..., "task": ..., **swept settings}."""
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    question: str
+    """The question the study answers, shown at the top of its report."""
+    agents: tuple[str, ...]
+    tasks: tuple[str, ...]
+    grid: Mapping[str, tuple[Any, ...]]
+    """The swept settings and their values; the first value of each is the default arm."""
+    seeds: tuple[int, ...]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    """Settings shared by every run, on top of the method's and the task family's defaults."""
+    labels: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
+    """Display names of swept values in reports, e.g. {"solver": {"rk4": "RK4"}}."""
+    metric: str | None = None
+    """Evaluation metric the score is taken from; None takes each task's own score metric."""
+    last_evals: int = 1
+    """A run's score is the mean of the metric over its last `last_evals` evaluations."""
+
+    def __post_init__(self) -> None:
+        where = f"study {self.name!r}"
+        try:
+            if not self.agents or not self.tasks or not self.seeds:
+                raise ConfigError("agents, tasks and seeds must each name at least one")
+            if len(set(self.seeds)) != len(self.seeds) or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+                raise ConfigError(f"seeds: expected distinct non-negative integers, got {self.seeds!r}")
+            if self.last_evals < 1:
+                raise ConfigError(f"last_evals: expected an integer >= 1, got {self.last_evals!r}")
+            for agent in self.agents:
+                check_agent(agent)
+            for task in self.tasks:
+                check_task(task)
+            for name, values in self.grid.items():
+                if not values or len(set(map(json.dumps, values))) != len(values):
+                    raise ConfigError(f"grid {name!r}: expected distinct values, got {values!r}")
+            for name in (*self.grid, *self.fixed):
+                if not any(name in setting_names(agent) for agent in self.agents):
+                    raise ConfigError(f"setting {name!r} belongs to none of the study's methods {self.agents}")
+            for cell in self.cells():
+                self.run_config(cell, self.seeds[0])
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
+
+    @property
+    def default_arm(self) -> dict[str, Any]:
+        return {name: _storable(values[0]) for name, values in self.grid.items()}
+
+    def search_space(self) -> dict[str, list[Any]]:
+        """Each trial parameter and its values, as Optuna records them."""
+        return {
+            "agent": list(self.agents),
+            "task": list(self.tasks),
+            **{name: [_storable(v) for v in values] for name, values in self.grid.items()},
+        }
+
+    def cells(self) -> list[Cell]:
+        """Every (agent, task, swept values) combination, in declaration order."""
+        names = list(self.grid)
+        return [
+            {"agent": agent, "task": task, **{n: _storable(v) for n, v in zip(names, values, strict=True)}}
+            for agent, task, *values in itertools.product(self.agents, self.tasks, *self.grid.values())
+        ]
+
+    def run_config(self, cell: Cell, seed: int) -> RunConfig:
+        """The validated settings of one run: method < task family < study fixed < cell."""
+        agent = cell["agent"]
+        known = setting_names(agent)
+        overrides = {k: v for k, v in {**self.fixed, **cell}.items() if k in known}
+        return make_run_config(agent, cell["task"], seed, overrides)
+
+    def arm(self, cell: Cell) -> dict[str, Any]:
+        return {name: cell[name] for name in self.grid}
+
+    def label(self, name: str, value: Any) -> str:
+        return self.labels.get(name, {}).get(value, str(value))
+
+    def arm_label(self, arm: Mapping[str, Any]) -> str:
+        text = ", ".join(self.label(name, value) for name, value in arm.items())
+        return f"{text} (Default)" if dict(arm) == self.default_arm else text
+
+    def definition(self) -> dict[str, Any]:
+        """What the stored results depend on; a stored study must match it to be continued."""
+        return {
+            "agents": list(self.agents),
+            "tasks": list(self.tasks),
+            "grid": {name: [_storable(v) for v in values] for name, values in self.grid.items()},
+            "seeds": list(self.seeds),
+            "runs": {cell_key(cell): self.run_config(cell, 0).to_dict() for cell in self.cells()},
+            "metric": self.metric,
+            "last_evals": self.last_evals,
+        }
+
+
+def _storable(value: Any) -> Any:
+    """Optuna stores str, int, float and bool parameters: a list of widths is stored as "64,64"."""
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+
+
+def cell_key(cell: Mapping[str, Any]) -> str:
+    """A canonical text for a cell, used to match trials to cells."""
+    return json.dumps(dict(cell), sort_keys=True)
+
+
+def cell_slug(cell: Mapping[str, Any]) -> str:
+    """A folder name for a cell's runs."""
+    return "__".join(f"{name}={value}" for name, value in cell.items())

@@ -1,0 +1,29 @@
+"""flowkit runs Keras on JAX, and says so clearly when another backend is already active."""
+
+import subprocess
+import sys
+
+
+def run_python(code: str, **environment: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in __import__("os").environ.items() if key != "KERAS_BACKEND"}
+    env.update(environment)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_importing_flowkit_selects_jax():
+    result = run_python("import flowkit, keras; print(keras.backend.backend())")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "jax"
+
+
+def test_another_backend_in_the_environment_is_refused():
+    result = run_python("import flowkit", KERAS_BACKEND="torch")
+    assert result.returncode != 0
+    assert "KERAS_BACKEND='torch' is set, but flowkit runs Keras on the JAX backend only" in result.stderr
+
+
+def test_keras_already_running_on_another_backend_is_refused():
+    code = "import os, keras; os.environ.pop('KERAS_BACKEND'); import flowkit"
+    result = run_python(code, KERAS_BACKEND="numpy")
+    assert result.returncode != 0
+    assert "Keras was imported before flowkit with the 'numpy' backend" in result.stderr

@@ -1,0 +1,80 @@
+"""The `flowkit` command: errors name what was wrong before anything runs; a run and a benchmark work."""
+
+import json
+
+import pytest
+
+from flowkit.cli import main
+
+
+def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):
+    code = main(["train", "--set", "alpha=-1", "--runs-dir", str(tmp_path)])
+    assert code == 2
+    assert "flowkit: error: alpha: -1.0 is out of range; allowed: a number >= 0" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--agent", "sac"], "agent: unknown method 'sac'"),
+        (["train", "--task", "antmaze"], "task: unknown task 'antmaze'"),
+        (["study", "run", "ode-solvers"], "no study named 'ode-solvers'"),
+        (["report", "ode-solver"], "study 'ode-solver' has no stored results yet"),
+        (["bench", "step", "--set", "steps=10"], "steps: a training-loop setting"),
+    ],
+)
+def test_errors_are_one_clear_line(argv, message, tmp_path, capsys):
+    assert main([*argv, "--runs-dir", str(tmp_path)] if argv[0] != "bench" else argv) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+
+
+def test_train_command_writes_a_run_folder(tmp_path, capsys):
+    settings = [
+        "actor_hidden=16",
+        "critic_hidden=16",
+        "batch_size=32",
+        "steps=100",
+        "log_every=50",
+        "eval_every=100",
+        "eval_episodes=100",
+        "solver=midpoint",
+        "flow_steps=4",
+    ]
+    run_dir = tmp_path / "run"
+    assert main(["train", "--task", "swiss-roll", "--set", *settings, "--run-dir", str(run_dir), "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed["final"]) == {"step", "reward_mean", "reward_in_support", "support"}
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["agent_config"]["solver"] == "midpoint" and config["train"]["steps"] == 100
+
+
+def test_bench_step_times_flowkit_and_the_reference_on_the_same_math(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = [
+        "bench",
+        "step",
+        "--obs-dim",
+        "3",
+        "--action-dim",
+        "2",
+        "--iterations",
+        "3",
+        "--warmup",
+        "1",
+        "--set",
+        "actor_hidden=32,32",
+        "critic_hidden=32,32",
+        "batch_size=64",
+        "--json",
+        str(out),
+    ]
+    assert main(argv) == 0
+    results = json.loads(out.read_text())
+    flowkit, reference = results["flowkit"], results["reference"]
+    assert abs(flowkit["gflop_per_update"] / reference["gflop_per_update"] - 1) < 0.05, (
+        f"same math, so XLA counts nearly the same FLOPs: flowkit {flowkit['gflop_per_update']:.4f} GFLOP, "
+        f"reference {reference['gflop_per_update']:.4f} GFLOP"
+    )
+    assert results["ratio"] > 0 and "flowkit / reference" in capsys.readouterr().out

@@ -1,0 +1,124 @@
+"""Studies cover every cell exactly once, resume without repeating work, and refuse bad definitions."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import studies.runner as runner
+from flowkit.config import ConfigError
+from flowkit.training import train
+from studies import load_study, study_names
+from studies.study import Study, cell_key
+from tests.conftest import TINY
+
+
+def tiny_study(**changes) -> Study:
+    fields = {
+        "name": "tiny",
+        "question": "Does the plumbing work?",
+        "agents": ("fql",),
+        "tasks": ("moons",),
+        "grid": {"solver": ("euler", "rk4")},
+        "seeds": (0, 1),
+        "fixed": TINY,
+        "labels": {"solver": {"euler": "Euler", "rk4": "RK4"}},
+    }
+    return Study(**{**fields, **changes})
+
+
+def stored_trials(study: Study, runs_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    storage = runner.open_storage(None, runs_dir, study.name)
+    return runner.load_optuna_study(study, storage, create=False).get_trials()
+
+
+class CountingTrain:
+    """Wraps the runner's train; raises KeyboardInterrupt on the given call, as a user's Ctrl-C would."""
+
+    def __init__(self, interrupt_on: int | None = None):
+        self.calls, self.interrupt_on = [], interrupt_on
+
+    def __call__(self, config, run_dir, **kwargs):
+        self.calls.append((config.agent_config.solver, config.seed))
+        if len(self.calls) == self.interrupt_on:
+            (run_dir / "partial").mkdir(parents=True)
+            raise KeyboardInterrupt
+        return train(config, run_dir, **kwargs)
+
+
+def test_study_covers_each_cell_once_and_resumes_without_repeating(tmp_path, monkeypatch):
+    study = tiny_study()
+    interrupted = CountingTrain(interrupt_on=3)
+    monkeypatch.setattr(runner, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(study, tmp_path, progress=False)
+    states = {runner.trial_cell(t): t.state for t in stored_trials(study, tmp_path)}
+    assert list(states.values()) == [TrialState.COMPLETE, TrialState.FAIL]
+
+    monkeypatch.setattr(runner, "train", resumed := CountingTrain())
+    progress = runner.run_study(study, tmp_path, progress=False)
+    assert resumed.calls == [("rk4", 0), ("rk4", 1)], "only the interrupted cell's seeds run again"
+    assert (progress.complete, progress.cells, progress.seeds_done) == (2, 2, 4)
+    complete = [runner.trial_cell(t) for t in stored_trials(study, tmp_path) if t.state == TrialState.COMPLETE]
+    assert sorted(complete) == sorted(cell_key(cell) for cell in study.cells()), "every cell exactly once"
+
+    monkeypatch.setattr(runner, "train", again := CountingTrain())
+    runner.run_study(study, tmp_path, progress=False)
+    assert again.calls == []
+    assert len(stored_trials(study, tmp_path)) == 3
+
+
+def test_trial_of_a_dead_worker_is_run_again(tmp_path):
+    study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,))
+    storage = runner.open_storage(None, tmp_path, study.name)
+    stored = runner.load_optuna_study(study, storage, create=True)
+    runner.enqueue_missing(stored, study)
+    trial, _ = runner.claim_trial(stored)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = {"host": __import__("socket").gethostname(), "pid": int(finished.stdout)}
+    storage.set_trial_system_attr(trial._trial_id, runner.WORKER_ATTR, dead)
+
+    assert runner.enqueue_missing(stored, study) == 1
+    states = [(t.state, t.user_attrs.get("failure", {}).get("kind")) for t in stored.get_trials()]
+    assert states == [(TrialState.FAIL, "worker died"), (TrialState.WAITING, None)]
+
+
+def test_changed_definition_is_refused_and_storage_left_unchanged(tmp_path):
+    study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,))
+    runner.run_study(study, tmp_path, progress=False)
+    journal = tmp_path / "tiny" / "optuna.journal"
+    before = journal.read_bytes()
+    with pytest.raises(runner.StorageError, match=r"different definition of this study \(changed: seeds\)"):
+        runner.run_study(tiny_study(grid={"solver": ("euler",)}, seeds=(0, 1)), tmp_path, progress=False)
+    assert journal.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"grid": {"solverr": ("euler",)}}, "setting 'solverr' belongs to none of the study's methods"),
+        ({"grid": {"solver": ("euler", "rk5")}}, "solver: 'rk5' is not allowed"),
+        ({"tasks": ("mooons",)}, "task: unknown task 'mooons'"),
+        ({"seeds": (0, 0)}, "seeds: expected distinct non-negative integers"),
+        ({"fixed": {**TINY, "steps": 150}}, "steps: 150 is not a multiple of log_every=100"),
+    ],
+)
+def test_bad_study_definitions_are_refused_when_loaded(changes, message):
+    with pytest.raises(ConfigError, match="study 'tiny': .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        tiny_study(**changes)
+
+
+def test_declared_studies_load():
+    assert "ode-solver" in study_names()
+    study = load_study("ode-solver")
+    assert [cell["solver"] for cell in study.cells()] == ["euler", "midpoint", "rk4"]
+    with pytest.raises(ConfigError, match=r"no study named 'ode-solvers'; declared studies: .*ode-solver"):
+        load_study("ode-solvers")
+
+
+def test_unreachable_database_is_reported(tmp_path):
+    with pytest.raises(runner.StorageError, match=r"storage 'postgresql://nobody@127.0.0.1:1/none': cannot connect"):
+        runner.open_storage("postgresql://nobody@127.0.0.1:1/none", tmp_path, "tiny")

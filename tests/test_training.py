@@ -1,0 +1,51 @@
+"""The training loop: metrics stream, run folder, determinism and divergence."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowkit import runs
+from flowkit.config import make_run_config
+from flowkit.training import DivergedError, train
+from tests.conftest import TINY
+
+
+def learning_curves(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in runs.read_metrics(run_dir)]
+
+
+def test_same_seed_gives_identical_metrics(tmp_path: Path):
+    config = make_run_config("fql", "moons", 1, TINY)
+    first = train(config, tmp_path / "a", progress=False)
+    second = train(config, tmp_path / "b", progress=False)
+    train(make_run_config("fql", "moons", 2, TINY), tmp_path / "c", progress=False)
+    assert learning_curves(tmp_path / "a") == learning_curves(tmp_path / "b")
+    assert first["eval_history"] == second["eval_history"]
+    assert learning_curves(tmp_path / "a") != learning_curves(tmp_path / "c")
+
+
+def test_run_folder_holds_config_metrics_models_and_result(tmp_path: Path):
+    config = make_run_config("fql", "two-spirals", 0, TINY)
+    result = train(config, tmp_path, progress=False)
+    assert json.loads((tmp_path / runs.CONFIG).read_text()) == config.to_dict()
+    records = [json.loads(line) for line in (tmp_path / runs.METRICS).read_text().splitlines()]
+    assert [(r["phase"], r["step"]) for r in records] == [("train", 100), ("eval", 100), ("train", 200), ("eval", 200)]
+    assert {"critic_loss", "bc_flow_loss", "distill_loss", "q_loss", "grad_norm/flow_max"} <= set(records[0])
+    assert sorted(p.name for p in (tmp_path / runs.MODELS).iterdir()) == [
+        "critic.keras",
+        "flow.keras",
+        "onestep.keras",
+        "policy.keras",
+    ]
+    assert runs.load_result(tmp_path) == result
+    assert result["nfe_per_solve"] == 10 and result["timing"]["compile_s"] > 0
+
+
+def test_divergence_stops_the_run_at_the_update_it_happened(tmp_path: Path):
+    config = make_run_config("fql", "moons", 0, {**TINY, "lr": 1e30})
+    with pytest.raises(DivergedError) as error:
+        train(config, tmp_path, progress=False)
+    assert 1 <= error.value.step <= 100
+    assert "became non-finite" in str(error.value)
+    assert runs.load_result(tmp_path) is None
