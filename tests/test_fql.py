@@ -12,7 +12,7 @@ from flowkit.agents.base import global_norm
 from flowkit.config import make_run_config
 from flowkit.datasets import load_task
 from flowkit.training import train
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def tiny_agent(**overrides):

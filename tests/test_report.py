@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 import studies.runner as runner
 from flowkit.training import train
 from reports.builder import build_report
-from tests.test_study import stored_trials, tiny_study
+from tests.helpers import stored_trials, tiny_study
 
 
 @pytest.fixture(scope="module")

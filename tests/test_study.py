@@ -2,9 +2,7 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -12,27 +10,8 @@ import studies.runner as runner
 from flowkit.config import ConfigError
 from flowkit.training import train
 from studies import load_study, study_names
-from studies.study import Study, cell_key
-from tests.conftest import TINY
-
-
-def tiny_study(**changes) -> Study:
-    fields = {
-        "name": "tiny",
-        "question": "Does the plumbing work?",
-        "agents": ("fql",),
-        "tasks": ("moons",),
-        "grid": {"solver": ("euler", "rk4")},
-        "seeds": (0, 1),
-        "fixed": TINY,
-        "labels": {"solver": {"euler": "Euler", "rk4": "RK4"}},
-    }
-    return Study(**{**fields, **changes})
-
-
-def stored_trials(study: Study, runs_dir: Path) -> list[optuna.trial.FrozenTrial]:
-    storage = runner.open_storage(None, runs_dir, study.name)
-    return runner.load_optuna_study(study, storage, create=False).get_trials()
+from studies.study import cell_key
+from tests.helpers import TINY, stored_trials, tiny_study
 
 
 class CountingTrain:

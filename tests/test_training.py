@@ -8,7 +8,7 @@ import pytest
 from flowkit import runs
 from flowkit.config import make_run_config
 from flowkit.training import DivergedError, train
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def learning_curves(run_dir: Path) -> list[dict]:
