@@ -47,13 +47,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from studies import load_study, study_names
-    from studies.runner import load_optuna_study, open_storage, progress_of, run_study
+    from studies.runner import load_optuna_study, progress_of, run_study
 
     runs_dir = Path(args.runs_dir)
     if args.study_command == "list":
         for name in study_names():
             study = load_study(name)
-            stored = load_optuna_study(study, open_storage(args.storage, runs_dir, name), create=False)
+            stored = load_optuna_study(study, runs_dir, args.storage)
             state = progress_of(study, stored)
             status = "not started" if stored is None else f"{state.complete}/{state.cells} cells complete"
             print(f"{name:16s} {status:24s} {study.question}")
@@ -62,9 +62,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.study_command == "run":
         state = run_study(study, runs_dir, args.storage, progress=not args.quiet)
     else:
-        state = progress_of(
-            study, load_optuna_study(study, open_storage(args.storage, runs_dir, study.name), create=False)
-        )
+        state = progress_of(study, load_optuna_study(study, runs_dir, args.storage))
     print(
         f"study {study.name}: {state.complete}/{state.cells} cells complete, {state.running} running, "
         f"{state.waiting} waiting, {len(state.failed)} failed; {state.seeds_done}/{state.seeds_total} runs done; "

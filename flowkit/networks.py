@@ -8,7 +8,7 @@ the same seed gives the same weights without touching global random state. Agent
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -89,9 +89,10 @@ class _ConfiguredModel(keras.Model):
         return {**super().get_config(), **self._arguments}
 
 
-@register
-class VelocityField(_ConfiguredModel):
-    """v_theta(s, x, t): the flow policy's velocity, fed [s, x, t] with raw time."""
+class _ActionMLP(_ConfiguredModel):
+    """An MLP from the concatenation of the state, an action-sized input and `extra_inputs` more features."""
+
+    extra_inputs: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -105,31 +106,23 @@ class VelocityField(_ConfiguredModel):
         super().__init__(
             obs_dim=obs_dim, action_dim=action_dim, hidden=list(hidden), layer_norm=layer_norm, seed=seed, **kwargs
         )
-        self.mlp = MLP(obs_dim + action_dim + 1, hidden, action_dim, layer_norm, seed)
+        self.mlp = MLP(obs_dim + action_dim + self.extra_inputs, hidden, action_dim, layer_norm, seed)
         self.built = True
+
+
+@register
+class VelocityField(_ActionMLP):
+    """v_theta(s, x, t): the flow policy's velocity, fed [s, x, t] with raw time."""
+
+    extra_inputs = 1
 
     def call(self, observations: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
         return self.mlp(jnp.concatenate([observations, x, t], axis=-1))
 
 
 @register
-class OneStepPolicy(_ConfiguredModel):
+class OneStepPolicy(_ActionMLP):
     """mu_w(s, z): maps noise to an action in one network evaluation."""
-
-    def __init__(
-        self,
-        obs_dim: int,
-        action_dim: int,
-        hidden: Sequence[int],
-        layer_norm: bool = False,
-        seed: int = 0,
-        **kwargs: Any,
-    ):
-        super().__init__(
-            obs_dim=obs_dim, action_dim=action_dim, hidden=list(hidden), layer_norm=layer_norm, seed=seed, **kwargs
-        )
-        self.mlp = MLP(obs_dim + action_dim, hidden, action_dim, layer_norm, seed)
-        self.built = True
 
     def call(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return self.mlp(jnp.concatenate([observations, noise], axis=-1))

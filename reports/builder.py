@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from analysis.statistics import Summary, summarize
 from flowkit.config import ConfigError
 from flowkit.datasets import task_score_metric
-from studies.runner import FAILURE_ATTR, load_optuna_study, open_storage, study_dir, trial_cell
+from studies.runner import FAILURE_ATTR, load_optuna_study, study_dir, trial_cell
 from studies.study import Study, cell_key
 
 matplotlib.use("Agg")
@@ -151,7 +151,7 @@ def plot_curves(study: Study, results: dict[str, CellResult], metric: str, path:
 
 def build_report(study: Study, runs_dir: Path, storage_url: str | None = None, out_dir: Path | None = None) -> Path:
     """Write report.md and its figures for `study`; return the report's path."""
-    optuna_study = load_optuna_study(study, open_storage(storage_url, runs_dir, study.name), create=False)
+    optuna_study = load_optuna_study(study, runs_dir, storage_url)
     if optuna_study is None:
         raise ConfigError(f"study {study.name!r} has no stored results yet; run `flowkit study run {study.name}`")
     out_dir = out_dir or study_dir(runs_dir, study.name) / "report"

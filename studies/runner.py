@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import statistics
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +50,14 @@ def study_dir(runs_dir: Path, study_name: str) -> Path:
     return runs_dir / study_name
 
 
+def default_journal(runs_dir: Path, study_name: str) -> Path:
+    return study_dir(runs_dir, study_name) / "optuna.journal"
+
+
 def open_storage(url: str | None, runs_dir: Path, study_name: str) -> BaseStorage:
     """The study's storage: a journal file under runs/ by default, a journal path, or a database URL."""
     if url is None:
-        url = str(study_dir(runs_dir, study_name) / "optuna.journal")
+        url = str(default_journal(runs_dir, study_name))
     if "://" not in url:
         path = Path(url)
         try:
@@ -61,14 +66,24 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str) -> BaseStorag
         except OSError as error:
             raise StorageError(f"storage {url!r}: cannot open the journal file ({error.strerror})") from None
     try:
-        return RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=60, grace_period=180)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StorageError(f"storage {url!r}: cannot connect ({reason})") from None
 
 
-def load_optuna_study(study: Study, storage: BaseStorage, *, create: bool) -> optuna.Study | None:
-    """The stored study, checked against the study file; created if asked and absent."""
+def load_optuna_study(
+    study: Study, runs_dir: Path, storage_url: str | None = None, *, create: bool = False
+) -> optuna.Study | None:
+    """The stored study, checked against the study file; created if asked, else None when absent.
+
+    Without `create` nothing is written, not even an empty journal file.
+    """
+    if storage_url is None and not create and not default_journal(runs_dir, study.name).exists():
+        return None
+    storage = open_storage(storage_url, runs_dir, study.name)
     definition = study.definition()
     try:
         stored = optuna.load_study(study_name=study.name, storage=storage, sampler=EnqueuedCellsOnly())
@@ -273,8 +288,7 @@ def progress_of(study: Study, optuna_study: optuna.Study | None) -> StudyProgres
 
 def run_study(study: Study, runs_dir: Path, storage_url: str | None = None, *, progress: bool = True) -> StudyProgress:
     """Run (or resume) every cell of the study on this worker until no trial is waiting."""
-    storage = open_storage(storage_url, runs_dir, study.name)
-    optuna_study = load_optuna_study(study, storage, create=True)
+    optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True)
     enqueue_missing(optuna_study, study)
     state = progress_of(study, optuna_study)
     done = state.complete * len(study.seeds)

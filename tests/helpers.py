@@ -35,5 +35,4 @@ def tiny_study(**changes) -> Study:
 
 
 def stored_trials(study: Study, runs_dir: Path) -> list[optuna.trial.FrozenTrial]:
-    storage = runner.open_storage(None, runs_dir, study.name)
-    return runner.load_optuna_study(study, storage, create=False).get_trials()
+    return runner.load_optuna_study(study, runs_dir).get_trials()

@@ -21,6 +21,7 @@ def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):
         (["train", "--task", "antmaze"], "task: unknown task 'antmaze'"),
         (["study", "run", "ode-solvers"], "no study named 'ode-solvers'"),
         (["report", "ode-solver"], "study 'ode-solver' has no stored results yet"),
+        (["study", "run", "ode-solver", "--storage", "postgresql://x@127.0.0.1:1/y"], "cannot connect"),
         (["bench", "step", "--set", "steps=10"], "steps: a training-loop setting"),
     ],
 )
@@ -28,6 +29,13 @@ def test_errors_are_one_clear_line(argv, message, tmp_path, capsys):
     assert main([*argv, "--runs-dir", str(tmp_path)] if argv[0] != "bench" else argv) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+def test_status_and_list_of_a_study_not_started_write_nothing(tmp_path, capsys):
+    assert main(["study", "status", "ode-solver", "--runs-dir", str(tmp_path)]) == 0
+    assert main(["study", "list", "--runs-dir", str(tmp_path)]) == 0
+    assert "ode-solver       not started" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_train_command_writes_a_run_folder(tmp_path, capsys):

@@ -52,13 +52,12 @@ def test_study_covers_each_cell_once_and_resumes_without_repeating(tmp_path, mon
 
 def test_trial_of_a_dead_worker_is_run_again(tmp_path):
     study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,))
-    storage = runner.open_storage(None, tmp_path, study.name)
-    stored = runner.load_optuna_study(study, storage, create=True)
+    stored = runner.load_optuna_study(study, tmp_path, create=True)
     runner.enqueue_missing(stored, study)
     trial, _ = runner.claim_trial(stored)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = {"host": __import__("socket").gethostname(), "pid": int(finished.stdout)}
-    storage.set_trial_system_attr(trial._trial_id, runner.WORKER_ATTR, dead)
+    stored._storage.set_trial_system_attr(trial._trial_id, runner.WORKER_ATTR, dead)
 
     assert runner.enqueue_missing(stored, study) == 1
     states = [(t.state, t.user_attrs.get("failure", {}).get("kind")) for t in stored.get_trials()]
