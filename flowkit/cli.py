@@ -8,7 +8,16 @@ import sys
 import time
 from pathlib import Path
 
-from flowkit.config import AGENT_CONFIGS, ConfigError, TrainConfig, make_run_config, parse_overrides
+from flowkit.config import (
+    AGENT_CONFIGS,
+    FLOW_AGENTS,
+    ConfigError,
+    TrainConfig,
+    make_run_config,
+    parse_overrides,
+    parse_value,
+)
+from flowkit.solvers import SOLVERS
 
 
 def _settings_help() -> str:
@@ -84,11 +93,36 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from flowkit.bench import bench_step, format_step, fql_config
+    from flowkit import bench
 
-    config = fql_config(parse_overrides("fql", args.set))
-    results = bench_step(args.obs_dim, args.action_dim, config, iterations=args.iterations, warmup=args.warmup)
-    print(format_step(results))
+    if args.bench_command == "step":
+        config = bench.agent_config("fql", parse_overrides("fql", args.set))
+        results = bench.bench_step(
+            args.obs_dim, args.action_dim, config, iterations=args.iterations, warmup=args.warmup
+        )
+        print(bench.format_step(results))
+    else:
+        agents = args.agents.split(",")
+        for agent in agents:
+            if agent not in FLOW_AGENTS:
+                raise ConfigError(f"--agents: {agent!r} has no flow; allowed: {', '.join(FLOW_AGENTS)}")
+        solver_names = args.solvers.split(",")
+        for solver in solver_names:
+            if solver not in SOLVERS:
+                raise ConfigError(f"--solvers: unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
+        overrides = parse_overrides(agents, args.set)
+        flow_steps = [parse_value("--flow-steps", int, k) for k in args.flow_steps.split(",")]
+        results = bench.bench_methods(
+            agents,
+            flow_steps,
+            solver_names,
+            overrides,
+            obs_dim=args.obs_dim,
+            action_dim=args.action_dim,
+            iterations=args.iterations,
+            warmup=args.warmup,
+        )
+        print(bench.format_methods(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
@@ -139,18 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     step = bench_commands.add_parser("step", help="time one FQL update against the pure-JAX reference")
-    step.add_argument("--obs-dim", type=_positive_int, default=28)
-    step.add_argument("--action-dim", type=_positive_int, default=5)
-    step.add_argument(
-        "--set",
-        nargs="*",
-        default=[],
-        metavar="NAME=VALUE",
-        help="FQL settings, e.g. batch_size=256 actor_hidden=512,512 solver=rk4 flow_steps=8",
-    )
-    step.add_argument("--iterations", type=_positive_int, default=30, help="timed updates after warm-up [30]")
-    step.add_argument("--warmup", type=_positive_int, default=5)
-    step.add_argument("--json", help="also write the figures to this JSON file")
+    methods = bench_commands.add_parser("methods", help="time every flow method's update against K and solver")
+    methods.add_argument("--agents", default=",".join(FLOW_AGENTS), help="comma-separated flow methods")
+    methods.add_argument("--flow-steps", default="1,2,4,8,16,32", help="comma-separated K [1,2,4,8,16,32]")
+    methods.add_argument("--solvers", default="euler", help="comma-separated solvers [euler]")
+    for sub, iterations in ((step, 30), (methods, 10)):
+        sub.add_argument("--obs-dim", type=_positive_int, default=28)
+        sub.add_argument("--action-dim", type=_positive_int, default=5)
+        sub.add_argument(
+            "--set",
+            nargs="*",
+            default=[],
+            metavar="NAME=VALUE",
+            help="method settings, e.g. batch_size=256 actor_hidden=512,512 solver=rk4 flow_steps=8",
+        )
+        sub.add_argument("--iterations", type=_positive_int, default=iterations, help="timed updates after warm-up")
+        sub.add_argument("--warmup", type=_positive_int, default=3)
+        sub.add_argument("--json", help="also write the figures to this JSON file")
     bench.set_defaults(handler=cmd_bench)
     return parser
 

@@ -27,7 +27,10 @@ def derive_seed(seed: int, *path: int) -> int:
 
 @register
 class MLP(keras.layers.Layer):
-    """Dense layers with GELU, optional LayerNorm after each hidden activation, Glorot-uniform kernels."""
+    """Dense layers with GELU, optional LayerNorm after each hidden activation, Glorot-uniform kernels.
+
+    `final_scale` scales the last layer's Glorot variance (ReBRAC starts its actor near zero with 0.01).
+    """
 
     def __init__(
         self,
@@ -36,19 +39,20 @@ class MLP(keras.layers.Layer):
         output_dim: int,
         layer_norm: bool = False,
         seed: int = 0,
+        final_scale: float = 1.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.input_dim, self.hidden, self.output_dim = input_dim, tuple(hidden), output_dim
-        self.layer_norm, self.seed = layer_norm, seed
+        self.layer_norm, self.seed, self.final_scale = layer_norm, seed, final_scale
         widths = (*self.hidden, output_dim)
         self.dense = []
         self.norms = []
         fan_in = input_dim
         for index, width in enumerate(widths):
-            dense = keras.layers.Dense(
-                width, kernel_initializer=keras.initializers.GlorotUniform(seed=derive_seed(seed, index))
-            )
+            scale = final_scale if index == len(self.hidden) else 1.0
+            initializer = keras.initializers.VarianceScaling(scale, "fan_avg", "uniform", seed=derive_seed(seed, index))
+            dense = keras.layers.Dense(width, kernel_initializer=initializer)
             dense.build((None, fan_in))
             self.dense.append(dense)
             if layer_norm and index < len(self.hidden):
@@ -74,6 +78,7 @@ class MLP(keras.layers.Layer):
             "output_dim": self.output_dim,
             "layer_norm": self.layer_norm,
             "seed": self.seed,
+            "final_scale": self.final_scale,
         }
 
 
@@ -162,53 +167,178 @@ class CriticEnsemble(_ConfiguredModel):
         return jnp.stack([member(inputs)[..., 0] for member in self.members])
 
 
-@register
-class ClippedPolicy(keras.Model):
-    """The acting policy of a one-step method: a = clip(mu(s, z), -1, 1)."""
+FOURIER_FREQUENCIES = np.geomspace(1.0, 256.0, 8)
+"""Q-Flow's time features: [sin(f t), cos(f t)] for 8 frequencies log-spaced from 1 to 256 (16 features)."""
 
-    def __init__(self, policy: keras.Model, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.policy = policy
-        self.built = True
 
-    def call(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
-        return jnp.clip(self.policy(observations, noise), -1.0, 1.0)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "policy": keras.saving.serialize_keras_object(self.policy)}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ClippedPolicy:
-        config = dict(config)
-        config["policy"] = keras.saving.deserialize_keras_object(config["policy"])
-        return cls(**config)
+def time_features(t: jax.Array, kind: str) -> jax.Array:
+    """Raw t, or its 16 Fourier features."""
+    if kind == "raw":
+        return t
+    angles = t * jnp.asarray(FOURIER_FREQUENCIES, t.dtype)
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
 @register
-class FlowPolicy(keras.Model):
-    """The acting policy of a flow method: a = clip(Psi_{0->1}(s, z)) with the configured solver and steps."""
+class FlowValueEnsemble(_ConfiguredModel):
+    """V_1..V_n(s, x, t): Q-Flow's intermediate value of a point x at flow time t, shape (n, batch)."""
 
-    def __init__(self, velocity: keras.Model, solver: str, steps: int, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.velocity, self.solver, self.steps = velocity, solver, steps
-        self.built = True
-
-    def call(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
-        actions = solvers.integrate(
-            lambda x, t: self.velocity(observations, x, t), noise, solver=self.solver, steps=self.steps
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        layer_norm: bool = True,
+        ensemble_size: int = 2,
+        time_kind: str = "fourier",
+        seed: int = 0,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            hidden=list(hidden),
+            layer_norm=layer_norm,
+            ensemble_size=ensemble_size,
+            time_kind=time_kind,
+            seed=seed,
+            **kwargs,
         )
-        return jnp.clip(actions, -1.0, 1.0)
+        self.time_kind = time_kind
+        width = obs_dim + action_dim + time_features(jnp.zeros((1, 1)), time_kind).shape[-1]
+        self.members = [MLP(width, hidden, 1, layer_norm, derive_seed(seed, member)) for member in range(ensemble_size)]
+        self.built = True
+
+    def call(self, observations: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
+        inputs = jnp.concatenate([observations, x, time_features(t, self.time_kind)], axis=-1)
+        return jnp.stack([member(inputs)[..., 0] for member in self.members])
+
+
+@register
+class StateValue(_ConfiguredModel):
+    """V(s): the in-sample value of IQL-style critics, shape (batch,)."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int], layer_norm: bool = True, seed: int = 0, **kwargs: Any):
+        super().__init__(obs_dim=obs_dim, hidden=list(hidden), layer_norm=layer_norm, seed=seed, **kwargs)
+        self.mlp = MLP(obs_dim, hidden, 1, layer_norm, seed)
+        self.built = True
+
+    def call(self, observations: jax.Array) -> jax.Array:
+        return self.mlp(observations)[..., 0]
+
+
+@register
+class GaussianPolicy(_ConfiguredModel):
+    """A Gaussian over pre-squash actions: returns (mean, log_std), the log-std clipped to [-5, 2]."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int],
+        layer_norm: bool = False,
+        final_scale: float = 1.0,
+        seed: int = 0,
+        **kwargs: Any,
+    ):
+        super().__init__(
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            hidden=list(hidden),
+            layer_norm=layer_norm,
+            final_scale=final_scale,
+            seed=seed,
+            **kwargs,
+        )
+        self.action_dim = action_dim
+        self.mlp = MLP(obs_dim, hidden, 2 * action_dim, layer_norm, seed, final_scale)
+        self.built = True
+
+    def call(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
+        outputs = self.mlp(observations)
+        return outputs[..., : self.action_dim], jnp.clip(outputs[..., self.action_dim :], -5.0, 2.0)
+
+
+@register
+class LearnedSchedule(_ConfiguredModel):
+    """FlowQ's learnable energy schedule g_psi(t) >= 0 (softplus), scaled so that its integral is 1/2.
+
+    The integral is the midpoint rule on a fixed grid of 64 points, so the normalisation holds exactly for
+    that quadrature and to O(1/64^2) for the true integral.
+    """
+
+    GRID = 64
+
+    def __init__(self, hidden: Sequence[int] = (32, 32), seed: int = 0, **kwargs: Any):
+        super().__init__(hidden=list(hidden), seed=seed, **kwargs)
+        self.mlp = MLP(1, hidden, 1, False, seed)
+        self.built = True
+
+    def call(self, t: jax.Array) -> jax.Array:
+        grid = (jnp.arange(self.GRID, dtype=t.dtype)[:, None] + 0.5) / self.GRID
+        integral = jnp.mean(jax.nn.softplus(self.mlp(grid)))
+        return jax.nn.softplus(self.mlp(t)) / (2 * integral)
+
+
+class _ActingModel(keras.Model):
+    """An acting policy, (observations, noise) -> actions in [-1, 1]^d, around one trained network.
+
+    Subclasses list their other constructor arguments in `settings`; the network and the settings are the
+    model's config, so a saved policy reloads with keras.saving.load_model.
+    """
+
+    settings: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, network: keras.Model, **kwargs: Any):
+        values = {name: kwargs.pop(name) for name in self.settings}
+        super().__init__(**kwargs)
+        self.network = network
+        for name, value in values.items():
+            setattr(self, name, value)
+        self.built = True
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "velocity": keras.saving.serialize_keras_object(self.velocity),
-            "solver": self.solver,
-            "steps": self.steps,
+            "network": keras.saving.serialize_keras_object(self.network),
+            **{name: getattr(self, name) for name in self.settings},
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> FlowPolicy:
+    def from_config(cls, config: dict[str, Any]) -> _ActingModel:
         config = dict(config)
-        config["velocity"] = keras.saving.deserialize_keras_object(config["velocity"])
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
         return cls(**config)
+
+
+@register
+class ClippedPolicy(_ActingModel):
+    """The acting policy of a one-step method: a = clip(mu(s, z), -1, 1)."""
+
+    def call(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        return jnp.clip(self.network(observations, noise), -1.0, 1.0)
+
+
+@register
+class FlowPolicy(_ActingModel):
+    """The acting policy of a flow method: a = clip(Psi_{0->1}(s, z)) with the configured solver and steps."""
+
+    settings = ("solver", "steps")
+
+    def call(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        actions = solvers.integrate(
+            lambda x, t: self.network(observations, x, t), noise, solver=self.solver, steps=self.steps
+        )
+        return jnp.clip(actions, -1.0, 1.0)
+
+
+@register
+class GaussianActing(_ActingModel):
+    """The acting policy of a Gaussian method: its mode or a sample, squashed by tanh or clipped to [-1, 1]."""
+
+    settings = ("squash", "sample")
+
+    def call(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        mean, log_std = self.network(observations)
+        actions = mean + jnp.exp(log_std) * noise if self.sample else mean
+        return jnp.clip(jnp.tanh(actions) if self.squash == "tanh" else actions, -1.0, 1.0)

@@ -33,6 +33,9 @@ class Study:
     """Settings shared by every run, on top of the method's and the task family's defaults."""
     labels: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
     """Display names of swept values in reports, e.g. {"solver": {"rk4": "RK4"}}."""
+    compare: tuple[str, ...] | None = None
+    """The dimensions ("agent" or swept settings) whose values are the report's columns; the others make
+    its rows. None compares the swept settings (or the methods, when nothing is swept)."""
     metric: str | None = None
     """Evaluation metric the score is taken from; None takes each task's own score metric."""
     last_evals: int = 1
@@ -57,14 +60,44 @@ class Study:
             for name in (*self.grid, *self.fixed):
                 if not any(name in setting_names(agent) for agent in self.agents):
                     raise ConfigError(f"setting {name!r} belongs to none of the study's methods {self.agents}")
+            for name in self.compare or ():
+                if name not in ("agent", *self.grid):
+                    raise ConfigError(f"compare: {name!r} is neither 'agent' nor a swept setting {tuple(self.grid)}")
             for cell in self.cells():
                 self.run_config(cell, self.seeds[0])
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
 
     @property
-    def default_arm(self) -> dict[str, Any]:
-        return {name: _storable(values[0]) for name, values in self.grid.items()}
+    def columns(self) -> tuple[str, ...]:
+        """The compared dimensions: each combination of their values is one arm, one column of the table."""
+        return tuple(self.compare or self.grid or ("agent",))
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """The other dimensions: each combination of their values is one row (the method only if several)."""
+        dims = ("agent",) * (len(self.agents) > 1) + ("task", *self.grid)
+        return tuple(dim for dim in dims if dim not in self.columns)
+
+    @property
+    def default_arm(self) -> dict[str, Any] | None:
+        """The arm whose compared settings all equal the runs' defaults (the method's and the task family's,
+        and the study's fixed settings), for every method and task; None if the grid lacks it or methods are
+        compared."""
+        if "agent" in self.columns:
+            return None
+        arm = {}
+        for dim in self.columns:
+            defaults = [
+                self.run_config({"agent": agent, "task": task}, self.seeds[0]).settings()[dim]
+                for agent in self.agents
+                for task in self.tasks
+            ]
+            matches = [value for value in self.search_space()[dim] if all(_storable(d) == value for d in defaults)]
+            if not matches:
+                return None
+            arm[dim] = matches[0]
+        return arm
 
     def search_space(self) -> dict[str, list[Any]]:
         """Each trial parameter and its values, as Optuna records them."""
@@ -90,14 +123,23 @@ class Study:
         return make_run_config(agent, cell["task"], seed, overrides)
 
     def arm(self, cell: Cell) -> dict[str, Any]:
-        return {name: cell[name] for name in self.grid}
+        """The cell's values of the compared dimensions."""
+        return {dim: cell[dim] for dim in self.columns}
+
+    def row(self, cell: Cell) -> dict[str, Any]:
+        """The cell's values of the other dimensions."""
+        return {dim: cell[dim] for dim in self.rows}
 
     def label(self, name: str, value: Any) -> str:
-        return self.labels.get(name, {}).get(value, str(value))
+        text = self.labels.get(name, {}).get(value, str(value))
+        return text if name in ("agent", "task") or name in self.labels else f"{name}={text}"
 
     def arm_label(self, arm: Mapping[str, Any]) -> str:
         text = ", ".join(self.label(name, value) for name, value in arm.items())
         return f"{text} (Default)" if dict(arm) == self.default_arm else text
+
+    def row_label(self, row: Mapping[str, Any]) -> str:
+        return " / ".join(self.label(name, value) for name, value in row.items())
 
     def definition(self) -> dict[str, Any]:
         """What the stored results depend on; a stored study must match it to be continued."""

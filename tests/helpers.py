@@ -2,9 +2,13 @@
 
 from pathlib import Path
 
+import jax
 import optuna
 
 import studies.runner as runner
+from flowkit.agents import make_agent
+from flowkit.config import RunConfig, make_run_config, setting_names
+from flowkit.datasets import load_task
 from studies.study import Study
 
 TINY = {
@@ -19,6 +23,21 @@ TINY = {
 """Settings for runs whose numbers do not matter, only their plumbing."""
 
 
+def tiny_config(agent: str, task: str = "moons", seed: int = 0, **overrides) -> RunConfig:
+    """A run of `agent` with the TINY settings it has, and the given overrides."""
+    known = setting_names(agent)
+    return make_run_config(agent, task, seed, {**{k: v for k, v in TINY.items() if k in known}, **overrides})
+
+
+def tiny_agent(agent_name: str, task: str = "eight-gaussians", **overrides):
+    """An agent with TINY settings, its initial state and one minibatch of the task's data."""
+    config = tiny_config(agent_name, task, **overrides)
+    dataset_task = load_task(config.task)
+    agent = make_agent(config, dataset_task.obs_dim, dataset_task.action_dim)
+    batch = dataset_task.dataset.sample(jax.random.PRNGKey(0), config.agent_config.batch_size)
+    return agent, agent.init(0), batch
+
+
 def tiny_study(**changes) -> Study:
     """A two-arm, two-seed FQL study on moons with TINY settings."""
     fields = {
@@ -29,7 +48,7 @@ def tiny_study(**changes) -> Study:
         "grid": {"solver": ("euler", "rk4")},
         "seeds": (0, 1),
         "fixed": TINY,
-        "labels": {"solver": {"euler": "Euler", "rk4": "RK4"}},
+        "labels": {"solver": {"euler": "Euler", "midpoint": "Midpoint", "rk4": "RK4"}},
     }
     return Study(**{**fields, **changes})
 

@@ -16,7 +16,7 @@ from flowkit.config import (
 @pytest.mark.parametrize(
     ("assignments", "expected"),
     [
-        (["alhpa=3"], "'alhpa' is unknown for agent 'fql' (did you mean 'alpha'?)"),
+        (["alhpa=3"], "setting 'alhpa' is unknown for 'fql' (did you mean 'alpha'?)"),
         (["alpha=-1"], "alpha: -1.0 is out of range; allowed: a number >= 0"),
         (["alpha=three"], "alpha: expected a number, got 'three'"),
         (["flow_steps=2.5"], "flow_steps: expected an integer, got '2.5'"),

@@ -57,9 +57,9 @@ class Agent(abc.ABC, Generic[ConfigT]):
 
     @abc.abstractmethod
     def loss(
-        self, params: Params, target_params: Params, batch: Transitions, key: jax.Array
+        self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """The method's total loss (differentiated w.r.t. `params`) and scalar metrics."""
+        """The method's total loss (differentiated w.r.t. `params`) and scalar metrics; `step` counts updates."""
 
     @abc.abstractmethod
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
@@ -68,6 +68,10 @@ class Agent(abc.ABC, Generic[ConfigT]):
     @abc.abstractmethod
     def policy_model(self) -> keras.Model:
         """A Keras model computing `policy` from (observations, noise) with the agent's current weights."""
+
+    def target_rate(self, step: jax.Array) -> jax.Array | float:
+        """The Polyak rate of the target networks at this update (methods with delayed targets override it)."""
+        return self.config.tau
 
     def apply(self, model: str, params: Params, *inputs: jax.Array) -> jax.Array:
         """Call one of the models on the given variables (pure; usable under jit and grad)."""
@@ -92,7 +96,7 @@ class Agent(abc.ABC, Generic[ConfigT]):
         """One Adam step on the total loss, then the Polyak step of the target networks."""
         key, loss_key = jax.random.split(state.key)
         (_, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            state.params, state.target_params, batch, loss_key
+            state.params, state.target_params, batch, loss_key, state.step
         )
         names = list(self.models)
         flat_params, flat_opt = self.optimizer.stateless_apply(
@@ -104,7 +108,7 @@ class Agent(abc.ABC, Generic[ConfigT]):
         for name in names:
             count = len(state.params[name])
             params[name], start = flat_params[start : start + count], start + count
-        tau = self.config.tau
+        tau = self.target_rate(state.step) if self.target_models else 0.0
         target_params = {
             name: [tau * p + (1 - tau) * t for p, t in zip(params[name], state.target_params[name], strict=True)]
             for name in self.target_models

@@ -1,4 +1,5 @@
-"""Loss pieces that several methods share, written once: flow matching, TD learning, flow sampling."""
+"""Loss pieces that several methods share, written once: the flow's path, flow matching, sampling the flow,
+distillation and TD learning."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 
 from flowkit import solvers
 from flowkit.agents.base import Agent, Params
-from flowkit.config import FlowConfig
+from flowkit.config import CriticConfig, FlowConfig
 from flowkit.datasets import Transitions
 
 
@@ -16,37 +17,64 @@ def aggregate(values: jax.Array, how: str) -> jax.Array:
     return values.min(axis=0) if how == "min" else values.mean(axis=0)
 
 
-def flow_matching_loss(agent: Agent, params: Params, batch: Transitions, key: jax.Array, model: str = "flow"):
-    """L_BC = mean || v(s, x_t, t) - (a - x0) ||^2 on the linear path x_t = (1 - t) x0 + t a.
+def interpolate(actions: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(x0, t, x_t) on the linear path x_t = (1 - t) x0 + t a, with x0 ~ N(0, I) and t ~ U[0, 1]."""
+    noise_key, time_key = jax.random.split(key)
+    x0 = jax.random.normal(noise_key, actions.shape)
+    t = jax.random.uniform(time_key, (*actions.shape[:-1], 1))
+    return x0, t, (1 - t) * x0 + t * actions
+
+
+def flow_matching_loss(agent: Agent, params: Params, batch: Transitions, key: jax.Array) -> jax.Array:
+    """L_BC = mean || v(s, x_t, t) - (a - x0) ||^2.
 
     Averaged over batch and action dimensions, as in the public FQL code, so that its alpha values transfer.
     """
-    noise_key, time_key = jax.random.split(key)
-    x0 = jax.random.normal(noise_key, batch.actions.shape)
-    t = jax.random.uniform(time_key, (*batch.actions.shape[:-1], 1))
-    x_t = (1 - t) * x0 + t * batch.actions
-    velocity = agent.apply(model, params, batch.observations, x_t, t)
-    return jnp.mean((velocity - (batch.actions - x0)) ** 2)
+    x0, t, x_t = interpolate(batch.actions, key)
+    return jnp.mean((agent.apply("flow", params, batch.observations, x_t, t) - (batch.actions - x0)) ** 2)
 
 
 def flow_actions(
-    agent: Agent[FlowConfig], params: Params, observations: jax.Array, noise: jax.Array, model: str = "flow"
+    agent: Agent[FlowConfig], params: Params, observations: jax.Array, x: jax.Array, t0: float | jax.Array = 0.0
 ) -> jax.Array:
-    """Psi_{0->1}(s, z) with the configured solver and flow steps (unclipped)."""
+    """Psi_{t0->1}(s, x) with the configured solver and flow steps (unclipped); per-sample t0 allowed."""
     return solvers.integrate(
-        lambda x, t: agent.apply(model, params, observations, x, t),
-        noise,
+        lambda x, t: agent.apply("flow", params, observations, x, t),
+        x,
         solver=agent.config.solver,
         steps=agent.config.flow_steps,
+        t0=t0,
     )
 
 
+def distillation_loss(
+    agent: Agent, params: Params, observations: jax.Array, noise: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """mean || mu_w(s, z) - clip(Psi_{0->1}(s, z)) ||^2 with no gradient to the flow; also returns mu_w(s, z)."""
+    teacher = jnp.clip(flow_actions(agent, jax.lax.stop_gradient(params), observations, noise), -1, 1)
+    actions = agent.apply("onestep", params, observations, noise)
+    return jnp.mean((actions - teacher) ** 2), actions
+
+
 def td_loss(
-    agent: Agent, params: Params, target_params: Params, batch: Transitions, next_actions: jax.Array, q_agg: str
+    agent: Agent[CriticConfig], params: Params, target_params: Params, batch: Transitions, next_actions: jax.Array
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """L_Q = mean_i,batch (Q_i(s, a) - y)^2 with y = r + gamma mask agg_i Qbar_i(s', a'), no gradient through y."""
-    next_q = aggregate(agent.apply("critic", target_params, batch.next_observations, next_actions), q_agg)
-    target = jax.lax.stop_gradient(batch.rewards + agent.config.discount * batch.masks * next_q)
+    next_q = aggregate(agent.apply("critic", target_params, batch.next_observations, next_actions), agent.config.q_agg)
+    return q_regression(agent, params, batch, batch.rewards + agent.config.discount * batch.masks * next_q)
+
+
+def q_regression(
+    agent: Agent, params: Params, batch: Transitions, target: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """mean_i,batch (Q_i(s, a) - stop_grad(target))^2 and the critic's statistics."""
     q = agent.apply("critic", params, batch.observations, batch.actions)
-    loss = jnp.mean((q - target) ** 2)
+    loss = jnp.mean((q - jax.lax.stop_gradient(target)) ** 2)
     return loss, {"critic_loss": loss, "q_mean": q.mean(), "q_max": q.max(), "q_min": q.min()}
+
+
+def policy_value(
+    agent: Agent, params: Params, observations: jax.Array, actions: jax.Array, how: str = "mean"
+) -> jax.Array:
+    """agg_i Q_i(s, a) with no gradient to the critic: the value a policy maximises (the papers use the mean)."""
+    return aggregate(agent.apply("critic", jax.lax.stop_gradient(params), observations, actions), how)

@@ -1,7 +1,7 @@
 """Flow behaviour cloning: flow matching on the data's actions, acting with the full flow.
 
-The behaviour-cloning baseline every flow method is measured against (no critic, no reward). Acting
-integrates the flow from noise with the configured solver and flow steps.
+The behaviour-cloning baseline every flow method is measured against, and the "Full Flow" column of the
+expressivity ablation (no critic, no reward).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class FlowBC(Agent[FlowBCConfig]):
             )
         }
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         bc_flow_loss = flow_matching_loss(self, params, batch, key)
         return bc_flow_loss, {"bc_flow_loss": bc_flow_loss}
 
@@ -36,4 +36,4 @@ class FlowBC(Agent[FlowBCConfig]):
         return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)
 
     def policy_model(self) -> keras.Model:
-        return FlowPolicy(self.models["flow"], self.config.solver, self.config.flow_steps)
+        return FlowPolicy(self.models["flow"], solver=self.config.solver, steps=self.config.flow_steps)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, Params
-from flowkit.agents.common import flow_actions, flow_matching_loss, td_loss
+from flowkit.agents.common import distillation_loss, flow_matching_loss, policy_value, td_loss
 from flowkit.config import FQLConfig
 from flowkit.datasets import Transitions
 from flowkit.networks import ClippedPolicy, CriticEnsemble, OneStepPolicy, VelocityField, derive_seed
@@ -31,26 +31,23 @@ class FQL(Agent[FQLConfig]):
             "onestep": OneStepPolicy(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 2)),
         }
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config
         next_key, bc_key, noise_key = jax.random.split(key, 3)
-        frozen = jax.lax.stop_gradient(params)
 
         # Critic: y = r + gamma * mask * agg_i Qbar_i(s', clip(mu_w(s', z'))).
-        next_actions = self.act(frozen, batch.next_observations, next_key)
-        critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions, c.q_agg)
+        next_actions = self.act(jax.lax.stop_gradient(params), batch.next_observations, next_key)
+        critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions)
 
         # Flow BC: the flow policy clones the data's actions.
         bc_flow_loss = flow_matching_loss(self, params, batch, bc_key)
 
         # Distillation: mu_w(s, z) regresses onto the flow's solve from the same z; no gradient to theta.
         noise = jax.random.normal(noise_key, batch.actions.shape)
-        teacher = jnp.clip(flow_actions(self, frozen, batch.observations, noise), -1, 1)
-        actions = self.apply("onestep", params, batch.observations, noise)
-        distill_loss = jnp.mean((actions - teacher) ** 2)
+        distill_loss, actions = distillation_loss(self, params, batch.observations, noise)
 
         # Q: the one-step policy maximises the critic's mean value; no gradient to the critic.
-        q = self.apply("critic", frozen, batch.observations, jnp.clip(actions, -1, 1)).mean(axis=0)
+        q = policy_value(self, params, batch.observations, jnp.clip(actions, -1, 1))
         q_loss = -q.mean()
         if c.normalize_q_loss:
             q_loss = q_loss * jax.lax.stop_gradient(1 / jnp.abs(q).mean())

@@ -21,6 +21,8 @@ class Transitions(NamedTuple):
     rewards: jax.Array
     masks: jax.Array
     next_observations: jax.Array
+    next_actions: jax.Array
+    """The action taken at the next observation (ReBRAC's critic penalty); equal to `actions` at episode ends."""
 
     def sample(self, key: jax.Array, batch_size: int) -> Transitions:
         """Uniform minibatch with replacement; runs inside the compiled training loop."""

@@ -1,7 +1,8 @@
 """The 2D bandits of the Q-Flow paper's toy experiments: 10,000 points in [-4, 4]^2, each with a reward.
 
-A bandit has no state and a single step: the observation is a constant zero, every transition is terminal
-(mask 0), so the critic regresses Q(a) onto R(a). Actions are the points divided by 4, so that they lie in
+A bandit has no state and a single step: the observation is a constant 1 (a constant 0 would leave networks
+whose only input it is with nothing but their biases), every transition is terminal (mask 0), so the critic
+regresses Q(a) onto R(a). Actions are the points divided by 4, so that they lie in
 [-1, 1]^2 like every action in the kit.
 
 Evaluation draws `episodes` actions from the policy (one action is one episode). Rewards are known only on
@@ -32,9 +33,12 @@ DATASET_SEED = 0
 SUPPORT_QUANTILE = 0.99
 
 
-def eight_gaussians(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """8 modes on a circle of radius 4, sigma 0.5, all scaled by 1/sqrt(2); reward = mode index / 7."""
-    mode = rng.integers(0, 8, n)
+def eight_gaussians(rng: np.random.Generator, n: int, best_share: float = 1 / 8) -> tuple[np.ndarray, np.ndarray]:
+    """8 modes on a circle of radius 4, sigma 0.5, all scaled by 1/sqrt(2); reward = mode index / 7.
+
+    `best_share` is the share of points in the best mode (index 7); the others share the rest equally.
+    """
+    mode = rng.choice(8, size=n, p=[(1 - best_share) / 7] * 7 + [best_share])
     angle = 2 * np.pi * mode / 8
     centers = 4.0 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
     points = (centers + 0.5 * rng.standard_normal((n, 2))) / np.sqrt(2)
@@ -77,8 +81,14 @@ def swiss_roll(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray
     return points, np.sum(points**2, axis=1) / 9
 
 
+def eight_gaussians_rare(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eight gaussians whose best mode holds only 2% of the points: cloning the data rarely finds it."""
+    return eight_gaussians(rng, n, best_share=0.02)
+
+
 TOY_TASKS = {
     "eight-gaussians": eight_gaussians,
+    "eight-gaussians-rare": eight_gaussians_rare,
     "moons": moons,
     "two-spirals": two_spirals,
     "swiss-roll": swiss_roll,
@@ -130,7 +140,7 @@ class ToyBandit(Task):
     def __init__(self, name: str):
         points, rewards = toy_points(name)
         n = len(points)
-        observations = np.zeros((n, 1), dtype=np.float32)
+        observations = np.ones((n, 1), dtype=np.float32)
         super().__init__(
             name,
             as_device_arrays(
@@ -139,6 +149,7 @@ class ToyBandit(Task):
                 rewards=rewards,
                 masks=np.zeros(n, dtype=np.float32),
                 next_observations=observations,
+                next_actions=points / SCALE,
             ),
         )
         self.points = jnp.asarray(points)
@@ -146,7 +157,7 @@ class ToyBandit(Task):
         self.radius = support_radius(name)
 
     def sample_actions(self, policy: Policy, key: jax.Array, episodes: int) -> jax.Array:
-        return policy(jnp.zeros((episodes, 1), jnp.float32), key)
+        return policy(jnp.ones((episodes, 1), jnp.float32), key)
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         samples = SCALE * self.sample_actions(policy, key, episodes)

@@ -1,0 +1,59 @@
+"""Flow behaviour-regularised actor-critic (FBRAC): the backpropagation-through-time baseline.
+
+The flow policy itself maximises Q: L_actor = alpha * L_BC - mean_i Q_i(s, clip(Psi_{0->1}(s, z))), with the
+gradient of the Q term flowing back through every solver step. Acting integrates the flow. Reference:
+github.com/chongyi-zheng/value-flows, agents/fbrac.py.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from flowkit.agents.base import Agent, Params
+from flowkit.agents.common import flow_actions, flow_matching_loss, policy_value, td_loss
+from flowkit.config import FBRACConfig
+from flowkit.datasets import Transitions
+from flowkit.networks import CriticEnsemble, FlowPolicy, VelocityField, derive_seed
+
+
+class FBRAC(Agent[FBRACConfig]):
+    name = "fbrac"
+    target_models = ("critic",)
+
+    def build_models(self, seed: int) -> dict[str, keras.Model]:
+        c, obs, act = self.config, self.obs_dim, self.action_dim
+        return {
+            "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
+            "flow": VelocityField(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)),
+        }
+
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+        c = self.config
+        next_key, bc_key, noise_key = jax.random.split(key, 3)
+
+        # Critic: the next action comes from the full flow.
+        next_actions = self.act(jax.lax.stop_gradient(params), batch.next_observations, next_key)
+        critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions)
+
+        # Flow BC, weighted by alpha.
+        bc_flow_loss = flow_matching_loss(self, params, batch, bc_key)
+
+        # Q through the solver: every step of Psi is differentiated (BPTT); no gradient to the critic.
+        noise = jax.random.normal(noise_key, batch.actions.shape)
+        actions = jnp.clip(flow_actions(self, params, batch.observations, noise), -1, 1)
+        q = policy_value(self, params, batch.observations, actions)
+        q_loss = -q.mean()
+        if c.normalize_q_loss:
+            q_loss = q_loss * jax.lax.stop_gradient(1 / jnp.abs(q).mean())
+
+        actor_loss = c.alpha * bc_flow_loss + q_loss
+        metrics.update(actor_loss=actor_loss, bc_flow_loss=bc_flow_loss, q_loss=q_loss, q_policy=q.mean())
+        return critic_loss + actor_loss, metrics
+
+    def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)
+
+    def policy_model(self) -> keras.Model:
+        return FlowPolicy(self.models["flow"], solver=self.config.solver, steps=self.config.flow_steps)

@@ -1,0 +1,56 @@
+"""Gaussian behaviour cloning: maximum likelihood of the data's actions under a state-conditioned Gaussian.
+
+The "Gaussian" column of the expressivity ablation. The Gaussian lives on pre-squash actions and is mapped to
+[-1, 1]^d by tanh (likelihood with the change of variables) or by clipping (likelihood of the raw Gaussian).
+It acts with its mode, as the public code evaluates, or with a sample.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from flowkit.agents.base import Agent, Params
+from flowkit.config import GaussianBCConfig
+from flowkit.datasets import Transitions
+from flowkit.networks import GaussianActing, GaussianPolicy, derive_seed
+
+EDGE = 1e-6
+"""Actions are kept this far inside (-1, 1) before atanh, and the tanh Jacobian this far from 0."""
+
+
+def gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    return jnp.sum(-0.5 * ((x - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+
+
+class GaussianBC(Agent[GaussianBCConfig]):
+    name = "gaussian-bc"
+
+    def build_models(self, seed: int) -> dict[str, keras.Model]:
+        c = self.config
+        return {
+            "actor": GaussianPolicy(
+                self.obs_dim, self.action_dim, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)
+            )
+        }
+
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+        mean, log_std = self.apply("actor", params, batch.observations)
+        if self.config.squash == "tanh":
+            actions = jnp.clip(batch.actions, -1 + EDGE, 1 - EDGE)
+            log_likelihood = gaussian_log_likelihood(jnp.arctanh(actions), mean, log_std) - jnp.sum(
+                jnp.log(1 - actions**2 + EDGE), axis=-1
+            )
+        else:
+            log_likelihood = gaussian_log_likelihood(batch.actions, mean, log_std)
+        nll = -log_likelihood.mean()
+        return nll, {"nll": nll, "std": jnp.exp(log_std).mean()}
+
+    def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        mean, log_std = self.apply("actor", params, observations)
+        actions = mean + jnp.exp(log_std) * noise if self.config.act_with == "sample" else mean
+        return jnp.clip(jnp.tanh(actions) if self.config.squash == "tanh" else actions, -1, 1)
+
+    def policy_model(self) -> keras.Model:
+        return GaussianActing(self.models["actor"], squash=self.config.squash, sample=self.config.act_with == "sample")

@@ -1,0 +1,74 @@
+"""Q-Flow: value propagation along the flow (arXiv 2605.13435, 2026).
+
+Flow dynamics are deterministic, so the value of a point x_t at flow time t is the value of where the flow
+takes it: V(s, x_t, t) = Q(s, Psi_{t->1}(s, x_t)). Q-Flow learns this intermediate value V_phi and guides the
+flow policy with its gradient at the data interpolant, so the policy never backpropagates through the solver.
+Reference: github.com/jaehyeokdoo2/qflow, agents/qflow.py (its lambda is written there as 1 / alpha).
+
+Losses, in the paper's order: the outer critic (TD, next actions from the full flow); the intermediate value,
+regressed onto the target critic at the flow's end point from x_t; the guided flow-matching loss. Every solve
+(next actions, Psi_{t->1} from each sample's own t, acting) uses the configured solver and flow steps.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from flowkit.agents.base import Agent, Params
+from flowkit.agents.common import aggregate, flow_actions, interpolate, td_loss
+from flowkit.config import QFlowConfig
+from flowkit.datasets import Transitions
+from flowkit.networks import CriticEnsemble, FlowPolicy, FlowValueEnsemble, VelocityField, derive_seed
+
+
+class QFlow(Agent[QFlowConfig]):
+    name = "qflow"
+    target_models = ("critic",)
+
+    def build_models(self, seed: int) -> dict[str, keras.Model]:
+        c, obs, act = self.config, self.obs_dim, self.action_dim
+        return {
+            "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
+            "flow": VelocityField(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)),
+            "value": FlowValueEnsemble(
+                obs, act, c.critic_hidden, c.critic_layer_norm, time_kind=c.time_features, seed=derive_seed(seed, 3)
+            ),
+        }
+
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+        c = self.config
+        next_key, path_key = jax.random.split(key)
+        frozen = jax.lax.stop_gradient(params)
+        s = batch.observations
+
+        # Outer critic: y = r + gamma * mask * agg_i Qbar_i(s', clip(Psi_{0->1}(s', z'))).
+        next_actions = self.act(frozen, batch.next_observations, next_key)
+        critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions)
+
+        # Intermediate value: agg_j V_j(s, x_t, t) onto agg_i Qbar_i(s, clip(Psi_{t->1}(s, x_t))), no gradient.
+        x0, t, x_t = interpolate(batch.actions, path_key)
+        end = jnp.clip(flow_actions(self, frozen, s, x_t, t0=t), -1, 1)
+        value_target = jax.lax.stop_gradient(aggregate(self.apply("critic", target_params, s, end), c.q_agg))
+        value = aggregate(self.apply("value", params, s, x_t, t), c.q_agg)
+        value_loss = jnp.mean((value - value_target) ** 2)
+
+        # Policy: v_theta(s, x_t, t) onto (a - x0) + lambda grad_x mean_j V_j(s, x_t, t), a fixed target.
+        grad_v = jax.grad(lambda x: self.apply("value", frozen, s, x, t).mean(axis=0).sum())(x_t)
+        target = jax.lax.stop_gradient((batch.actions - x0) + c.lam * grad_v)
+        flow_loss = jnp.mean((self.apply("flow", params, s, x_t, t) - target) ** 2)
+
+        metrics.update(
+            value_loss=value_loss,
+            flow_loss=flow_loss,
+            value_mean=value.mean(),
+            guidance_norm=jnp.linalg.norm(grad_v, axis=-1).mean(),
+        )
+        return critic_loss + value_loss + flow_loss, metrics
+
+    def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)
+
+    def policy_model(self) -> keras.Model:
+        return FlowPolicy(self.models["flow"], solver=self.config.solver, steps=self.config.flow_steps)

@@ -1,0 +1,68 @@
+"""ReBRAC (Tarasov et al., 2023): the Gaussian actor-critic baseline with behaviour-cloning penalties.
+
+TD3+BC with LayerNorm critics: a deterministic tanh actor maximises the normalised value minus alpha_actor
+times its squared distance to the data's action; the critic's target subtracts alpha_critic times the
+squared distance of the smoothed target action to the data's next action. The actor and the targets move
+every `actor_freq` updates. Reference: github.com/seohongpark/fql, agents/rebrac.py.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import keras
+
+from flowkit.agents.base import Agent, Params
+from flowkit.agents.common import aggregate, policy_value, q_regression
+from flowkit.config import ReBRACConfig
+from flowkit.datasets import Transitions
+from flowkit.networks import CriticEnsemble, GaussianActing, GaussianPolicy, derive_seed
+
+
+class ReBRAC(Agent[ReBRACConfig]):
+    name = "rebrac"
+    target_models = ("critic", "actor")
+
+    def build_models(self, seed: int) -> dict[str, keras.Model]:
+        c, obs, act = self.config, self.obs_dim, self.action_dim
+        return {
+            "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
+            "actor": GaussianPolicy(
+                obs, act, c.actor_hidden, c.actor_layer_norm, c.actor_fc_scale, seed=derive_seed(seed, 1)
+            ),
+        }
+
+    def deterministic_action(self, params: Params, observations: jax.Array) -> jax.Array:
+        return jnp.tanh(self.apply("actor", params, observations)[0])
+
+    def target_rate(self, step: jax.Array) -> jax.Array:
+        return jnp.where(step % self.config.actor_freq == 0, self.config.tau, 0.0)
+
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+        c = self.config
+
+        # Critic: smoothed target action, penalised by its squared distance to the data's next action.
+        next_actions = self.deterministic_action(target_params, batch.next_observations)
+        noise = jnp.clip(
+            c.actor_noise * jax.random.normal(key, next_actions.shape), -c.actor_noise_clip, c.actor_noise_clip
+        )
+        next_actions = jnp.clip(next_actions + noise, -1, 1)
+        next_q = aggregate(self.apply("critic", target_params, batch.next_observations, next_actions), c.q_agg)
+        next_q = next_q - c.alpha_critic * jnp.sum((next_actions - batch.next_actions) ** 2, axis=-1)
+        critic_loss, metrics = q_regression(self, params, batch, batch.rewards + c.discount * batch.masks * next_q)
+
+        # Actor, on every actor_freq-th update: -Q / mean|Q| + alpha_actor * ||pi(s) - a||^2.
+        actions = self.deterministic_action(params, batch.observations)
+        q = policy_value(self, params, batch.observations, actions, c.q_agg)
+        q_loss = -(q * jax.lax.stop_gradient(1 / jnp.abs(q).mean())).mean()
+        bc_loss = c.alpha_actor * jnp.mean(jnp.sum((actions - batch.actions) ** 2, axis=-1))
+        actor_loss = jnp.where(step % c.actor_freq == 0, q_loss + bc_loss, 0.0)
+
+        metrics.update(actor_loss=actor_loss, q_loss=q_loss, bc_loss=bc_loss)
+        return critic_loss + actor_loss, metrics
+
+    def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        return jnp.clip(self.deterministic_action(params, observations), -1, 1)
+
+    def policy_model(self) -> keras.Model:
+        return GaussianActing(self.models["actor"], squash="tanh", sample=False)

@@ -1,0 +1,138 @@
+"""Every method behind one interface: it updates and acts with every solver, and its gradients go where the
+paper says (through every solver step for FBRAC, nowhere into fixed targets for FQL and Q-Flow)."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+import pytest
+
+from flowkit.agents import AGENTS
+from flowkit.agents.base import global_norm
+from flowkit.agents.flowq import energy_schedule
+from flowkit.config import FLOW_AGENTS, SCHEDULES
+from flowkit.networks import LearnedSchedule
+from tests.helpers import tiny_agent, tiny_config
+
+SMALL = {"actor_hidden": (16,), "batch_size": 16}
+
+
+def grads_of(agent, state, batch, metric: str):
+    def loss(params):
+        return agent.loss(params, state.target_params, batch, jax.random.PRNGKey(3), state.step)[1][metric]
+
+    return jax.jit(jax.grad(loss))(state.params)
+
+
+CASES = [(name, solver) for name in FLOW_AGENTS for solver in ("euler", "midpoint", "rk4")]
+CASES += [(name, None) for name in AGENTS if name not in FLOW_AGENTS]
+
+
+@pytest.mark.parametrize(("agent_name", "solver"), CASES)
+def test_every_method_and_solver_updates_and_acts(agent_name, solver, tmp_path: Path):
+    settings = {**SMALL, **({"solver": solver, "flow_steps": 3} if solver else {})}
+    if "critic_hidden" in tiny_config(agent_name).settings():
+        settings["critic_hidden"] = (16,)
+    agent, state, batch = tiny_agent(agent_name, **settings)
+    state, metrics = jax.jit(agent.update)(state, batch)
+    assert all(np.isfinite(float(value)) for value in metrics.values()), metrics
+    noise = jax.random.normal(jax.random.PRNGKey(5), batch.actions.shape)
+    actions = jax.jit(agent.policy)(state.params, batch.observations, noise)
+    assert actions.shape == batch.actions.shape and float(jnp.abs(actions).max()) <= 1.0
+    if solver in (None, "euler"):
+        agent.save(state, tmp_path)
+        loaded = keras.saving.load_model(tmp_path / "policy.keras")
+        np.testing.assert_allclose(np.asarray(loaded(batch.observations, noise)), np.asarray(actions), atol=1e-6)
+
+
+@pytest.mark.parametrize("agent_name", [name for name, cls in AGENTS.items() if cls.target_models])
+def test_update_moves_targets_by_polyak_averaging(agent_name):
+    agent, state, batch = tiny_agent(agent_name, tau=0.5)
+    new_state, _ = jax.jit(agent.update)(state, batch)
+    for name in agent.target_models:
+        moves = zip(state.params[name], new_state.params[name], new_state.target_params[name], strict=True)
+        for old, new, target in moves:
+            np.testing.assert_allclose(target, 0.5 * new + 0.5 * old, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert int(new_state.step) == 1
+
+
+def test_rebrac_moves_its_actor_and_targets_every_actor_freq_updates():
+    agent, state, batch = tiny_agent("rebrac", actor_freq=2)
+    update = jax.jit(agent.update)
+    first, metrics = update(state, batch)
+    second, skipped = update(first, batch)
+    assert float(metrics["actor_loss"]) != 0.0 and float(skipped["actor_loss"]) == 0.0
+    for before, after in zip(first.target_params["critic"], second.target_params["critic"], strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_fbrac_backpropagates_through_the_first_solver_step():
+    """Detaching the velocity of the first step (t = 0) keeps the forward pass but changes FBRAC's gradient."""
+    agent, state, batch = tiny_agent("fbrac", flow_steps=4)
+    full = grads_of(agent, state, batch, "q_loss")["flow"]
+    original = agent.apply
+
+    def first_step_detached(model, params, *inputs):
+        output = original(model, params, *inputs)
+        if model == "flow":
+            output = jnp.where(inputs[2] == 0.0, jax.lax.stop_gradient(output), output)
+        return output
+
+    agent.apply = first_step_detached
+    detached = grads_of(agent, state, batch, "q_loss")["flow"]
+    difference = float(global_norm([a - b for a, b in zip(full, detached, strict=True)]))
+    assert difference > 1e-3 * float(global_norm(full)), f"gradient norm {global_norm(full)}, change {difference}"
+
+
+def test_fql_teacher_critic_and_qflow_targets_receive_no_gradient():
+    agent, state, batch = tiny_agent("fql", alpha=1.0)
+    distill = grads_of(agent, state, batch, "distill_loss")
+    assert float(global_norm(distill["flow"])) == 0.0 and float(global_norm(distill["onestep"])) > 0.0
+    q_loss = grads_of(agent, state, batch, "q_loss")
+    assert float(global_norm(q_loss["critic"])) == 0.0 and float(global_norm(q_loss["onestep"])) > 0.0
+
+    agent, state, batch = tiny_agent("qflow")
+    value = grads_of(agent, state, batch, "value_loss")
+    assert float(global_norm(value["value"])) > 0.0
+    assert float(global_norm(value["flow"])) == 0.0, "V's target Psi_{t->1} must not train the flow"
+    assert float(global_norm(value["critic"])) == 0.0, "V's target is the target critic, with no gradient"
+    flow = grads_of(agent, state, batch, "flow_loss")
+    assert float(global_norm(flow["flow"])) > 0.0 and float(global_norm(flow["value"])) == 0.0
+
+
+def test_flowq_trains_without_sampling_the_policy():
+    """The in-sample critic and the guided regression never call the solver: the update's cost is flat in K."""
+    jaxprs = []
+    for steps in (1, 16):
+        agent, state, batch = tiny_agent("flowq", flow_steps=steps)
+        jaxprs.append(len(str(jax.make_jaxpr(agent.update)(state, batch))))
+    assert jaxprs[0] == jaxprs[1], f"FlowQ's update grew with K: {jaxprs}"
+
+
+def test_fixed_energy_schedules_match_their_closed_forms():
+    t = jnp.linspace(0.01, 0.99, 99)[:, None]
+    closed_forms = {"t": t, "t2": t**2, "t2-over-1-t": t**2 / (1 - t)}
+    for name, h in closed_forms.items():
+        np.testing.assert_allclose(energy_schedule(name, t), (1 - t) / t * h, rtol=1e-5, err_msg=name)
+    assert set(closed_forms) | {"learnable"} == set(SCHEDULES)
+
+
+def test_learnable_schedule_stays_non_negative_and_normalised():
+    agent, state, batch = tiny_agent("flowq", schedule="learnable", lam=3.0)
+    update = jax.jit(agent.update)
+    for _ in range(50):
+        state, _ = update(state, batch)
+    model = agent.models["schedule"]
+    fine = (jnp.arange(4096)[:, None] + 0.5) / 4096
+    for params in (agent.init(0).params, state.params):
+        g = model.stateless_call(params["schedule"], [], fine)[0]
+        assert float(g.min()) >= 0.0
+        integral = float(g.mean())
+        assert abs(integral - 0.5) < 1e-3, f"integral of g over [0, 1] is {integral}, expected 1/2"
+    assert isinstance(model, LearnedSchedule)
+    moved = global_norm(
+        [a - b for a, b in zip(state.params["schedule"], agent.init(0).params["schedule"], strict=True)]
+    )
+    assert float(moved) > 0.0, "the schedule is trained by the flow loss"
