@@ -415,7 +415,7 @@ def parse_overrides(agents: str | typing.Sequence[str], assignments: typing.Iter
 
 def family_defaults(agent: str, task: str) -> dict[str, Any]:
     """The defaults a task's family sets for a method (see FAMILY_DEFAULTS)."""
-    family = FAMILY_DEFAULTS.get(datasets.task_family(task), {})
+    family = FAMILY_DEFAULTS.get(datasets.task_class(task).family, {})
     return {**family.get("*", {}), **family.get(agent, {})}
 
 

@@ -22,7 +22,6 @@ from optuna.trial import TrialState
 from analysis.statistics import Summary, summarize
 from flowkit import solvers
 from flowkit.config import ConfigError
-from flowkit.datasets import task_score_metric
 from studies.runner import FAILURE_ATTR, load_optuna_study, study_dir, trial_cell
 from studies.study import Cell, Study, cell_key
 
@@ -95,10 +94,12 @@ def _entry(result: CellResult, best: float | None, seeds: int) -> str:
     return text + (f" partial {summary.n}/{seeds}" if summary.n < seeds else "")
 
 
-def _best(results: list[CellResult], seeds: int) -> float | None:
+def _best(study: Study, results: list[CellResult]) -> float | None:
     """The best mean among cells that have every seed (partial cells are never bold)."""
-    complete = [r.summary.mean for r in results if r.summary and r.summary.n == seeds]
-    return max(complete) if complete else None
+    complete = [r.summary.mean for r in results if r.summary and r.summary.n == len(study.seeds)]
+    if not complete:
+        return None
+    return min(complete) if study.lower_is_better() else max(complete)
 
 
 def table(study: Study, results: dict[str, CellResult]) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def table(study: Study, results: dict[str, CellResult]) -> dict[str, Any]:
     rows = []
     for cells in _groups(study.cells(), study.rows).values():
         by_column = {cell_key(study.arm(cell)): results[cell_key(cell)] for cell in cells}
-        best = _best(list(by_column.values()), len(study.seeds))
+        best = _best(study, list(by_column.values()))
         entries = [_entry(by_column[c], best, len(study.seeds)) if c in by_column else "" for c in columns]
         rows.append({"label": study.row_label(study.row(cells[0])), "entries": entries})
     return {"header": [study.arm_label(json.loads(c)) for c in columns], "rows": rows}
@@ -129,7 +130,7 @@ def equal_nfe_table(study: Study, results: dict[str, CellResult]) -> dict[str, A
         if len(by_solver) < 2:
             continue
         row_results = {solver: results[cell_key(cell)] for solver, cell in by_solver.items()}
-        best = _best(list(row_results.values()), len(study.seeds))
+        best = _best(study, list(row_results.values()))
         entries = [
             f"{_entry(row_results[s], best, len(study.seeds))} (K={by_solver[s]['flow_steps']})"
             if s in by_solver
@@ -253,8 +254,7 @@ def build_report(study: Study, runs_dir: Path, storage_url: str | None = None, o
     out_dir = out_dir or study_dir(runs_dir, study.name) / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     results = collect(study, optuna_study)
-    metrics = {study.metric or task_score_metric(task) for task in study.tasks}
-    metric = " / ".join(sorted(metrics))
+    metric = " / ".join(sorted({study.metric_for(task) for task in study.tasks}))
     plot_curves(study, results, metric, out_dir / "score_vs_step.png")
     figures = ["score_vs_step.png"]
     for dim, values in study.grid.items():

@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 
 from flowkit import runs
 from flowkit.config import ConfigError
-from flowkit.datasets import task_score_metric
 from flowkit.training import DivergedError, train
 from studies.study import Cell, Study, cell_key, cell_slug
 
@@ -90,8 +89,9 @@ def load_optuna_study(
     except KeyError:
         if not create:
             return None
+        direction = "minimize" if study.lower_is_better() else "maximize"
         stored = optuna.create_study(
-            study_name=study.name, storage=storage, direction="maximize", sampler=EnqueuedCellsOnly()
+            study_name=study.name, storage=storage, direction=direction, sampler=EnqueuedCellsOnly()
         )
         stored.set_user_attr(DEFINITION_ATTR, definition)
         stored.set_user_attr(
@@ -201,7 +201,7 @@ def run_trial(
         space = study.search_space()
         for name in cell:
             trial.suggest_categorical(name, space[name])
-        metric = study.metric or task_score_metric(cell["task"])
+        metric = study.metric_for(cell["task"])
         for seed in study.seeds:
             config = study.run_config(cell, seed)
             run_dir = study_dir(runs_dir, study.name) / "runs" / cell_slug(cell) / f"seed{seed}"

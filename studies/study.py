@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowkit.config import ConfigError, RunConfig, check_agent, check_task, make_run_config, setting_names
+from flowkit.datasets import task_class
 
 Cell = dict[str, Any]
 """One grid cell: {"agent": ..., "task": ..., **swept settings}."""
@@ -54,6 +55,13 @@ class Study:
                 check_agent(agent)
             for task in self.tasks:
                 check_task(task)
+                if self.metric_for(task) not in task_class(task).metrics:
+                    raise ConfigError(
+                        f"metric: task {task!r} reports no {self.metric!r}; "
+                        f"allowed: {', '.join(sorted(task_class(task).metrics))}"
+                    )
+            if len({self.lower_is_better(task) for task in self.tasks}) > 1:
+                raise ConfigError("metric: the tasks' score metrics disagree on whether lower or higher is better")
             for name, values in self.grid.items():
                 if not values or len(set(map(json.dumps, values))) != len(values):
                     raise ConfigError(f"grid {name!r}: expected distinct values, got {values!r}")
@@ -67,6 +75,14 @@ class Study:
                 self.run_config(cell, self.seeds[0])
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
+
+    def metric_for(self, task: str) -> str:
+        """The evaluation metric a run on `task` is scored by."""
+        return self.metric or task_class(task).score_metric
+
+    def lower_is_better(self, task: str | None = None) -> bool:
+        task = task or self.tasks[0]
+        return self.metric_for(task) in task_class(task).lower_is_better
 
     @property
     def columns(self) -> tuple[str, ...]:

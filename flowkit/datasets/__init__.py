@@ -37,6 +37,10 @@ class Task(abc.ABC):
     family: str
     score_metric: str
     """The evaluation metric a study's score is taken from by default."""
+    metrics: frozenset[str]
+    """The metrics `evaluate` returns."""
+    lower_is_better: frozenset[str] = frozenset()
+    """Evaluation metrics for which a smaller value is better (all others: larger is better)."""
 
     def __init__(self, name: str, dataset: Transitions):
         self.name = name
@@ -55,36 +59,24 @@ class Task(abc.ABC):
         """Roll the policy out for `episodes` episodes and return scalar metrics."""
 
 
+def _task_classes() -> dict[str, type[Task]]:
+    from flowkit.datasets import toy
+
+    return dict.fromkeys(toy.TOY_TASKS, toy.ToyBandit)
+
+
 def task_names() -> tuple[str, ...]:
-    from flowkit.datasets import toy
-
-    return tuple(toy.TOY_TASKS)
+    return tuple(_task_classes())
 
 
-def task_family(name: str) -> str:
-    from flowkit.datasets import toy
-
-    if name in toy.TOY_TASKS:
-        return "toy"
-    raise KeyError(name)
-
-
-def task_score_metric(name: str) -> str:
-    """The evaluation metric that scores a policy on the task, without building the task."""
-    from flowkit.datasets import toy
-
-    if name in toy.TOY_TASKS:
-        return toy.ToyBandit.score_metric
-    raise KeyError(name)
+def task_class(name: str) -> type[Task]:
+    """The class of the task called `name`: its family, score metric and metric directions, without data."""
+    return _task_classes()[name]
 
 
 def load_task(name: str) -> Task:
     """Build the task called `name` (see task_names()); its dataset is placed on the default device."""
-    from flowkit.datasets import toy
-
-    if name in toy.TOY_TASKS:
-        return toy.ToyBandit(name)
-    raise KeyError(name)
+    return task_class(name)(name)
 
 
 def as_device_arrays(**columns) -> Transitions:
