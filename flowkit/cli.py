@@ -87,8 +87,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from studies import load_study
 
     study = load_study(args.name)
-    out = build_report(study, Path(args.runs_dir), args.storage, Path(args.out) if args.out else None)
-    print(f"report written to {out}")
+    against = load_study(args.against) if args.against else None
+    out = build_report(
+        study, Path(args.runs_dir), args.storage, Path(args.out) if args.out else None, against, args.against_storage
+    )
+    print(f"report written to {out.parent}: {out.name}, report.html, table.tex and the figures")
     return 0
 
 
@@ -167,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write a study's report")
     report.add_argument("name")
     report.add_argument("--out", help="output folder (default: runs/NAME/report)")
+    report.add_argument("--against", metavar="OTHER", help="compare with another study's cells of the same name")
+    report.add_argument("--against-storage", help="the other study's storage (default: its journal under runs/)")
     add_storage(report)
     report.set_defaults(handler=cmd_report)
 

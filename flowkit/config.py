@@ -187,6 +187,9 @@ class TrainConfig(Settings):
     )
     eval_every: int = setting(100_000, "updates between evaluations (a multiple of log_every)", low=1)
     eval_episodes: int = setting(50, "episodes per evaluation (in a bandit, one action is one episode)", low=1)
+    term_grad_norms: bool = setting(
+        False, "also record each loss term's gradient norm on the networks several terms train (FQL: about 3% slower)"
+    )
 
     def check(self) -> None:
         for name in ("steps", "eval_every"):

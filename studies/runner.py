@@ -211,6 +211,8 @@ def run_trial(
                 "score": run_score(result, metric, study.last_evals),
                 "final": result["final"],
                 "eval_history": [[r["step"], r[metric]] for r in result["eval_history"]],
+                "consistency": result["final"].get("consistency"),
+                "cost": result["cost"],
                 "run_dir": str(run_dir),
                 "timing": result["timing"],
                 "nfe_per_solve": result["nfe_per_solve"],

@@ -1,8 +1,10 @@
 """What a study file declares: the arms to compare, on which tasks and seeds, and how a run is scored.
 
 A study is a grid: every combination of method, task and swept settings is one cell, and one Optuna trial
-runs a cell for all of the study's seeds. Each cell's run settings go through flowkit.config, so a study with
-an unknown setting or a bad value is refused when it is loaded, before anything runs or is stored.
+runs a cell for all of the study's seeds. A swept setting a method lacks is None in that method's cells, so
+FBRAC's alpha and Q-Flow's lambda can be swept in one study without running Q-Flow once per alpha.
+Each cell's run settings go through flowkit.config, so a study with an unknown setting or a bad value is
+refused when it is loaded, before anything runs or is stored.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from flowkit.config import ConfigError, RunConfig, check_agent, check_task, make
 from flowkit.datasets import task_class
 
 Cell = dict[str, Any]
-"""One grid cell: {"agent": ..., "task": ..., **swept settings}."""
+"""One grid cell: {"agent": ..., "task": ..., **swept settings (None where the method lacks one)}."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Study:
     agents: tuple[str, ...]
     tasks: tuple[str, ...]
     grid: Mapping[str, tuple[Any, ...]]
-    """The swept settings and their values; the first value of each is the default arm."""
+    """The swept settings and their values; the arm whose values are the runs' defaults is the reference."""
     seeds: tuple[int, ...]
     fixed: Mapping[str, Any] = field(default_factory=dict)
     """Settings shared by every run, on top of the method's and the task family's defaults."""
@@ -107,29 +109,33 @@ class Study:
             defaults = [
                 self.run_config({"agent": agent, "task": task}, self.seeds[0]).settings()[dim]
                 for agent in self.agents
+                if dim in setting_names(agent)
                 for task in self.tasks
             ]
-            matches = [value for value in self.search_space()[dim] if all(_storable(d) == value for d in defaults)]
+            matches = [value for value in self.grid[dim] if all(_storable(d) == _storable(value) for d in defaults)]
             if not matches:
                 return None
-            arm[dim] = matches[0]
-        return arm
+            arm[dim] = _storable(matches[0])
+        return arm if any(self.arm(cell) == arm for cell in self.cells()) else None
 
     def search_space(self) -> dict[str, list[Any]]:
         """Each trial parameter and its values, as Optuna records them."""
-        return {
-            "agent": list(self.agents),
-            "task": list(self.tasks),
-            **{name: [_storable(v) for v in values] for name, values in self.grid.items()},
-        }
+        space = {"agent": list(self.agents), "task": list(self.tasks)}
+        for name, values in self.grid.items():
+            lacking = any(name not in setting_names(agent) for agent in self.agents)
+            space[name] = [_storable(v) for v in values] + [None] * lacking
+        return space
 
     def cells(self) -> list[Cell]:
-        """Every (agent, task, swept values) combination, in declaration order."""
-        names = list(self.grid)
-        return [
-            {"agent": agent, "task": task, **{n: _storable(v) for n, v in zip(names, values, strict=True)}}
-            for agent, task, *values in itertools.product(self.agents, self.tasks, *self.grid.values())
-        ]
+        """Every (agent, task, swept values) combination, in declaration order; a swept setting the agent
+        lacks is None."""
+        cells = []
+        for agent in self.agents:
+            known = setting_names(agent)
+            axes = [[_storable(v) for v in values] if name in known else [None] for name, values in self.grid.items()]
+            for task, *values in itertools.product(self.tasks, *axes):
+                cells.append({"agent": agent, "task": task, **dict(zip(self.grid, values, strict=True))})
+        return cells
 
     def run_config(self, cell: Cell, seed: int) -> RunConfig:
         """The validated settings of one run: method < task family < study fixed < cell."""
@@ -151,11 +157,15 @@ class Study:
         return text if name in ("agent", "task") or name in self.labels else f"{name}={text}"
 
     def arm_label(self, arm: Mapping[str, Any]) -> str:
-        text = ", ".join(self.label(name, value) for name, value in arm.items())
+        text = ", ".join(self.label(name, value) for name, value in arm.items() if value is not None)
         return f"{text} (Default)" if dict(arm) == self.default_arm else text
 
     def row_label(self, row: Mapping[str, Any]) -> str:
-        return " / ".join(self.label(name, value) for name, value in row.items())
+        return " / ".join(self.label(name, value) for name, value in row.items() if value is not None)
+
+    def cell_label(self, cell: Cell) -> str:
+        """Row and arm, as a reader of the report names a cell."""
+        return " / ".join(filter(None, [self.row_label(self.row(cell)), self.arm_label(self.arm(cell))]))
 
     def definition(self) -> dict[str, Any]:
         """What the stored results depend on; a stored study must match it to be continued."""
@@ -182,4 +192,4 @@ def cell_key(cell: Mapping[str, Any]) -> str:
 
 def cell_slug(cell: Mapping[str, Any]) -> str:
     """A folder name for a cell's runs."""
-    return "__".join(f"{name}={value}" for name, value in cell.items())
+    return "__".join(f"{name}={value}" for name, value in cell.items() if value is not None)

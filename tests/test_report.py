@@ -1,9 +1,14 @@
-"""The report's table and figure come from a real (small) study, with the storage's numbers."""
+"""Reports built from real (small) studies carry every arm, every seed count and the storage's numbers."""
 
 import re
+import shutil
 import statistics
+import subprocess
 
+import matplotlib.image
+import numpy as np
 import pytest
+import scipy.stats
 from optuna.trial import TrialState
 
 import studies.runner as runner
@@ -17,35 +22,105 @@ def finished_study(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
     study = tiny_study(tasks=("moons", "eight-gaussians"))
     runner.run_study(study, runs_dir, progress=False)
-    return study, runs_dir
+    return study, runs_dir, build_report(study, runs_dir)
 
 
-def test_report_table_has_every_arm_and_the_stored_numbers(finished_study):
-    study, runs_dir = finished_study
-    text = build_report(study, runs_dir).read_text()
-    assert "| Task | Euler (Default) | RK4 |" in text
-    main_table = text.split("| Task |")[1].split("\n\n")[0]
-    rows = {line.split("|")[1].strip(): line for line in main_table.splitlines()[2:]}
-    assert set(rows) == {"moons", "eight-gaussians"}
+def stored_scores(study, runs_dir) -> dict[tuple[str, str], list[float]]:
+    """(task, solver) -> the per-seed scores the storage holds, in seed order."""
+    scores = {}
     for trial in stored_trials(study, runs_dir):
         assert trial.state == TrialState.COMPLETE
-        scores = [entry["score"] for entry in trial.user_attrs["seeds"].values()]
-        expected = f"{statistics.fmean(scores):.3f} ± {statistics.stdev(scores):.3f}"
-        assert f"{expected}** (n=2)" in rows[trial.params["task"]] or f"{expected} (n=2)" in rows[trial.params["task"]]
-    for row in rows.values():
-        means = [float(m) for m in re.findall(r"(-?\d+\.\d+) ±", row)]
-        bold = float(re.search(r"\*\*(-?\d+\.\d+) ±", row).group(1))
-        assert bold == max(means), "the best mean of each row is in bold"
+        seeds = trial.user_attrs["seeds"]
+        scores[trial.params["task"], trial.params["solver"]] = [seeds[s]["score"] for s in sorted(seeds)]
+    return scores
 
 
-def test_report_figure_and_cost_table(finished_study):
-    study, runs_dir = finished_study
-    path = build_report(study, runs_dir)
-    figure = path.parent / "score_vs_step.png"
-    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    text = path.read_text()
-    assert re.search(r"Euler \(Default\) \| 10 \| \d+\.\d\d \|", text)
-    assert re.search(r"RK4 \| 40 \| \d+\.\d\d \|", text), "RK4 costs 4 evaluations per step at K = 10"
+def markdown_table(text: str, corner: str) -> dict[str, list[str]]:
+    """The first Markdown table whose corner cell is `corner`, as row label -> cell texts."""
+    block = text.split(f"| {corner} |")[1].split("\n\n")[0]
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in block.splitlines()[2:]}
+
+
+def test_main_table_has_every_arm_seed_count_and_the_stored_numbers(finished_study):
+    study, runs_dir, path = finished_study
+    text, html, tex = ((path.parent / name).read_text() for name in ("report.md", "report.html", "table.tex"))
+    assert "| Task | Euler (Default) | RK4 |" in text
+    rows = markdown_table(text, "Task")
+    assert list(rows) == ["moons", "eight-gaussians", "IQM [95% CI]"]
+    scores = stored_scores(study, runs_dir)
+    for (task, solver), values in scores.items():
+        cell = rows[task][["euler", "rk4"].index(solver)]
+        expected = f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+        assert re.fullmatch(rf"(\*\*)?{expected}(\*\*)?\S* \(n=2\)", cell), (cell, expected)
+        assert expected in html and expected.replace("±", "$\\pm$") in tex
+    for task in study.tasks:
+        means = [statistics.fmean(scores[task, solver]) for solver in ("euler", "rk4")]
+        bold = [cell.startswith("**") for cell in rows[task]]
+        assert bold == [m == max(means) for m in means], "the best mean of each row is in bold"
+    for index, solver in enumerate(("euler", "rk4")):
+        pooled = scores["moons", solver] + scores["eight-gaussians", solver]
+        assert rows["IQM [95% CI]"][index].startswith(f"{scipy.stats.trim_mean(pooled, 0.25):.3f} [")
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "\\textbf{" in tex
+
+
+def test_figures_and_cost_table(finished_study):
+    study, runs_dir, path = finished_study
+    for figure in ("score_vs_step", "gradient_norms", "consistency", "samples"):
+        assert (path.parent / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+        assert f"]({figure}.png)" in path.read_text()
+    costs = markdown_table(path.read_text(), "Cell")
+    assert costs["moons / Euler (Default)"][0] == "10" and costs["moons / RK4"][0] == "40", "NFE: K and 4K"
+    for trial in stored_trials(study, runs_dir):
+        label = f"{trial.params['task']} / {'Euler (Default)' if trial.params['solver'] == 'euler' else 'RK4'}"
+        gflop = trial.user_attrs["seeds"]["0"]["cost"]["gflop_per_update"]
+        assert costs[label][3] == f"{gflop:.4f}"
+    euler, rk4 = (float(costs[f"moons / {arm}"][3]) for arm in ("Euler (Default)", "RK4"))
+    assert rk4 > euler, f"RK4's update does more arithmetic than Euler's: {rk4} vs {euler} GFLOP"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_html_report_renders_in_headless_chromium(finished_study, tmp_path):
+    _, _, path = finished_study
+    html = (path.parent / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        html.replace(
+            "</body>",
+            "<script>addEventListener('load', () => { document.body.dataset.widths = "
+            "[...document.images].map(i => i.naturalWidth).join(','); });</script></body>",
+        )
+    )
+    chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run([*chromium, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr
+    assert "CONSOLE" not in dom.stderr, [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    widths = [int(w) for w in re.search(r'data-widths="([\d,]*)"', dom.stdout).group(1).split(",")]
+    assert len(widths) == html.count("<img") == 4 and min(widths) > 500, f"every figure decodes: {widths}"
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run(
+        [*chromium, f"--screenshot={screenshot}", "--window-size=1280,3000", (path.parent / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.returncode == 0, shot.stderr
+    pixels = matplotlib.image.imread(screenshot)[..., :3]
+    coloured = np.mean(pixels.max(axis=-1) - pixels.min(axis=-1) > 0.3)
+    assert coloured > 0.01, f"the screenshot shows the figures' colours ({coloured:.3%} of pixels coloured)"
+
+
+def test_report_against_another_study(finished_study):
+    study, runs_dir, _ = finished_study
+    other = tiny_study(name="tiny-shorter", fixed={**TINY, "steps": 100, "log_every": 50, "eval_every": 50})
+    runner.run_study(other, runs_dir, progress=False)
+    out = runs_dir / "against"
+    text = build_report(study, runs_dir, out_dir=out, against=other).read_text()
+    rows = markdown_table(text.split("## Against `tiny-shorter`")[1], "Cell")
+    assert list(rows) == ["moons / Euler (Default)", "moons / RK4"], "only the cells both studies ran"
+    mine, theirs = stored_scores(study, runs_dir), stored_scores(other, runs_dir)
+    for label, solver in (("moons / Euler (Default)", "euler"), ("moons / RK4", "rk4")):
+        a, b = mine["moons", solver], theirs["moons", solver]
+        assert rows[label][0].startswith(f"{statistics.fmean(a):.3f} ± {statistics.stdev(a):.3f}")
+        assert rows[label][1].startswith(f"{statistics.fmean(b):.3f} ± {statistics.stdev(b):.3f}")
+        assert rows[label][2] == f"{statistics.fmean(a) - statistics.fmean(b):+.3f}"
 
 
 def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
@@ -61,8 +136,9 @@ def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "train", diverge_on_rk4)
     runner.run_study(study, tmp_path, progress=False)
     text = build_report(study, tmp_path).read_text()
-    assert "partial 1/2" in text
-    assert "diverged at update 42: critic_loss became non-finite" in text
+    rk4 = markdown_table(text, "Task")["moons"][1]
+    assert rk4.endswith("(n=1) partial 1/2") and not rk4.startswith("**"), "a partial cell is never bold"
+    assert "- moons / RK4: diverged at update 42: critic_loss became non-finite" in text
     assert calls == [0, 1, 0, 1]
 
 
@@ -74,9 +150,9 @@ def test_solvers_are_compared_at_equal_function_evaluations(tmp_path):
     text = build_report(study, tmp_path).read_text()
     assert "| Task | Euler (Default) | Midpoint |" in text
     assert "| moons / flow_steps=1 |" in text and "| moons / flow_steps=2 |" in text
-    nfe_table = text.split("## At equal function evaluations")[1]
-    row = next(line for line in nfe_table.splitlines() if line.startswith("| moons / NFE 2 |"))
-    assert "(K=2)" in row.split("|")[2] and "(K=1)" in row.split("|")[3], "Euler K=2 beside midpoint K=1"
+    rows = markdown_table(text.split("## At equal function evaluations")[1], "Task")
+    euler, midpoint = rows["moons / NFE 2"]
+    assert euler.endswith("(K=2)") and midpoint.endswith("(K=1)"), "Euler K=2 beside midpoint K=1"
     assert (tmp_path / "nfe" / "report" / "score_vs_nfe.png").exists()
 
 

@@ -97,6 +97,17 @@ def test_declared_studies_load():
         load_study("ode-solvers")
 
 
+def test_a_setting_one_method_lacks_is_not_swept_for_it():
+    study = load_study("bptt-gradients")
+    fbrac = [cell for cell in study.cells() if cell["agent"] == "fbrac"]
+    qflow = [cell for cell in study.cells() if cell["agent"] == "qflow"]
+    assert [c["alpha"] for c in fbrac] == [10.0, 1.0, 0.1, 0.01] and {c["lam"] for c in fbrac} == {None}
+    assert [c["lam"] for c in qflow] == [0.1, 1.0, 10.0, 100.0] and {c["alpha"] for c in qflow} == {None}
+    assert [study.run_config(c, 0).agent_config.lam for c in qflow] == [0.1, 1.0, 10.0, 100.0]
+    assert study.cell_label(qflow[2]) == "Q-Flow / eight-gaussians / λ=10"
+    assert study.search_space()["alpha"] == [10.0, 1.0, 0.1, 0.01, None]
+
+
 def test_unreachable_database_is_reported(tmp_path):
     with pytest.raises(runner.StorageError, match=r"storage 'postgresql://nobody@127.0.0.1:1/none': cannot connect"):
         runner.open_storage("postgresql://nobody@127.0.0.1:1/none", tmp_path, "tiny")

@@ -3,11 +3,12 @@
 import json
 from pathlib import Path
 
+import jax
 import pytest
 
 from flowkit import runs
 from flowkit.config import make_run_config
-from flowkit.training import DivergedError, train
+from flowkit.training import DivergedError, Trainer, compiled_cost, make_chunk, train
 from tests.helpers import TINY
 
 
@@ -49,3 +50,16 @@ def test_divergence_stops_the_run_at_the_update_it_happened(tmp_path: Path):
     assert 1 <= error.value.step <= 100
     assert "became non-finite" in str(error.value)
     assert runs.load_result(tmp_path) is None
+
+
+def test_cost_of_a_chunk_is_the_cost_of_one_update():
+    """XLA counts a scan's body once, so the chunk's FLOPs are one update's: the run's GFLOP per update."""
+    config = make_run_config("fql", "moons", 0, TINY)
+    trainer = Trainer.create(config)
+    state = trainer.agent.init(0)
+    batch = trainer.task.dataset.sample(jax.random.PRNGKey(0), config.agent_config.batch_size)
+    single = jax.jit(trainer.agent.update).lower(state, batch).compile().cost_analysis()["flops"]
+    chunk = jax.jit(make_chunk(trainer.agent, config.agent_config.batch_size, 100))
+    cost = compiled_cost(chunk.lower(state, trainer.task.dataset, jax.random.PRNGKey(1)).compile())
+    assert abs(cost["gflop_per_update"] * 1e9 / single - 1) < 0.01, (cost, single)
+    assert cost["peak_memory_mb"] > 0

@@ -40,6 +40,8 @@ class Agent(abc.ABC, Generic[ConfigT]):
     """Base of every method: one Adam optimiser over all its models, Polyak targets, stateless calls."""
 
     name: ClassVar[str]
+    policy_network: ClassVar[str]
+    """The model the policy's parameters live in (its gradient norm is the policy's)."""
     target_models: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ConfigT, obs_dim: int, action_dim: int):
@@ -58,8 +60,11 @@ class Agent(abc.ABC, Generic[ConfigT]):
     @abc.abstractmethod
     def loss(
         self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array
-    ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """The method's total loss (differentiated w.r.t. `params`) and scalar metrics; `step` counts updates."""
+    ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        """The method's loss terms, weighted as they enter the total, and scalar metrics.
+
+        The update differentiates the sum of the terms w.r.t. `params`; `step` counts updates.
+        """
 
     @abc.abstractmethod
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
@@ -92,13 +97,34 @@ class Agent(abc.ABC, Generic[ConfigT]):
             step=jnp.zeros((), jnp.int32),
         )
 
-    def update(self, state: TrainState, batch: Transitions) -> tuple[TrainState, dict[str, jax.Array]]:
-        """One Adam step on the total loss, then the Polyak step of the target networks."""
+    def update(
+        self, state: TrainState, batch: Transitions, term_grad_norms: bool = False
+    ) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One Adam step on the total loss, then the Polyak step of the target networks.
+
+        The metrics hold each loss term, each model's gradient norm and, with `term_grad_norms`, each term's
+        gradient norm on each model; the terms are then differentiated one by one (XLA shares their forward
+        pass, but backward passes through networks that several terms use are repeated).
+        """
         key, loss_key = jax.random.split(state.key)
-        (_, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            state.params, state.target_params, batch, loss_key, state.step
-        )
+
+        def loss_terms(params: Params):
+            return self.loss(params, state.target_params, batch, loss_key, state.step)
+
+        def total(params: Params):
+            terms, metrics = loss_terms(params)
+            return sum(terms.values()), (terms, metrics)
+
         names = list(self.models)
+        if term_grad_norms:
+            terms, metrics = loss_terms(state.params)
+            per_term = {term: jax.grad(lambda p, term=term: loss_terms(p)[0][term])(state.params) for term in terms}
+            grads = jax.tree.map(lambda *term_grads: sum(term_grads), *per_term.values())
+            for term, term_grads in per_term.items():
+                for name in names:
+                    metrics[f"grad_norm/{name}/{term}"] = global_norm(term_grads[name])
+        else:
+            grads, (terms, metrics) = jax.grad(total, has_aux=True)(state.params)
         flat_params, flat_opt = self.optimizer.stateless_apply(
             state.opt_state,
             [g for name in names for g in grads[name]],

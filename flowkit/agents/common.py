@@ -35,15 +35,24 @@ def flow_matching_loss(agent: Agent, params: Params, batch: Transitions, key: ja
 
 
 def flow_actions(
-    agent: Agent[FlowConfig], params: Params, observations: jax.Array, x: jax.Array, t0: float | jax.Array = 0.0
+    agent: Agent[FlowConfig],
+    params: Params,
+    observations: jax.Array,
+    x: jax.Array,
+    t0: float | jax.Array = 0.0,
+    trajectory: bool = False,
 ) -> jax.Array:
-    """Psi_{t0->1}(s, x) with the configured solver and flow steps (unclipped); per-sample t0 allowed."""
+    """Psi_{t0->1}(s, x) with the configured solver and flow steps (unclipped); per-sample t0 allowed.
+
+    With `trajectory`, the states after each step, shape (K, *x.shape).
+    """
     return solvers.integrate(
         lambda x, t: agent.apply("flow", params, observations, x, t),
         x,
         solver=agent.config.solver,
         steps=agent.config.flow_steps,
         t0=t0,
+        trajectory=trajectory,
     )
 
 
@@ -71,6 +80,31 @@ def q_regression(
     q = agent.apply("critic", params, batch.observations, batch.actions)
     loss = jnp.mean((q - jax.lax.stop_gradient(target)) ** 2)
     return loss, {"critic_loss": loss, "q_mean": q.mean(), "q_max": q.max(), "q_min": q.min()}
+
+
+CONSISTENCY_STATES = 256
+"""Observations (each with its own noise) the value-consistency probe follows along the flow."""
+
+
+def flow_value_gaps(agent: Agent, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
+    """|W(s, Psi_{tau->1}(x_tau), 1) - W(s, x_tau, tau)| at tau = k / K, k = 0..K, on the policy's own flow.
+
+    x_tau are the solver's states from the noise, with the run's solver and K, so Psi_{tau->1}(x_tau) is the
+    solve's end point. W is the method's intermediate value V(s, x, t) if it has one (Q-Flow), else the
+    critic's mean Q(s, x) evaluated mid-flow, which measures how wrong it is to use Q off the data.
+    Returns shape (K + 1, batch).
+    """
+    path = jnp.concatenate([noise[None], flow_actions(agent, params, observations, noise, trajectory=True)])
+    steps = path.shape[0] - 1
+    intermediate = getattr(agent, "intermediate_value", None)
+
+    def value(x: jax.Array, t: float) -> jax.Array:
+        if intermediate is not None:
+            return intermediate(params, observations, x, jnp.full((*x.shape[:-1], 1), t))
+        return agent.apply("critic", params, observations, x).mean(axis=0)
+
+    end_value = value(path[-1], 1.0)
+    return jnp.stack([jnp.abs(end_value - value(path[k], k / steps)) for k in range(steps + 1)])
 
 
 def policy_value(

@@ -19,6 +19,7 @@ from flowkit.networks import ClippedPolicy, OneStepPolicy, VelocityField, derive
 
 class DistillBC(Agent[DistillBCConfig]):
     name = "distill-bc"
+    policy_network = "onestep"
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
         c, obs, act = self.config, self.obs_dim, self.action_dim
@@ -32,10 +33,8 @@ class DistillBC(Agent[DistillBCConfig]):
         bc_flow_loss = flow_matching_loss(self, params, batch, bc_key)
         noise = jax.random.normal(noise_key, batch.actions.shape)
         distill_loss, _ = distillation_loss(self, params, batch.observations, noise)
-        return bc_flow_loss + self.config.alpha * distill_loss, {
-            "bc_flow_loss": bc_flow_loss,
-            "distill_loss": distill_loss,
-        }
+        terms = {"bc_flow": bc_flow_loss, "distill": self.config.alpha * distill_loss}
+        return terms, {"bc_flow_loss": bc_flow_loss, "distill_loss": distill_loss}
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(self.apply("onestep", params, observations, noise), -1, 1)

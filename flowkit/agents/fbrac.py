@@ -20,6 +20,7 @@ from flowkit.networks import CriticEnsemble, FlowPolicy, VelocityField, derive_s
 
 class FBRAC(Agent[FBRACConfig]):
     name = "fbrac"
+    policy_network = "flow"
     target_models = ("critic",)
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
@@ -48,9 +49,8 @@ class FBRAC(Agent[FBRACConfig]):
         if c.normalize_q_loss:
             q_loss = q_loss * jax.lax.stop_gradient(1 / jnp.abs(q).mean())
 
-        actor_loss = c.alpha * bc_flow_loss + q_loss
-        metrics.update(actor_loss=actor_loss, bc_flow_loss=bc_flow_loss, q_loss=q_loss, q_policy=q.mean())
-        return critic_loss + actor_loss, metrics
+        metrics.update(bc_flow_loss=bc_flow_loss, q_loss=q_loss, q_policy=q.mean())
+        return {"critic": critic_loss, "bc_flow": c.alpha * bc_flow_loss, "q": q_loss}, metrics
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)

@@ -19,6 +19,7 @@ from flowkit.networks import FlowPolicy, VelocityField, derive_seed
 
 class FlowBC(Agent[FlowBCConfig]):
     name = "flow-bc"
+    policy_network = "flow"
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
         c = self.config
@@ -30,7 +31,7 @@ class FlowBC(Agent[FlowBCConfig]):
 
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         bc_flow_loss = flow_matching_loss(self, params, batch, key)
-        return bc_flow_loss, {"bc_flow_loss": bc_flow_loss}
+        return {"bc_flow": bc_flow_loss}, {"bc_flow_loss": bc_flow_loss}
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)

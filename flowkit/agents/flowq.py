@@ -49,6 +49,7 @@ def energy_schedule(schedule: str, t: jax.Array) -> jax.Array:
 
 class FlowQ(Agent[FlowQConfig]):
     name = "flowq"
+    policy_network = "flow"
     target_models = ("critic",)
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
@@ -97,7 +98,7 @@ class FlowQ(Agent[FlowQConfig]):
         metrics.update(
             flow_loss=flow_loss, guidance_norm=jnp.linalg.norm(grad_q, axis=-1).mean(), schedule_mean=g.mean()
         )
-        return critic_loss + value_loss + flow_loss, metrics
+        return {"critic": critic_loss, "value": value_loss, "flow": flow_loss}, metrics
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)

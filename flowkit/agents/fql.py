@@ -21,6 +21,7 @@ from flowkit.networks import ClippedPolicy, CriticEnsemble, OneStepPolicy, Veloc
 
 class FQL(Agent[FQLConfig]):
     name = "fql"
+    policy_network = "onestep"
     target_models = ("critic",)
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
@@ -52,15 +53,8 @@ class FQL(Agent[FQLConfig]):
         if c.normalize_q_loss:
             q_loss = q_loss * jax.lax.stop_gradient(1 / jnp.abs(q).mean())
 
-        actor_loss = bc_flow_loss + c.alpha * distill_loss + q_loss
-        metrics.update(
-            actor_loss=actor_loss,
-            bc_flow_loss=bc_flow_loss,
-            distill_loss=distill_loss,
-            q_loss=q_loss,
-            q_policy=q.mean(),
-        )
-        return critic_loss + actor_loss, metrics
+        metrics.update(bc_flow_loss=bc_flow_loss, distill_loss=distill_loss, q_loss=q_loss, q_policy=q.mean())
+        return {"critic": critic_loss, "bc_flow": bc_flow_loss, "distill": c.alpha * distill_loss, "q": q_loss}, metrics
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(self.apply("onestep", params, observations, noise), -1, 1)

@@ -26,6 +26,7 @@ def gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_std: jax.Array) -
 
 class GaussianBC(Agent[GaussianBCConfig]):
     name = "gaussian-bc"
+    policy_network = "actor"
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
         c = self.config
@@ -45,7 +46,7 @@ class GaussianBC(Agent[GaussianBCConfig]):
         else:
             log_likelihood = gaussian_log_likelihood(batch.actions, mean, log_std)
         nll = -log_likelihood.mean()
-        return nll, {"nll": nll, "std": jnp.exp(log_std).mean()}
+        return {"nll": nll}, {"nll": nll, "std": jnp.exp(log_std).mean()}
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         mean, log_std = self.apply("actor", params, observations)

@@ -25,6 +25,7 @@ from flowkit.networks import CriticEnsemble, FlowPolicy, FlowValueEnsemble, Velo
 
 class QFlow(Agent[QFlowConfig]):
     name = "qflow"
+    policy_network = "flow"
     target_models = ("critic",)
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
@@ -36,6 +37,10 @@ class QFlow(Agent[QFlowConfig]):
                 obs, act, c.critic_hidden, c.critic_layer_norm, time_kind=c.time_features, seed=derive_seed(seed, 3)
             ),
         }
+
+    def intermediate_value(self, params: Params, observations: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
+        """mean_j V_j(s, x, t): the value Q-Flow assigns to x at flow time t."""
+        return self.apply("value", params, observations, x, t).mean(axis=0)
 
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config
@@ -55,7 +60,7 @@ class QFlow(Agent[QFlowConfig]):
         value_loss = jnp.mean((value - value_target) ** 2)
 
         # Policy: v_theta(s, x_t, t) onto (a - x0) + lambda grad_x mean_j V_j(s, x_t, t), a fixed target.
-        grad_v = jax.grad(lambda x: self.apply("value", frozen, s, x, t).mean(axis=0).sum())(x_t)
+        grad_v = jax.grad(lambda x: self.intermediate_value(frozen, s, x, t).sum())(x_t)
         target = jax.lax.stop_gradient((batch.actions - x0) + c.lam * grad_v)
         flow_loss = jnp.mean((self.apply("flow", params, s, x_t, t) - target) ** 2)
 
@@ -65,7 +70,7 @@ class QFlow(Agent[QFlowConfig]):
             value_mean=value.mean(),
             guidance_norm=jnp.linalg.norm(grad_v, axis=-1).mean(),
         )
-        return critic_loss + value_loss + flow_loss, metrics
+        return {"critic": critic_loss, "value": value_loss, "flow": flow_loss}, metrics
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)

@@ -21,6 +21,7 @@ from flowkit.networks import CriticEnsemble, GaussianActing, GaussianPolicy, der
 
 class ReBRAC(Agent[ReBRACConfig]):
     name = "rebrac"
+    policy_network = "actor"
     target_models = ("critic", "actor")
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
@@ -56,10 +57,14 @@ class ReBRAC(Agent[ReBRACConfig]):
         q = policy_value(self, params, batch.observations, actions, c.q_agg)
         q_loss = -(q * jax.lax.stop_gradient(1 / jnp.abs(q).mean())).mean()
         bc_loss = c.alpha_actor * jnp.mean(jnp.sum((actions - batch.actions) ** 2, axis=-1))
-        actor_loss = jnp.where(step % c.actor_freq == 0, q_loss + bc_loss, 0.0)
-
-        metrics.update(actor_loss=actor_loss, q_loss=q_loss, bc_loss=bc_loss)
-        return critic_loss + actor_loss, metrics
+        actor_step = step % c.actor_freq == 0
+        metrics.update(q_loss=q_loss, bc_loss=bc_loss)
+        terms = {
+            "critic": critic_loss,
+            "q": jnp.where(actor_step, q_loss, 0.0),
+            "bc": jnp.where(actor_step, bc_loss, 0.0),
+        }
+        return terms, metrics
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(self.deterministic_action(params, observations), -1, 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -57,6 +58,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         """Roll the policy out for `episodes` episodes and return scalar metrics."""
+
+    def record(self, policy: Policy, key: jax.Array, run_dir: Path) -> None:
+        """Save what reports show of a trained policy beyond its metrics (nothing, unless a task says what)."""
+        del policy, key, run_dir
 
 
 def _task_classes() -> dict[str, type[Task]]:

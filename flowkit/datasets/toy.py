@@ -22,6 +22,7 @@ the data, so a sample is scored through its nearest data point, at distance d (i
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +36,8 @@ DATASET_SIZE = 10_000
 DATASET_SEED = 0
 """The offline dataset is fixed; run seeds vary training, not data."""
 SUPPORT_QUANTILE = 0.99
+SAMPLES = "samples.npy"
+"""The file in a run folder with the trained policy's samples (for reports' figures)."""
 REFERENCE_POINTS = 2000
 """Data points the energy distance compares samples with (a fixed subsample)."""
 
@@ -176,6 +179,10 @@ class ToyBandit(Task):
 
     def sample_actions(self, policy: Policy, key: jax.Array, episodes: int) -> jax.Array:
         return policy(jnp.ones((episodes, 1), jnp.float32), key)
+
+    def record(self, policy: Policy, key: jax.Array, run_dir: Path) -> None:
+        """samples.npy: 1000 of the trained policy's actions, in the points' [-4, 4] coordinates."""
+        np.save(run_dir / SAMPLES, np.asarray(SCALE * self.sample_actions(policy, key, 1000)))
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         samples = SCALE * self.sample_actions(policy, key, episodes)

@@ -1,0 +1,285 @@
+"""The report's tables as data (rendered to Markdown, HTML and LaTeX by the templates).
+
+The main table has one column per compared arm and one row per value of the study's other dimensions. Cells
+show mean ± sample std over seeds and the seed count; the best complete mean of a row is bold; each arm is
+tested against the reference arm (the default arm, else the first) and marked when Holm-corrected tests
+reject equality; an IQM row aggregates each arm over rows and seeds with a stratified-bootstrap interval.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analysis.cost import CostFit, fit_cost
+from analysis.statistics import (
+    Summary,
+    compare_to_reference,
+    iqm,
+    optimality_gap,
+    probability_of_improvement,
+    stratified_bootstrap,
+)
+from flowkit import solvers
+from reports.collect import CellResult
+from studies.study import Cell, Study, cell_key
+
+
+@dataclass
+class Entry:
+    """One table cell; `summary` is None for a missing or failed cell, and `text` for cells not of scores."""
+
+    summary: Summary | None = None
+    best: bool = False
+    mark: str = ""
+    partial: str | None = None
+    failure: str | None = None
+    note: str = ""
+    text: str | None = None
+
+
+@dataclass
+class Row:
+    label: str
+    entries: list[Entry]
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[Row]
+    footer: list[Row] = field(default_factory=list)
+
+
+def groups(cells: list[Cell], by: tuple[str, ...]) -> dict[str, list[Cell]]:
+    """Cells grouped by their values of the dimensions `by`, in declaration order."""
+    grouped: dict[str, list[Cell]] = {}
+    for cell in cells:
+        grouped.setdefault(cell_key({dim: cell[dim] for dim in by}), []).append(cell)
+    return grouped
+
+
+def _entry(study: Study, result: CellResult, best: float | None, note: str = "") -> Entry:
+    summary = result.summary
+    if summary is None:
+        return Entry(failure=result.failure or "missing", note=note)
+    partial = f"{summary.n}/{len(study.seeds)}" if summary.n < len(study.seeds) else None
+    return Entry(summary=summary, best=summary.mean == best, partial=partial, note=note)
+
+
+def _best(study: Study, results: list[CellResult]) -> float | None:
+    """The best mean among cells that have every seed (partial cells are never bold)."""
+    complete = [r.summary.mean for r in results if r.summary and r.summary.n == len(study.seeds)]
+    if not complete:
+        return None
+    return min(complete) if study.lower_is_better() else max(complete)
+
+
+def arm_columns(study: Study) -> list[str]:
+    return list(dict.fromkeys(cell_key(study.arm(cell)) for cell in study.cells()))
+
+
+def reference_column(study: Study) -> str:
+    """The arm every other arm is tested against: the default arm, else the first column."""
+    default = study.default_arm
+    return cell_key(default) if default is not None else arm_columns(study)[0]
+
+
+def reference_label(study: Study) -> str:
+    return study.arm_label(json.loads(reference_column(study)))
+
+
+def main_table(study: Study, results: dict[str, CellResult]) -> Table:
+    columns, reference = arm_columns(study), reference_column(study)
+    rows, pairs, places = [], [], []
+    for cells in groups(study.cells(), study.rows).values():
+        by_column = {cell_key(study.arm(cell)): results[cell_key(cell)] for cell in cells}
+        best = _best(study, list(by_column.values()))
+        entries = [_entry(study, by_column[c], best) if c in by_column else Entry(text="") for c in columns]
+        rows.append(Row(study.row_label(study.row(cells[0])), entries))
+        reference_scores = by_column[reference].score_list if reference in by_column else []
+        for index, column in enumerate(columns):
+            if column != reference and column in by_column and by_column[column].scores and reference_scores:
+                pairs.append((by_column[column].score_list, reference_scores))
+                places.append((len(rows) - 1, index))
+    for (row, index), comparison in zip(places, compare_to_reference(pairs), strict=True):
+        rows[row].entries[index].mark = comparison.mark
+    return Table([study.arm_label(json.loads(c)) for c in columns], rows, [iqm_row(study, results, columns)])
+
+
+def score_matrix(study: Study, results: dict[str, CellResult], column: str) -> np.ndarray | None:
+    """Seeds x rows of one arm's scores, over the seeds every row has; None if fewer than two."""
+    cells = [c for c in study.cells() if cell_key(study.arm(c)) == column]
+    scores = [results[cell_key(c)].scores for c in cells]
+    seeds = sorted(set.intersection(*(set(s) for s in scores))) if scores else []
+    if len(seeds) < 2:
+        return None
+    return np.array([[s[seed] for s in scores] for seed in seeds])
+
+
+def iqm_row(study: Study, results: dict[str, CellResult], columns: list[str]) -> Row:
+    entries = []
+    for column in columns:
+        matrix = score_matrix(study, results, column)
+        if matrix is None:
+            entries.append(Entry(text="n/a"))
+            continue
+        low, high = stratified_bootstrap(iqm, matrix)
+        entries.append(Entry(text=f"{iqm(matrix):.3f} [{low:.3f}, {high:.3f}]"))
+    return Row("IQM [95% CI]", entries)
+
+
+def aggregate_table(study: Study, results: dict[str, CellResult]) -> Table | None:
+    """Per arm over rows and seeds: IQM, P(better than the reference), and the optimality gap for scores in
+    [0, 1]; intervals by stratified bootstrap (runs resampled within each row)."""
+    columns, reference = arm_columns(study), reference_column(study)
+    reference_matrix = score_matrix(study, results, reference)
+    if reference_matrix is None:
+        return None
+    sign = -1.0 if study.lower_is_better() else 1.0
+    unit_scores = all(0.0 <= v <= 1.0 for r in results.values() for v in r.scores.values())
+    show_gap = unit_scores and not study.lower_is_better()
+    rows = []
+    for column in columns:
+        matrix = score_matrix(study, results, column)
+        if matrix is None:
+            continue
+        low, high = stratified_bootstrap(iqm, matrix)
+        entries = [Entry(text=f"{iqm(matrix):.3f} [{low:.3f}, {high:.3f}]")]
+        if column == reference:
+            entries.append(Entry(text="reference"))
+        else:
+
+            def improvement(x, y):
+                return probability_of_improvement(sign * x, sign * y)
+
+            p_low, p_high = stratified_bootstrap(improvement, matrix, reference_matrix)
+            entries.append(Entry(text=f"{improvement(matrix, reference_matrix):.2f} [{p_low:.2f}, {p_high:.2f}]"))
+        if show_gap:
+            g_low, g_high = stratified_bootstrap(optimality_gap, matrix)
+            entries.append(Entry(text=f"{optimality_gap(matrix):.3f} [{g_low:.3f}, {g_high:.3f}]"))
+        rows.append(Row(study.arm_label(json.loads(column)), entries))
+    header = ["IQM [95% CI]", f"P(better than {reference_label(study)}) [95% CI]"]
+    return Table(header + (["optimality gap [95% CI]"] if show_gap else []), rows)
+
+
+def equal_nfe_table(study: Study, results: dict[str, CellResult]) -> Table | None:
+    """For studies sweeping both the solver and K: the solvers side by side at equal function evaluations."""
+    if not {"solver", "flow_steps"} <= set(study.grid):
+        return None
+    others = tuple(d for d in ("agent", "task", *study.grid) if d not in ("solver", "flow_steps"))
+    flow_cells = [cell for cell in study.cells() if cell["solver"] is not None and cell["flow_steps"] is not None]
+    solver_names = list(dict.fromkeys(cell["solver"] for cell in flow_cells))
+    grouped: dict[tuple, dict[str, Cell]] = {}
+    for cell in flow_cells:
+        grouped.setdefault((tuple(cell[d] for d in others), nfe_of(cell)), {})[cell["solver"]] = cell
+    order = list(dict.fromkeys(key[0] for key in grouped))
+    rows = []
+    for (values, nfe), by_solver in sorted(grouped.items(), key=lambda item: (order.index(item[0][0]), item[0][1])):
+        if len(by_solver) < 2:
+            continue
+        row_results = {solver: results[cell_key(cell)] for solver, cell in by_solver.items()}
+        best = _best(study, list(row_results.values()))
+        entries = [
+            _entry(study, row_results[s], best, note=f"K={by_solver[s]['flow_steps']}")
+            if s in by_solver
+            else Entry(text="")
+            for s in solver_names
+        ]
+        names = [
+            study.label(d, v)
+            for d, v in zip(others, values, strict=True)
+            if v is not None and (d != "agent" or len(study.agents) > 1)
+        ]
+        rows.append(Row(" / ".join([*names, f"NFE {nfe}"]), entries))
+    return Table([study.label("solver", s) for s in solver_names], rows) if rows else None
+
+
+def nfe_of(cell: Cell) -> int:
+    return solvers.nfe(cell["solver"], int(cell["flow_steps"]))
+
+
+def cost_table(study: Study, results: dict[str, CellResult]) -> Table:
+    rows = []
+    for cell in study.cells():
+        result = results[cell_key(cell)]
+        if result.timing:
+            t = result.timing
+            label = study.cell_label(cell)
+            texts = [
+                str(result.nfe_per_solve),
+                f"{t['ms_per_update']:.2f}",
+                f"{t['ms_iqr']:.2f}",
+                f"{t['gflop_per_update']:.4f}",
+                f"{t['peak_memory_mb']:.1f}",
+                f"{t['compile_s']:.1f}",
+            ]
+            rows.append(Row(label, [Entry(text=text) for text in texts]))
+    header = ["NFE per solve", "ms / update (median)", "IQR", "GFLOP / update", "peak MB", "compile s"]
+    return Table(header, rows)
+
+
+def cost_fits(study: Study, results: dict[str, CellResult]) -> dict[str, tuple[list[tuple[int, float]], CostFit]]:
+    """Per (method, task, other settings): every run's (K, ms per update) and the OLS fit of ms on K."""
+    if "flow_steps" not in study.grid:
+        return {}
+    others = tuple(d for d in ("agent", "task", *study.grid) if d != "flow_steps")
+    fits = {}
+    for cells in groups([c for c in study.cells() if c["flow_steps"] is not None], others).values():
+        points = [(int(c["flow_steps"]), ms) for c in cells for ms in results[cell_key(c)].ms_per_update.values()]
+        if len({k for k, _ in points}) >= 2 and len(points) >= 3:
+            label = " / ".join(study.label(d, cells[0][d]) for d in others if cells[0][d] is not None)
+            fits[label] = (points, fit_cost(*zip(*points, strict=True)))
+    return fits
+
+
+def cost_fit_table(fits: dict[str, tuple[list, CostFit]]) -> Table | None:
+    if not fits:
+        return None
+    rows = [
+        Row(
+            label,
+            [
+                Entry(text=f"{fit.slope:.3f} [{fit.slope_low:.3f}, {fit.slope_high:.3f}]"),
+                Entry(text=f"{fit.intercept:.2f}"),
+                Entry(text=f"{fit.r_squared:.2f}"),
+                Entry(text="yes" if fit.flat() else "no"),
+                Entry(text=str(fit.points)),
+            ],
+        )
+        for label, (_, fit) in fits.items()
+    ]
+    return Table(["ms per extra step [95% CI]", "intercept ms", "R²", "flat in K", "runs"], rows)
+
+
+def against_table(
+    study: Study, results: dict[str, CellResult], other: Study, other_results: dict[str, CellResult]
+) -> Table | None:
+    """The cells both studies ran, side by side: this study, the other, their difference and the tests."""
+    common = [c for c in study.cells() if cell_key(c) in other_results and results[cell_key(c)].scores]
+    common = [c for c in common if other_results[cell_key(c)].scores]
+    if not common:
+        return None
+    pairs = [(results[cell_key(c)].score_list, other_results[cell_key(c)].score_list) for c in common]
+    sign = -1.0 if study.lower_is_better() else 1.0
+    rows = []
+    for cell, (mine, theirs), comparison in zip(common, pairs, compare_to_reference(pairs), strict=True):
+        label = study.cell_label(cell)
+        improvement = probability_of_improvement(sign * np.array(mine)[:, None], sign * np.array(theirs)[:, None])
+        rows.append(
+            Row(
+                label,
+                [
+                    Entry(summary=results[cell_key(cell)].summary),
+                    Entry(summary=other_results[cell_key(cell)].summary),
+                    Entry(text=f"{np.mean(mine) - np.mean(theirs):+.3f}"),
+                    Entry(text=f"{improvement:.2f}"),
+                    Entry(text=f"{comparison.welch_holm:.3g}"),
+                    Entry(text=f"{comparison.mannwhitney_holm:.3g}"),
+                ],
+            )
+        )
+    header = [study.name, other.name, "difference of means", f"P({study.name} better)", "Welch p (Holm)", "MW p (Holm)"]
+    return Table(header, rows)
