@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from studies import load_study, study_names
-    from studies.runner import load_optuna_study, progress_of, run_study
+    from studies.runner import load_optuna_study, progress_of, run_study, run_workers
 
     runs_dir = Path(args.runs_dir)
     if args.study_command == "list":
@@ -68,8 +68,12 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"{name:16s} {status:24s} {study.question}")
         return 0
     study = load_study(args.name)
-    if args.study_command == "run":
-        state = run_study(study, runs_dir, args.storage, progress=not args.quiet)
+    if args.study_command == "run" and args.workers > 1:
+        state = run_workers(
+            study, runs_dir, args.storage, workers=args.workers, progress=not args.quiet, heartbeat_s=args.heartbeat
+        )
+    elif args.study_command == "run":
+        state = run_study(study, runs_dir, args.storage, progress=not args.quiet, heartbeat_s=args.heartbeat)
     else:
         state = progress_of(study, load_optuna_study(study, runs_dir, args.storage))
     print(
@@ -156,19 +160,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = commands.add_parser("study", help="run and inspect studies")
     study_commands = study.add_subparsers(dest="study_command", required=True)
-    run = study_commands.add_parser("run", help="run or resume a study")
-    run.add_argument("name")
+    run = study_commands.add_parser("run", help="run or resume a study (or join the workers running it)")
+    run.add_argument("name", help="a declared study's name, or the path of a study file ending in .py")
     run.add_argument("--quiet", action="store_true")
+    run.add_argument("--workers", type=_positive_int, default=1, help="worker processes on this machine [1]")
+    run.add_argument(
+        "--heartbeat",
+        type=_positive_int,
+        default=60,
+        metavar="SECONDS",
+        help="on a database, how often a running trial signals it is alive; a trial silent for three "
+        "intervals is taken over by another worker [60]",
+    )
     add_storage(run)
     status = study_commands.add_parser("status", help="how far a study is")
-    status.add_argument("name")
+    status.add_argument("name", help="a declared study's name, or the path of a study file ending in .py")
     add_storage(status)
     listing = study_commands.add_parser("list", help="declared studies and their progress")
     add_storage(listing)
     study.set_defaults(handler=cmd_study)
 
     report = commands.add_parser("report", help="write a study's report")
-    report.add_argument("name")
+    report.add_argument("name", help="a declared study's name, or the path of a study file ending in .py")
     report.add_argument("--out", help="output folder (default: runs/NAME/report)")
     report.add_argument("--against", metavar="OTHER", help="compare with another study's cells of the same name")
     report.add_argument("--against-storage", help="the other study's storage (default: its journal under runs/)")

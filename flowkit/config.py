@@ -187,12 +187,15 @@ class TrainConfig(Settings):
     )
     eval_every: int = setting(100_000, "updates between evaluations (a multiple of log_every)", low=1)
     eval_episodes: int = setting(50, "episodes per evaluation (in a bandit, one action is one episode)", low=1)
+    checkpoint_every: int = setting(
+        50_000, "updates between checkpoints that a killed run resumes from (a multiple of log_every)", low=1
+    )
     term_grad_norms: bool = setting(
         False, "also record each loss term's gradient norm on the networks several terms train (FQL: about 3% slower)"
     )
 
     def check(self) -> None:
-        for name in ("steps", "eval_every"):
+        for name in ("steps", "eval_every", "checkpoint_every"):
             if getattr(self, name) % self.log_every:
                 raise ConfigError(
                     f"{name}: {getattr(self, name)} is not a multiple of log_every={self.log_every}; "
@@ -323,6 +326,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "log_every": 1000,
             "eval_every": 1000,
             "eval_episodes": 1000,
+            "checkpoint_every": 1000,
         },
         "fql": {"alpha": 5.0},
         "fbrac": {"alpha": 3.0},

@@ -3,11 +3,13 @@
 config.json     the resolved RunConfig (written first)
 metrics.jsonl   one JSON object per line: training summaries and evaluations, in step order
 models/         the trained Keras models and the acting policy (policy.keras), in .keras format
+checkpoint.npz  the training state every `checkpoint_every` updates, replaced atomically, removed at the end
 result.json     the run's summary, written last and atomically: a run is complete when it exists
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -16,19 +18,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
 MODELS = "models"
+CHECKPOINT = "checkpoint.npz"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see either the old file or the whole new one, never a part."""
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write a file so that readers (and a run resumed after a kill) see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=2, sort_keys=True)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(content)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -37,17 +42,46 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
+
+
+def save_checkpoint(run_dir: Path, arrays: list[Any], progress: dict[str, Any]) -> None:
+    """The training state's leaves and the loop's progress (JSON) in one file, replaced atomically."""
+    buffer = io.BytesIO()
+    leaves = {f"leaf{index}": np.asarray(array) for index, array in enumerate(arrays)}
+    np.savez(buffer, progress=np.array(json.dumps(progress)), **leaves)
+    write_atomic(run_dir / CHECKPOINT, buffer.getvalue())
+
+
+def load_checkpoint(run_dir: Path) -> tuple[list[np.ndarray], dict[str, Any]] | None:
+    """The last checkpoint's leaves and progress, or None if the run has none."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return None
+    with np.load(path) as stored:
+        leaves = [stored[f"leaf{index}"] for index in range(len(stored.files) - 1)]
+        return leaves, json.loads(str(stored["progress"]))
+
+
 def read_json(path: Path) -> Any:
     with path.open() as stream:
         return json.load(stream)
 
 
 class MetricsWriter:
-    """Appends records to metrics.jsonl, flushed line by line so a crash loses at most the last line."""
+    """Appends records to metrics.jsonl, flushed line by line so a crash loses at most the last line.
 
-    def __init__(self, run_dir: Path):
+    A resumed run keeps the records up to its checkpoint's step and drops those written after it.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None):
         run_dir.mkdir(parents=True, exist_ok=True)
-        self._stream = (run_dir / METRICS).open("w")
+        path = run_dir / METRICS
+        if resume_step is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines(keepends=True) if _before(line, resume_step)]
+            write_atomic(path, "".join(kept).encode())
+        self._stream = path.open("a" if resume_step is not None else "w")
 
     def write(self, record: dict[str, Any]) -> None:
         self._stream.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
@@ -55,6 +89,14 @@ class MetricsWriter:
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _before(line: str, step: int) -> bool:
+    """A complete record line at or before `step` (a line cut by a kill is dropped)."""
+    try:
+        return line.endswith("\n") and json.loads(line)["step"] <= step
+    except (json.JSONDecodeError, KeyError):
+        return False
 
 
 def _plain(value: Any) -> Any:

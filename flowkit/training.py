@@ -25,7 +25,7 @@ from flowkit import runs, solvers
 from flowkit.agents import Agent, TrainState, make_agent
 from flowkit.agents.base import Params
 from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps
-from flowkit.config import FlowConfig, RunConfig
+from flowkit.config import ConfigError, FlowConfig, RunConfig
 from flowkit.datasets import Task, Transitions, load_task
 
 DATA_STREAM, EVAL_STREAM = 1, 2
@@ -139,7 +139,11 @@ def load_trained(run_dir: Path) -> tuple[Trainer, Params]:
 def train(
     config: RunConfig, run_dir: Path, *, progress: bool = True, task: Task | None = None, label: str = ""
 ) -> dict[str, Any]:
-    """Train one run into `run_dir` and return its result (also written to run_dir/result.json)."""
+    """Train one run into `run_dir` and return its result (also written to run_dir/result.json).
+
+    A run folder holding a checkpoint (of a run with these settings, killed or interrupted) is resumed from
+    it; the result equals that of an uninterrupted run with the same seed.
+    """
     started = time.perf_counter()
     trainer = Trainer.create(config, task)
     agent, train_config = trainer.agent, config.train
@@ -149,6 +153,14 @@ def train(
     state = agent.init(config.seed)
     seed_key = jax.random.PRNGKey(config.seed)
     data_key = jax.random.fold_in(seed_key, DATA_STREAM)
+    loop = {"config": config.to_dict(), "step": 0, "eval_history": [], "chunk_seconds": [], "eval_s": 0.0}
+    checkpoint = runs.load_checkpoint(run_dir)
+    if checkpoint is not None:
+        leaves, loop = checkpoint
+        if loop["config"] != config.to_dict():
+            raise ConfigError(f"run folder {run_dir} holds a checkpoint of other settings; move it away to rerun")
+        state, data_key = jax.tree.unflatten(jax.tree.structure((state, data_key)), leaves)
+    resumed_from = loop["step"]
     dataset = trainer.task.dataset
     compile_started = time.perf_counter()
     chunk = (
@@ -161,13 +173,15 @@ def train(
     )
     compile_s = time.perf_counter() - compile_started
 
-    writer = runs.MetricsWriter(run_dir)
-    chunk_seconds: list[float] = []
-    eval_history: list[dict[str, Any]] = []
-    eval_s = 0.0
-    bar = tqdm(total=train_config.steps, desc=label or config.agent, unit="update", disable=not progress, leave=False)
+    writer = runs.MetricsWriter(run_dir, resume_step=resumed_from if checkpoint is not None else None)
+    chunk_seconds: list[float] = loop["chunk_seconds"]
+    eval_history: list[dict[str, Any]] = loop["eval_history"]
+    bar = tqdm(
+        total=train_config.steps, initial=resumed_from, desc=label or config.agent, unit="update",
+        disable=not progress, leave=False,
+    )  # fmt: skip
     try:
-        for start in range(0, train_config.steps, train_config.log_every):
+        for start in range(resumed_from, train_config.steps, train_config.log_every):
             chunk_started = time.perf_counter()
             state, data_key, summary, first_bad = chunk(state, dataset, data_key)
             summary = shared_term_norms(jax.device_get(summary))
@@ -183,10 +197,13 @@ def train(
                 eval_started = time.perf_counter()
                 eval_key = jax.random.fold_in(jax.random.fold_in(seed_key, EVAL_STREAM), step)
                 metrics = trainer.evaluate(state.params, eval_key)
-                eval_s += time.perf_counter() - eval_started
+                loop["eval_s"] += time.perf_counter() - eval_started
                 eval_history.append({"step": step, **metrics})
                 writer.write({"phase": "eval", "step": step, **metrics})
                 bar.set_postfix_str(f"{trainer.task.score_metric}={metrics[trainer.task.score_metric]:.3f}")
+            if step % train_config.checkpoint_every == 0 and step < train_config.steps:
+                loop["step"] = step
+                runs.save_checkpoint(run_dir, jax.tree.leaves(jax.device_get((state, data_key))), loop)
     finally:
         bar.close()
         writer.close()
@@ -207,12 +224,14 @@ def train(
             "ms_per_update": 1e3 * statistics.median(per_update_s),
             "ms_per_update_iqr": 1e3 * _iqr(per_update_s),
             "train_s": sum(chunk_seconds),
-            "eval_s": eval_s,
+            "eval_s": loop["eval_s"],
             "wall_s": time.perf_counter() - started,
+            "resumed_from_step": resumed_from,
         },
         "cost": compiled_cost(chunk),
     }
     runs.write_json_atomic(run_dir / runs.RESULT, result)
+    (run_dir / runs.CHECKPOINT).unlink(missing_ok=True)
     return result
 
 

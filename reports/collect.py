@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from analysis.statistics import Summary, summarize
-from studies.runner import FAILURE_ATTR, trial_cell
+from studies.runner import failure_of, trial_cell
 from studies.study import Cell, Study, cell_key
 
 
@@ -58,7 +58,7 @@ def collect(study: Study, optuna_study: optuna.Study) -> dict[str, CellResult]:
         if chosen is not None:
             _read_seeds(result, chosen.user_attrs["seeds"])
         if not complete and candidates and candidates[-1].state == TrialState.FAIL:
-            result.failure = candidates[-1].user_attrs.get(FAILURE_ATTR, {}).get("message", "failed")
+            result.failure = failure_of(candidates[-1])["message"]
         results[key] = result
     return results
 

@@ -1,4 +1,5 @@
-"""Study files: one module per study, each defining STUDY; `flowkit study run NAME` finds them here.
+"""Study files: one module per study, each defining STUDY; `flowkit study run NAME` finds them here, and
+`flowkit study run path/to/file.py` runs a study file kept elsewhere.
 
 A study's name is its module's name with dashes (studies/ode_solver.py declares "ode-solver"); a name that
 is a Python keyword gets a trailing underscore (studies/lambda_.py declares "lambda").
@@ -7,8 +8,11 @@ is a Python keyword gets a trailing underscore (studies/lambda_.py declares "lam
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import keyword
 import pkgutil
+from pathlib import Path
+from types import ModuleType
 
 from flowkit.config import ConfigError
 from studies.study import Study
@@ -30,24 +34,49 @@ def _module_name(name: str) -> str:
 
 
 def load_study(name: str) -> Study:
-    """Import the study file for `name`; a missing, malformed or invalid file raises ConfigError."""
+    """The study declared by studies/NAME.py, or by the study file at a path ending in .py; a missing,
+    malformed or invalid file raises ConfigError before anything is stored."""
+    if name.endswith(".py"):
+        return _load_file(Path(name))
     names = study_names()
     if name not in names:
-        raise ConfigError(f"study: no study named {name!r}; declared studies: {', '.join(names) or 'none'}")
+        raise ConfigError(
+            f"study: no study named {name!r}; declared studies: {', '.join(names) or 'none'} "
+            "(or give the path of a study file ending in .py)"
+        )
     module_name = _module_name(name)
+    where = f"study file {module_name.replace('.', '/')}.py"
     try:
         module = importlib.import_module(module_name)
     except ConfigError:
         raise
     except Exception as error:
-        raise ConfigError(f"study file {module_name.replace('.', '/')}.py failed to load: {error!r}") from error
+        raise ConfigError(f"{where} failed to load: {error!r}") from error
+    study = _declared(module, where)
+    if study.name != name:
+        raise ConfigError(f"{where} declares name {study.name!r}, expected {name!r}")
+    return study
+
+
+def _load_file(path: Path) -> Study:
+    where = f"study file {path}"
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such file")
+    spec = importlib.util.spec_from_file_location(f"flowkit_study_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise ConfigError(f"{where} failed to load: {error!r}") from error
+    return _declared(module, where)
+
+
+def _declared(module: ModuleType, where: str) -> Study:
     study = getattr(module, "STUDY", None)
     if not isinstance(study, Study):
-        raise ConfigError(f"study file {module_name.replace('.', '/')}.py must define STUDY = Study(...)")
-    if study.name != name:
-        raise ConfigError(
-            f"study file {module_name.replace('.', '/')}.py declares name {study.name!r}, expected {name!r}"
-        )
+        raise ConfigError(f"{where} must define STUDY = Study(...)")
     return study
 
 

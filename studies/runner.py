@@ -1,20 +1,29 @@
 """The trial runner: a study's cells become Optuna trials, and each trial trains its cell's seeds.
 
-Every cell is enqueued exactly once, and a worker claims a waiting trial by moving it from WAITING to RUNNING,
-which the storage grants to one worker only; nothing is ever sampled. Running a study again resumes it: cells
-with a complete trial are skipped, a trial that was interrupted or whose worker died is enqueued again, and
-seeds whose run folder already holds a result with the same settings are not trained again. A run that
-diverges fails its trial for good, with the step and the metric recorded.
+Every cell is enqueued exactly once (workers enqueue under a lock: a file lock beside a journal, an advisory
+lock on PostgreSQL), and a worker claims a waiting trial by moving it from WAITING to RUNNING, which the
+storage grants to one worker only; nothing is ever sampled. A worker whose queue is empty waits while other
+workers' trials run, and takes over any whose worker died: on one machine a dead process is seen at once, on
+a database by its missing heartbeats. Running a study again resumes it: cells with a complete trial are
+skipped, a trial that was interrupted or whose worker died is enqueued again, its runs resume from their last
+checkpoints, and seeds whose run folder already holds a result with the same settings are not trained again.
+A run that diverges fails its trial for good, with the step and the metric recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import multiprocessing
 import os
 import shutil
 import socket
 import statistics
+import threading
+import time
 import warnings
-from collections.abc import Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,10 @@ WORKER_ATTR = "flowkit:worker"
 FAILURE_ATTR = "failure"
 RETRYABLE_FAILURES = ("interrupted", "error", "worker died")
 """Failures whose cell is enqueued again when the study is run again; 'diverged' is final."""
+HEARTBEAT_S = 60
+"""On a database, a running trial records a heartbeat this often; one silent for 3 intervals is taken over."""
+POLL_S = 2.0
+"""How often an idle worker of a journal study looks for trials to take over."""
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -53,7 +66,7 @@ def default_journal(runs_dir: Path, study_name: str) -> Path:
     return study_dir(runs_dir, study_name) / "optuna.journal"
 
 
-def open_storage(url: str | None, runs_dir: Path, study_name: str) -> BaseStorage:
+def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: int = HEARTBEAT_S) -> BaseStorage:
     """The study's storage: a journal file under runs/ by default, a journal path, or a database URL."""
     if url is None:
         url = str(default_journal(runs_dir, study_name))
@@ -64,17 +77,36 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str) -> BaseStorag
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as error:
             raise StorageError(f"storage {url!r}: cannot open the journal file ({error.strerror})") from None
+    engine_url = url
+    if url.startswith(("postgresql://", "postgres://")):
+        engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]  # psycopg 3, not SQLAlchemy's psycopg2
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=60, grace_period=180)
+            return RDBStorage(
+                engine_url,
+                heartbeat_interval=heartbeat_s,
+                grace_period=3 * heartbeat_s,
+            )
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StorageError(f"storage {url!r}: cannot connect ({reason})") from None
 
 
+def failure_of(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """Why a failed trial failed. Optuna fails a trial whose heartbeats stopped without a word, and a
+    finished trial takes no attributes, so a failure flowkit did not record is a worker that died."""
+    silent = {"kind": "worker died", "message": "its worker stopped sending heartbeats"}
+    return trial.user_attrs.get(FAILURE_ATTR, silent)
+
+
 def load_optuna_study(
-    study: Study, runs_dir: Path, storage_url: str | None = None, *, create: bool = False
+    study: Study,
+    runs_dir: Path,
+    storage_url: str | None = None,
+    *,
+    create: bool = False,
+    heartbeat_s: int = HEARTBEAT_S,
 ) -> optuna.Study | None:
     """The stored study, checked against the study file; created if asked, else None when absent.
 
@@ -82,22 +114,18 @@ def load_optuna_study(
     """
     if storage_url is None and not create and not default_journal(runs_dir, study.name).exists():
         return None
-    storage = open_storage(storage_url, runs_dir, study.name)
+    storage = open_storage(storage_url, runs_dir, study.name, heartbeat_s)
     definition = study.definition()
     try:
         stored = optuna.load_study(study_name=study.name, storage=storage, sampler=EnqueuedCellsOnly())
     except KeyError:
         if not create:
             return None
-        direction = "minimize" if study.lower_is_better() else "maximize"
-        stored = optuna.create_study(
-            study_name=study.name, storage=storage, direction=direction, sampler=EnqueuedCellsOnly()
-        )
-        stored.set_user_attr(DEFINITION_ATTR, definition)
-        stored.set_user_attr(
-            SAMPLER_ATTR, "EnqueuedCellsOnly: each cell enqueued once, claimed atomically; nothing sampled"
-        )
-        return stored
+        with study_lock(storage, study.name, runs_dir):
+            try:
+                stored = optuna.load_study(study_name=study.name, storage=storage, sampler=EnqueuedCellsOnly())
+            except KeyError:
+                return _create(study, storage)
     if stored.user_attrs.get(DEFINITION_ATTR) != definition:
         changed = sorted(
             key for key in definition if stored.user_attrs.get(DEFINITION_ATTR, {}).get(key) != definition[key]
@@ -107,6 +135,19 @@ def load_optuna_study(
             f"(changed: {', '.join(changed)}); to keep both, give the study file a new name; to start over, "
             "delete the stored study (its journal file under runs/, or optuna delete-study for a database)"
         )
+    return stored
+
+
+def _create(study: Study, storage: BaseStorage) -> optuna.Study:
+    """A new stored study with its definition (call under `study_lock`, so workers starting together agree)."""
+    direction = "minimize" if study.lower_is_better() else "maximize"
+    stored = optuna.create_study(
+        study_name=study.name, storage=storage, direction=direction, sampler=EnqueuedCellsOnly()
+    )
+    stored.set_user_attr(DEFINITION_ATTR, study.definition())
+    stored.set_user_attr(
+        SAMPLER_ATTR, "EnqueuedCellsOnly: each cell enqueued once, claimed atomically; nothing sampled"
+    )
     return stored
 
 
@@ -141,8 +182,42 @@ def _worker_dead(trial: optuna.trial.FrozenTrial) -> bool:
     return False
 
 
+def _database(storage: BaseStorage) -> RDBStorage | None:
+    """The RDB storage behind a study's storage (Optuna wraps it in a cache), or None for a journal."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+@contextlib.contextmanager
+def study_lock(storage: BaseStorage, study_name: str, runs_dir: Path) -> Iterator[None]:
+    """Serialise creating the stored study and enqueueing its cells across workers: an advisory lock on
+    PostgreSQL (any machine), else a file lock (workers of this machine)."""
+    database = _database(storage)
+    if database is not None and database.engine.dialect.name == "postgresql":
+        key = zlib.crc32(f"flowkit:{study_name}".encode())
+        with database.engine.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+            try:
+                yield
+            finally:
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+        return
+    path = study_dir(runs_dir, study_name) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def enqueue_missing(optuna_study: optuna.Study, study: Study) -> int:
-    """Enqueue each cell that has no waiting, running, complete or finally failed trial; return how many."""
+    """Fail the trials of dead workers, then enqueue each cell that has no waiting, running, complete or
+    finally failed trial; return how many. Call under `study_lock`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(optuna_study)
     taken = set()
     for trial in optuna_study.get_trials(deepcopy=False):
         if trial.state == TrialState.RUNNING and _worker_dead(trial):
@@ -151,8 +226,7 @@ def enqueue_missing(optuna_study: optuna.Study, study: Study) -> int:
             )
             optuna_study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             continue
-        failure = trial.user_attrs.get(FAILURE_ATTR, {})
-        if trial.state != TrialState.FAIL or failure.get("kind") not in RETRYABLE_FAILURES:
+        if trial.state != TrialState.FAIL or failure_of(trial)["kind"] not in RETRYABLE_FAILURES:
             taken.add(trial_cell(trial))
     missing = [cell for cell in study.cells() if cell_key(cell) not in taken]
     for cell in missing:
@@ -174,19 +248,45 @@ def claim_trial(optuna_study: optuna.Study) -> tuple[optuna.Trial, Cell] | None:
     return None
 
 
+@contextlib.contextmanager
+def heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Record the trial's heartbeat from a thread while it runs (databases with heartbeats only)."""
+    storage = _database(optuna_study._storage)
+    if storage is None or storage.get_heartbeat_interval() is None:
+        yield
+        return
+    stopped = threading.Event()
+
+    def beat() -> None:
+        while True:
+            storage.record_heartbeat(trial._trial_id)
+            if stopped.wait(storage.get_heartbeat_interval()):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        thread.join()
+
+
 def run_score(result: Mapping[str, Any], metric: str, last_evals: int) -> float:
     """A run's score: the mean of `metric` over its last `last_evals` evaluations."""
     return statistics.fmean(record[metric] for record in result["eval_history"][-last_evals:])
 
 
 def train_or_reuse(config, run_dir: Path, *, progress: bool, label: str) -> dict[str, Any]:
-    """A run's result: the stored one if its folder completed with the same settings, else a fresh run."""
+    """A run's result: the stored one if its folder completed with the same settings, else the run resumed
+    from its last checkpoint, else a fresh run."""
     result = runs.load_result(run_dir)
     if result is not None:
         if result["config"] != config.to_dict():
             raise ConfigError(f"run folder {run_dir} holds a result with other settings; move it away to rerun")
         return result
-    if run_dir.exists():
+    checkpoint = runs.load_checkpoint(run_dir)
+    if run_dir.exists() and (checkpoint is None or checkpoint[1]["config"] != config.to_dict()):
         shutil.rmtree(run_dir)
     return train(config, run_dir, progress=progress, label=label)
 
@@ -274,7 +374,7 @@ def progress_of(study: Study, optuna_study: optuna.Study | None) -> StudyProgres
                 break
         else:
             if cell_trials:
-                failed[cell_key(cell)] = cell_trials[-1].user_attrs.get(FAILURE_ATTR, {}).get("message", "failed")
+                failed[cell_key(cell)] = failure_of(cell_trials[-1])["message"]
         seeds_done += max((len(t.user_attrs.get("seeds", {})) for t in cell_trials), default=0)
     return StudyProgress(
         cells=len(study.cells()),
@@ -288,16 +388,82 @@ def progress_of(study: Study, optuna_study: optuna.Study | None) -> StudyProgres
     )
 
 
-def run_study(study: Study, runs_dir: Path, storage_url: str | None = None, *, progress: bool = True) -> StudyProgress:
-    """Run (or resume) every cell of the study on this worker until no trial is waiting."""
-    optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True)
-    enqueue_missing(optuna_study, study)
+def run_study(
+    study: Study,
+    runs_dir: Path,
+    storage_url: str | None = None,
+    *,
+    progress: bool = True,
+    heartbeat_s: int = HEARTBEAT_S,
+) -> StudyProgress:
+    """Run (or resume) cells of the study on this worker until every cell is complete or finally failed,
+    waiting while other workers' trials run and taking over those whose worker died."""
+    optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
+    with study_lock(optuna_study._storage, study.name, runs_dir):
+        enqueue_missing(optuna_study, study)
     state = progress_of(study, optuna_study)
-    done = state.complete * len(study.seeds)
-    bar = tqdm(total=state.seeds_total, initial=done, desc=study.name, unit="run", disable=not progress)
+    bar = tqdm(total=state.seeds_total, initial=state.seeds_done, desc=study.name, unit="run", disable=not progress)
+    poll_s = heartbeat_s if _database(optuna_study._storage) is not None else POLL_S
     try:
-        while (claimed := claim_trial(optuna_study)) is not None:
-            run_trial(study, *claimed, runs_dir, progress=progress, bar=bar)
+        while True:
+            claimed = claim_trial(optuna_study)
+            if claimed is not None:
+                with heartbeat(optuna_study, claimed[0]):
+                    run_trial(study, *claimed, runs_dir, progress=progress, bar=bar)
+                continue
+            with study_lock(optuna_study._storage, study.name, runs_dir):
+                if enqueue_missing(optuna_study, study):
+                    continue
+            if not optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                break
+            time.sleep(poll_s)
     finally:
         bar.close()
+    return progress_of(study, optuna_study)
+
+
+def run_workers(
+    study: Study,
+    runs_dir: Path,
+    storage_url: str | None = None,
+    *,
+    workers: int,
+    progress: bool = True,
+    heartbeat_s: int = HEARTBEAT_S,
+    worker: Callable[..., StudyProgress] = run_study,
+) -> StudyProgress:
+    """Run the study with `workers` processes on this machine, showing their common progress (runs/s, ETA).
+
+    The storage is opened and the cells enqueued here first, so a bad storage or study fails before any
+    process starts. Each process runs `worker` (run_study; tests give a cheap objective).
+    """
+    optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
+    with study_lock(optuna_study._storage, study.name, runs_dir):
+        enqueue_missing(optuna_study, study)
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(
+            target=worker,
+            args=(study, runs_dir, storage_url),
+            kwargs={"progress": False, "heartbeat_s": heartbeat_s},
+            name=f"flowkit-worker-{index}",
+        )
+        for index in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    state = progress_of(study, optuna_study)
+    bar = tqdm(total=state.seeds_total, initial=state.seeds_done, desc=study.name, unit="run", disable=not progress)
+    try:
+        while any(process.is_alive() for process in processes):
+            time.sleep(1.0)
+            done = progress_of(study, optuna_study).seeds_done
+            bar.update(done - bar.n)
+    finally:
+        for process in processes:
+            process.join()
+        bar.close()
+    failed = [f"{p.name} exited with code {p.exitcode}" for p in processes if p.exitcode]
+    if failed:
+        raise RuntimeError(f"study {study.name!r}: " + "; ".join(failed))
     return progress_of(study, optuna_study)

@@ -43,6 +43,29 @@ def test_run_folder_holds_config_metrics_models_and_result(tmp_path: Path):
     assert result["nfe_per_solve"] == 10 and result["timing"]["compile_s"] > 0
 
 
+def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path: Path, monkeypatch):
+    settings = {**TINY, "steps": 600, "eval_every": 200, "checkpoint_every": 200}
+    config = make_run_config("fql", "moons", 3, settings)
+    uninterrupted = train(config, tmp_path / "whole", progress=False)
+    write = runs.MetricsWriter.write
+
+    def killed_at_500(writer, record):
+        write(writer, record)
+        if record["step"] == 500:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs.MetricsWriter, "write", killed_at_500)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, tmp_path / "killed", progress=False)
+    assert runs.load_result(tmp_path / "killed") is None
+    assert runs.load_checkpoint(tmp_path / "killed")[1]["step"] == 400
+    resumed = train(config, tmp_path / "killed", progress=False)
+    assert resumed["timing"]["resumed_from_step"] == 400 and not (tmp_path / "killed" / runs.CHECKPOINT).exists()
+    assert resumed["eval_history"] == uninterrupted["eval_history"], "same evaluations, to the last digit"
+    assert learning_curves(tmp_path / "killed") == learning_curves(tmp_path / "whole"), "no record lost or repeated"
+
+
 def test_divergence_stops_the_run_at_the_update_it_happened(tmp_path: Path):
     config = make_run_config("fql", "moons", 0, {**TINY, "lr": 1e30})
     with pytest.raises(DivergedError) as error:
