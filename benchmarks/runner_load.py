@@ -29,6 +29,7 @@ from studies.study import Study, cell_key
 def trivial_train(config: RunConfig, run_dir: Path, **_: Any) -> dict[str, Any]:
     """A run that only logs that it ran (to the study folder's calls.log) and returns a result shaped like
     train's, whose score depends on the settings and the seed."""
+    run_dir.parents[2].mkdir(parents=True, exist_ok=True)
     with (run_dir.parents[2] / "calls.log").open("a") as log:
         log.write(f"{run_dir.parent.name}/{run_dir.name}\n")
     score = 1000 * config.agent_config.lr + config.seed

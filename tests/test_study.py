@@ -3,10 +3,12 @@
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import pytest
 from optuna.trial import TrialState
 
 import studies.runner as runner
+from flowkit.agents.fql import FQL
 from flowkit.config import ConfigError
 from flowkit.training import train
 from studies import load_study, study_names
@@ -111,3 +113,24 @@ def test_a_setting_one_method_lacks_is_not_swept_for_it():
 def test_unreachable_database_is_reported(tmp_path):
     with pytest.raises(runner.StorageError, match=r"storage 'postgresql://nobody@127.0.0.1:1/none': cannot connect"):
         runner.open_storage("postgresql://nobody@127.0.0.1:1/none", tmp_path, "tiny")
+
+
+def test_a_nan_at_a_known_update_fails_that_trial_only(tmp_path, monkeypatch):
+    """A NaN injected into RK4's critic loss at update 151 (step 150 counted from 0) fails the RK4 trial,
+    with the update and the loss recorded; Euler's trial completes and the study goes on."""
+    original = FQL.loss
+
+    def nan_at_150_under_rk4(self, params, target_params, batch, key, step):
+        terms, metrics = original(self, params, target_params, batch, key, step)
+        if self.config.solver == "rk4":
+            terms["critic"] = terms["critic"] * jnp.where(step == 150, jnp.nan, 1.0)
+        return terms, metrics
+
+    monkeypatch.setattr(FQL, "loss", nan_at_150_under_rk4)
+    study = tiny_study(seeds=(0,))
+    state = runner.run_study(study, tmp_path, progress=False)
+    trials = {t.params["solver"]: t for t in stored_trials(study, tmp_path)}
+    assert trials["euler"].state == TrialState.COMPLETE and trials["rk4"].state == TrialState.FAIL
+    failure = trials["rk4"].user_attrs["failure"]
+    assert (failure["kind"], failure["step"]) == ("diverged", 151) and "grad_norm/critic" in failure["metrics"]
+    assert state.complete == 1 and list(state.failed.values()) == [failure["message"]]
