@@ -5,6 +5,8 @@ import json
 import pytest
 
 from flowkit.cli import main
+from studies import load_study
+from studies.runner import enqueue_missing, load_optuna_study
 
 
 def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):
@@ -86,3 +88,38 @@ def test_bench_step_times_flowkit_and_the_reference_on_the_same_math(tmp_path, c
         f"reference {reference['gflop_per_update']:.4f} GFLOP"
     )
     assert results["ratio"] > 0 and "flowkit / reference" in capsys.readouterr().out
+
+
+GOOD_STUDY = """
+from studies.study import Study
+STUDY = Study(name="mine", question="?", agents=("fql",), tasks=("moons",), grid={{"solver": ("euler", "rk4")}},
+              seeds=(0,), fixed={{"steps": 100, "log_every": 100, "eval_every": 100, {extra}}})
+"""
+
+
+@pytest.mark.parametrize(
+    ("study_text", "storage", "message"),
+    [
+        ("STUDY = Study(", None, "study file {path} failed to load: SyntaxError"),
+        ("X = 1", None, "study file {path} must define STUDY = Study(...)"),
+        (GOOD_STUDY.format(extra="").replace('"fql"', '"sac"'), None, "agent: unknown method 'sac'"),
+        (GOOD_STUDY.format(extra="").replace('"moons"', '"antmaze"'), None, "task: unknown task 'antmaze'"),
+        (GOOD_STUDY.format(extra="").replace('"rk4"', '"rk5"'), None, "solver: 'rk5' is not allowed"),
+        (GOOD_STUDY.format(extra='"alhpa": 3'), None, "setting 'alhpa' belongs to none of the study's methods"),
+        (GOOD_STUDY.format(extra=""), "postgresql://x@127.0.0.1:1/y", "cannot connect"),
+    ],
+)
+def test_bad_input_leaves_the_stored_study_unchanged(study_text, storage, message, tmp_path, capsys):
+    """A study already stored in a journal; a run with each bad input fails with one line and changes no byte."""
+    journal = tmp_path / "optuna.journal"
+    good = tmp_path / "good.py"
+    good.write_text(GOOD_STUDY.format(extra=""))
+    study = load_study(str(good))
+    enqueue_missing(load_optuna_study(study, tmp_path, str(journal), create=True), study)
+    before = journal.read_bytes()
+    path = tmp_path / "mine.py"
+    path.write_text(study_text)
+    code = main(["study", "run", str(path), "--storage", storage or str(journal), "--runs-dir", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert code == 2 and message.format(path=path) in error and error.count("\n") == 1, error
+    assert journal.read_bytes() == before
