@@ -55,7 +55,8 @@ def test_train_command_writes_a_run_folder(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", "--task", "swiss-roll", "--set", *settings, "--run-dir", str(run_dir), "--quiet"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed["final"]) == {"step", "reward_mean", "reward_in_support", "support", "energy_distance"}
+    metrics = {"step", "reward_mean", "reward_in_support", "support", "energy_distance", "consistency"}
+    assert set(printed["final"]) == metrics, "the bandit's metrics and the value gaps along the flow"
     config = json.loads((run_dir / "config.json").read_text())
     assert config["agent_config"]["solver"] == "midpoint" and config["train"]["steps"] == 100
 
