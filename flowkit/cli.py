@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from flowkit.config import (
     parse_overrides,
     parse_value,
 )
+from flowkit.datasets import DATA_DIR_ENV
 from flowkit.solvers import SOLVERS
 
 
@@ -135,9 +137,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from flowkit.datasets import data_dir, ogbench_generate, ogbench_tasks, toy
+
+    folder = data_dir()
+    if args.data_command == "generate":
+        for name in args.names:
+            ogbench_generate.check_recipe(name)
+        for name in args.names:
+            ogbench_generate.generate(
+                name, folder, episodes=args.episodes, val_episodes=args.val_episodes, seed=args.seed,
+                workers=args.workers, progress=not args.quiet,
+            )  # fmt: skip
+        return 0
+    print(f"2D bandits (built in): {', '.join(toy.TOY_TASKS)}")
+    print(f"OGBench datasets in {folder} (task names: DATASET for goal-conditioned runs, "
+          "STEM-singletask-task1..5-v0 and STEM-singletask-v0 for single-task runs):")  # fmt: skip
+    for name in ogbench_generate.RECIPES:
+        train, val = ogbench_generate.dataset_paths(name, folder)
+        present = train.exists() and val.exists()
+        status = f"present ({train.stat().st_size / 2**20:.0f} MiB)" if present else "absent: flowkit data generate"
+        single = f"{name.removesuffix('-v0')}-singletask-v0"
+        default = ogbench_tasks.split_name(single)[1]
+        print(f"  {name:32s} {status:36s} default single task: task{default} ({single})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_data_dir(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--data-dir", help="folder of OGBench dataset files (default: $FLOWKIT_DATA_DIR, else ~/.ogbench/data)"
+        )
 
     def add_storage(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--runs-dir", default="runs", help="folder of run folders, journals and reports [runs]")
@@ -156,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs-dir", default="runs")
     train.add_argument("--run-dir", type=Path, help="run folder (default: runs/train/AGENT_TASK_seedN_TIME)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_data_dir(train)
     train.set_defaults(handler=cmd_train)
 
     study = commands.add_parser("study", help="run and inspect studies")
@@ -173,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "intervals is taken over by another worker [60]",
     )
     add_storage(run)
+    add_data_dir(run)
     status = study_commands.add_parser("status", help="how far a study is")
     status.add_argument("name", help="a declared study's name, or the path of a study file ending in .py")
     add_storage(status)
@@ -187,6 +222,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--against-storage", help="the other study's storage (default: its journal under runs/)")
     add_storage(report)
     report.set_defaults(handler=cmd_report)
+
+    data = commands.add_parser("data", help="make and list OGBench datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    generate = data_commands.add_parser(
+        "generate", help="make OGBench datasets with OGBench's environments and scripted oracles (resumable)"
+    )
+    generate.add_argument("names", nargs="+", metavar="NAME", help="dataset names, e.g. cube-single-play-v0")
+    generate.add_argument("--episodes", type=_positive_int, help="training episodes (default: OGBench's, 1000)")
+    generate.add_argument("--val-episodes", type=_positive_int, help="validation episodes (default: a tenth)")
+    generate.add_argument("--seed", type=int, default=0, help="episode i is seeded from (seed, i) [0]")
+    generate.add_argument("--workers", type=_positive_int, default=1, help="processes making episodes [1]")
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    data_list = data_commands.add_parser("list", help="the task names, and which datasets are present")
+    for sub in (generate, data_list):
+        add_data_dir(sub)
+    data.set_defaults(handler=cmd_data)
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
@@ -215,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "data_dir", None):
+        os.environ[DATA_DIR_ENV] = str(Path(args.data_dir).expanduser().resolve())  # also read by worker processes
     try:
         return args.handler(args)
     except ConfigError as error:

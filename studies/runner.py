@@ -398,6 +398,7 @@ def run_study(
 ) -> StudyProgress:
     """Run (or resume) cells of the study on this worker until every cell is complete or finally failed,
     waiting while other workers' trials run and taking over those whose worker died."""
+    study.check_data()
     optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
     with study_lock(optuna_study._storage, study.name, runs_dir):
         enqueue_missing(optuna_study, study)
@@ -437,6 +438,7 @@ def run_workers(
     The storage is opened and the cells enqueued here first, so a bad storage or study fails before any
     process starts. Each process runs `worker` (run_study; tests give a cheap objective).
     """
+    study.check_data()
     optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
     with study_lock(optuna_study._storage, study.name, runs_dir):
         enqueue_missing(optuna_study, study)

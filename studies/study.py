@@ -78,6 +78,11 @@ class Study:
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
 
+    def check_data(self) -> None:
+        """Refuse to start while a task's dataset is missing or broken (the message says how to make it)."""
+        for task in self.tasks:
+            task_class(task).check_data(task)
+
     def metric_for(self, task: str) -> str:
         """The evaluation metric a run on `task` is scored by."""
         return self.metric or task_class(task).score_metric

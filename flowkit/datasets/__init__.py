@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from flowkit.config import ConfigError
+
+DATA_DIR_ENV = "FLOWKIT_DATA_DIR"
+DEFAULT_DATA_DIR = "~/.ogbench/data"
+"""OGBench's own default, so that official files a user already downloaded are found."""
+
+
+class DatasetError(ConfigError):
+    """A dataset file or folder is missing, truncated or does not match its environment."""
+
+
+def data_dir() -> Path:
+    """Where OGBench dataset files are read from and generated into: $FLOWKIT_DATA_DIR, else ~/.ogbench/data."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 """Maps (observations, key) to actions in [-1, 1]^d; jit-compiled by the caller."""
@@ -55,6 +72,11 @@ class Task(abc.ABC):
     def action_dim(self) -> int:
         return self.dataset.actions.shape[-1]
 
+    @classmethod
+    def check_data(cls, name: str) -> None:
+        """Raise DatasetError if the task's data is not where it will be read from (cheap; no full read)."""
+        del name
+
     @abc.abstractmethod
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         """Roll the policy out for `episodes` episodes and return scalar metrics."""
@@ -65,9 +87,9 @@ class Task(abc.ABC):
 
 
 def _task_classes() -> dict[str, type[Task]]:
-    from flowkit.datasets import toy
+    from flowkit.datasets import ogbench_tasks, toy
 
-    return dict.fromkeys(toy.TOY_TASKS, toy.ToyBandit)
+    return {**dict.fromkeys(toy.TOY_TASKS, toy.ToyBandit), **ogbench_tasks.TASKS}
 
 
 def task_names() -> tuple[str, ...]:

@@ -1,0 +1,404 @@
+"""OGBench datasets made on this machine with OGBench's own environments and scripted oracles.
+
+Many clusters cannot reach OGBench's dataset server, so the kit follows the recipe of OGBench's data
+generation scripts: manipulation data from the plan oracles with smoothed noise ("play") or the Markov oracles
+with Gaussian noise and random actions ("noisy"), a new target whenever the oracle is done; pointmaze data
+from the maze's oracle subgoal direction plus Gaussian noise, a new goal whenever one is reached. Files have
+the official layout, keys and dtypes, with the -val file beside them, so ogbench.make_env_and_datasets loads
+them unchanged.
+
+Every episode is seeded from (seed, episode index), so a dataset does not depend on how many worker
+processes made it. Episodes are made in parts of PART_EPISODES, each saved atomically in a hidden folder
+beside the dataset; an interrupted run resumes from its finished parts, and the dataset files appear only
+when whole (written to a temporary file and renamed).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import multiprocessing
+import queue
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from flowkit import runs
+from flowkit.config import ConfigError
+
+PART_EPISODES = 10
+"""Episodes per part file: the unit of work of a worker process and of resumption."""
+MANIPULATION_NOISE = 0.1
+NOISE_SMOOTHING = 0.5
+MARKOV_MIN_NORM = 0.4
+POINTMAZE_NOISE = 0.5
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How OGBench's scripts make one dataset (their commands' flags)."""
+
+    env_name: str
+    oracle: str
+    """'plan', 'markov' (manipulation) or 'subgoal' (pointmaze)."""
+    episodes: int
+    max_episode_steps: int
+    p_random_action: float = 0.0
+
+    @property
+    def val_episodes(self) -> int:
+        return self.episodes // 10
+
+
+def _recipes() -> dict[str, Recipe]:
+    recipes = {}
+    for env, p_random in (("cube-single", 0.1), ("cube-double", 0.1), ("scene", 0.1), ("puzzle-3x3", 0.2),
+                          ("puzzle-4x4", 0.2)):  # fmt: skip
+        recipes[f"{env}-play-v0"] = Recipe(f"{env}-v0", "plan", 1000, 1001)
+        recipes[f"{env}-noisy-v0"] = Recipe(f"{env}-v0", "markov", 1000, 1001, p_random)
+    for maze in ("medium", "large", "teleport"):
+        recipes[f"pointmaze-{maze}-navigate-v0"] = Recipe(f"pointmaze-{maze}-v0", "subgoal", 1000, 1001)
+    recipes["pointmaze-giant-navigate-v0"] = Recipe("pointmaze-giant-v0", "subgoal", 500, 2001)
+    return recipes
+
+
+RECIPES = _recipes()
+"""The datasets the kit can make, by their OGBench names."""
+
+
+def dataset_paths(name: str, data_dir: Path) -> tuple[Path, Path]:
+    """The training and validation files of dataset `name`, as OGBench names them."""
+    return data_dir / f"{name}.npz", data_dir / f"{name}-val.npz"
+
+
+def generate_command(name: str, data_dir: Path) -> str:
+    return f"flowkit data generate {name} --data-dir {data_dir}"
+
+
+def check_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ConfigError(f"dataset: cannot generate {name!r}; allowed: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def episode_seed(seed: int, episode: int, retry: int = 0) -> int:
+    """The seed of an episode (and of its retries: OGBench's script draws unhealthy scene episodes again)."""
+    return int(np.random.SeedSequence([seed, episode, retry]).generate_state(1)[0])
+
+
+def import_ogbench() -> Any:
+    """ogbench, with its environments registered in Gymnasium (quietly: MuJoCo's viewer warns that there is
+    no display, and none is needed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import ogbench
+
+    return ogbench
+
+
+def make_env(env_id: str, **kwargs: Any) -> Any:
+    """An OGBench environment (quietly: Gymnasium warns that OGBench's float64 box bounds are cast)."""
+    import gymnasium
+
+    import_ogbench()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return gymnasium.make(env_id, **kwargs)
+
+
+def _make_env(recipe: Recipe) -> Any:
+    kwargs = {"mode": "data_collection"} if recipe.oracle != "subgoal" else {}
+    return make_env(recipe.env_name, terminate_at_goal=False, max_episode_steps=recipe.max_episode_steps, **kwargs)
+
+
+def _manipulation_oracles(env: Any, recipe: Recipe) -> dict[str, Any]:
+    """OGBench's oracles for the environment, by the sub-task names the environment asks for."""
+    from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
+    from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
+    from ogbench.manipspace.oracles.markov.drawer_markov import DrawerMarkovOracle
+    from ogbench.manipspace.oracles.markov.window_markov import WindowMarkovOracle
+    from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
+    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+    from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
+    from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
+
+    if recipe.oracle == "plan":
+        plan = {"env": env, "noise": MANIPULATION_NOISE, "noise_smoothing": NOISE_SMOOTHING}
+        if recipe.env_name.startswith("puzzle"):
+            return {"button": ButtonPlanOracle(gripper_always_closed=True, **plan)}
+        oracles = {"cube": CubePlanOracle(**plan)}
+        if recipe.env_name.startswith("scene"):
+            oracles |= {"button": ButtonPlanOracle(**plan), "drawer": DrawerPlanOracle(**plan),
+                        "window": WindowPlanOracle(**plan)}  # fmt: skip
+        return oracles
+    markov = {"env": env, "min_norm": MARKOV_MIN_NORM}
+    if recipe.env_name.startswith("puzzle"):
+        return {"button": ButtonMarkovOracle(gripper_always_closed=True, **markov)}
+    if recipe.env_name.startswith("scene"):
+        return {"cube": CubeMarkovOracle(max_step=100, **markov), "button": ButtonMarkovOracle(**markov),
+                "drawer": DrawerMarkovOracle(**markov), "window": WindowMarkovOracle(**markov)}  # fmt: skip
+    return {"cube": CubeMarkovOracle(**markov)}
+
+
+def _stack_probability(env_name: str) -> float:
+    """The chance that a new cube target is a stack, per environment, as in OGBench's script."""
+    if "single" in env_name:
+        return 0.0
+    if "double" in env_name:
+        return float(np.random.uniform(0.0, 0.25))
+    return 0.5
+
+
+def _scene_episode_healthy(qpos: np.ndarray) -> bool:
+    """The block stays visible: not too far right, and not too far left unless inside the drawer."""
+    block = qpos[:, 14:17]
+    too_far_left = (block[:, 1] <= -0.3) & ((block[:, 2] < 0.06) | (block[:, 2] > 0.08))
+    return not ((block[:, 1] >= 0.29).any() or too_far_left.any())
+
+
+def _manipulation_episode(
+    env: Any, recipe: Recipe, oracles: dict[str, Any], seed: int, stats: dict[str, int]
+) -> dict[str, list]:
+    observation, info = env.reset(seed=seed)
+    p_stack = _stack_probability(recipe.env_name)
+    noise_scale = np.random.uniform(0, MANIPULATION_NOISE) * np.array([1, 1, 1, 3, 10])
+    oracle = oracles[info["privileged/target_task"]]
+    oracle.reset(observation, info)
+    episode = defaultdict(list)
+    done = False
+    while not done:
+        if np.random.rand() < recipe.p_random_action:
+            action = env.action_space.sample()
+        else:
+            action = np.array(oracle.select_action(observation, info))
+            if recipe.oracle == "markov":
+                action = action + np.random.normal(0, noise_scale, action.shape)
+        action = np.clip(action, -1, 1)
+        next_observation, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        if oracle.done:
+            stats["attempted"] += 1
+            stats["succeeded"] += bool(info["success"])
+            oracle_observation, oracle_info = env.unwrapped.set_new_target(p_stack=p_stack)
+            oracle = oracles[oracle_info["privileged/target_task"]]
+            oracle.reset(oracle_observation, oracle_info)
+        _append_step(episode, observation, action, done, info)
+        if "prev_button_states" in info:
+            episode["button_states"].append(info["prev_button_states"])
+        observation = next_observation
+    stats["unfinished"] += 1
+    return episode
+
+
+def _maze_cells(maze_map: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Free cells, and the free cells that are not straight corridor (where goals are drawn)."""
+    free, vertices = [], []
+    for i, j in zip(*np.nonzero(maze_map == 0), strict=True):
+        free.append((int(i), int(j)))
+        corridor = (maze_map[i - 1, j] == 0 and maze_map[i + 1, j] == 0 and maze_map[i, j - 1] == 1
+                    and maze_map[i, j + 1] == 1) or (maze_map[i, j - 1] == 0 and maze_map[i, j + 1] == 0
+                    and maze_map[i - 1, j] == 1 and maze_map[i + 1, j] == 1)  # fmt: skip
+        if not corridor:
+            vertices.append((int(i), int(j)))
+    return free, vertices
+
+
+def _pointmaze_episode(env: Any, seed: int, stats: dict[str, int]) -> dict[str, list]:
+    maze = env.unwrapped
+    free, vertices = _maze_cells(maze.maze_map)
+    start, goal = free[np.random.randint(len(free))], vertices[np.random.randint(len(vertices))]
+    observation, _ = env.reset(seed=seed, options={"task_info": {"init_ij": start, "goal_ij": goal}})
+    episode = defaultdict(list)
+    done = False
+    while not done:
+        subgoal, _ = maze.get_oracle_subgoal(maze.get_xy(), maze.cur_goal_xy)
+        direction = subgoal - maze.get_xy()
+        direction = direction / (np.linalg.norm(direction) + 1e-6)
+        action = np.clip(direction + np.random.normal(0, POINTMAZE_NOISE, direction.shape), -1, 1)
+        next_observation, _, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        if info["success"]:
+            stats["attempted"] += 1
+            stats["succeeded"] += 1
+            maze.set_goal(vertices[np.random.randint(len(vertices))])
+        _append_step(episode, observation, action, done, info)
+        observation = next_observation
+    stats["unfinished"] += 1
+    return episode
+
+
+def _append_step(episode: dict, observation: np.ndarray, action: np.ndarray, done: bool, info: dict) -> None:
+    episode["observations"].append(observation)
+    episode["actions"].append(action)
+    episode["terminals"].append(done)
+    episode["qpos"].append(info["prev_qpos"])
+    episode["qvel"].append(info["prev_qvel"])
+
+
+def _as_official_dtypes(columns: dict[str, list]) -> dict[str, np.ndarray]:
+    dtypes = {"terminals": bool, "button_states": np.int64}
+    return {key: np.asarray(values, dtype=dtypes.get(key, np.float32)) for key, values in columns.items()}
+
+
+def make_part(
+    recipe: Recipe, seed: int, first: int, stop: int, path: Path, report: Callable[[int], None] | None = None
+) -> dict[str, int]:
+    """Make episodes [first, stop) and save them atomically to `path`; return the oracle's sub-task counts.
+
+    `report` is told the steps of each finished episode (for the progress bar).
+    """
+    env = _make_env(recipe)
+    oracles = _manipulation_oracles(env, recipe) if recipe.oracle != "subgoal" else {}
+    columns: dict[str, list] = defaultdict(list)
+    stats = {"attempted": 0, "succeeded": 0, "unfinished": 0, "steps": 0}
+    for index in range(first, stop):
+        for retry in itertools.count():
+            seed_here = episode_seed(seed, index, retry)
+            np.random.seed(seed_here)
+            attempt = dict(stats)
+            if recipe.oracle == "subgoal":
+                episode = _pointmaze_episode(env, seed_here, attempt)
+            else:
+                episode = _manipulation_episode(env, recipe, oracles, seed_here, attempt)
+            if not recipe.env_name.startswith("scene") or _scene_episode_healthy(np.array(episode["qpos"])):
+                break
+        stats = attempt
+        stats["steps"] += len(episode["terminals"])
+        for key, values in episode.items():
+            columns[key].extend(values)
+        if report is not None:
+            report(len(episode["terminals"]))
+    buffer = io.BytesIO()
+    np.savez(buffer, stats=np.array(json.dumps(stats)), **_as_official_dtypes(columns))
+    runs.write_atomic(path, buffer.getvalue())
+    return stats
+
+
+_progress: Any = None
+"""In a worker process, the queue it reports finished steps on (set by _init_worker)."""
+
+
+def _init_worker(progress: Any) -> None:
+    global _progress
+    _progress = progress
+
+
+def _make_part_in_worker(recipe: Recipe, seed: int, first: int, stop: int, path: Path) -> dict[str, int]:
+    return make_part(recipe, seed, first, stop, path, _progress.put)
+
+
+def _parts(first: int, stop: int) -> Iterator[tuple[int, int]]:
+    for start in range(first, stop, PART_EPISODES):
+        yield start, min(start + PART_EPISODES, stop)
+
+
+def _part_path(parts_dir: Path, first: int, stop: int) -> Path:
+    return parts_dir / f"episodes-{first:06d}-{stop:06d}.npz"
+
+
+def _assemble(paths: list[Path], destination: Path) -> dict[str, int]:
+    """Concatenate part files into one official-layout file, written atomically; return the summed counts."""
+    columns: dict[str, list[np.ndarray]] = defaultdict(list)
+    totals: dict[str, int] = defaultdict(int)
+    for path in paths:
+        with np.load(path) as part:
+            for key, count in json.loads(str(part["stats"])).items():
+                totals[key] += count
+            for key in part.files:
+                if key != "stats":
+                    columns[key].append(part[key])
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{key: np.concatenate(arrays) for key, arrays in columns.items()})
+    runs.write_atomic(destination, buffer.getvalue())
+    return dict(totals)
+
+
+def generate(
+    name: str,
+    data_dir: Path,
+    *,
+    episodes: int | None = None,
+    val_episodes: int | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Make dataset `name` and its -val file in `data_dir` (skipped if both exist); return what was made."""
+    recipe = check_recipe(name)
+    episodes = recipe.episodes if episodes is None else episodes
+    val_episodes = recipe.val_episodes if val_episodes is None else val_episodes
+    for field, value in (("episodes", episodes), ("val_episodes", val_episodes)):
+        if value < 1:
+            raise ConfigError(f"{field}: expected a positive number of episodes, got {value}")
+    if workers < 1:
+        raise ConfigError(f"workers: expected a positive number of processes, got {workers}")
+    train_path, val_path = dataset_paths(name, data_dir)
+    summary_path = data_dir / f"{name}.generation.json"
+    if train_path.exists() and val_path.exists():
+        log(f"{name}: {train_path} and {val_path.name} exist; skipped")
+        return json.loads(summary_path.read_text()) if summary_path.exists() else {}
+
+    parts_dir = data_dir / f".{name}.seed{seed}.parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    splits = {train_path: list(_parts(0, episodes)), val_path: list(_parts(episodes, episodes + val_episodes))}
+    todo = [(first, stop) for ranges in splits.values() for first, stop in ranges
+            if not _part_path(parts_dir, first, stop).exists()]  # fmt: skip
+    total_steps = sum(stop - first for first, stop in todo) * recipe.max_episode_steps
+    started = time.perf_counter()
+    bar = tqdm(total=total_steps, desc=name, unit="step", unit_scale=True, disable=not progress)
+    try:
+        if workers == 1:
+            for first, stop in todo:
+                make_part(recipe, seed, first, stop, _part_path(parts_dir, first, stop), bar.update)
+        else:
+            _make_parts_in_processes(recipe, seed, todo, parts_dir, workers, bar)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+
+    summary: dict[str, Any] = {"dataset": name, "env_name": recipe.env_name, "oracle": recipe.oracle, "seed": seed,
+                               "episodes": episodes, "val_episodes": val_episodes}  # fmt: skip
+    for path, ranges in splits.items():
+        counts = _assemble([_part_path(parts_dir, first, stop) for first, stop in ranges], path)
+        split = "val" if path == val_path else "train"
+        summary[split] = {**counts, "oracle_success_rate": counts["succeeded"] / max(counts["attempted"], 1)}
+    summary["seconds"] = seconds
+    summary["steps_per_second"] = total_steps / seconds if seconds > 0 else 0.0
+    runs.write_json_atomic(summary_path, summary)
+    for path in parts_dir.iterdir():
+        path.unlink()
+    parts_dir.rmdir()
+    train = summary["train"]
+    log(f"{name}: wrote {train_path} ({train['steps']} steps) and {val_path.name} ({summary['val']['steps']} steps); "
+        f"the oracle succeeded on {train['succeeded']} of the {train['attempted']} sub-tasks it finished "
+        f"({100 * train['oracle_success_rate']:.1f}%)")  # fmt: skip
+    return summary
+
+
+def _make_parts_in_processes(
+    recipe: Recipe, seed: int, todo: list[tuple[int, int]], parts_dir: Path, workers: int, bar: tqdm
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    steps_done = context.Queue()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(steps_done,)) as pool:
+        pending = {pool.submit(_make_part_in_worker, recipe, seed, first, stop, _part_path(parts_dir, first, stop))
+                   for first, stop in todo}  # fmt: skip
+        while pending:
+            finished, pending = wait(pending, timeout=0.5)
+            for future in finished:
+                future.result()
+            while True:
+                try:
+                    bar.update(steps_done.get_nowait())
+                except queue.Empty:
+                    break

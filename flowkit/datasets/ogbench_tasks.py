@@ -1,0 +1,279 @@
+"""OGBench tasks: datasets loaded through ogbench itself, policies evaluated in its environments.
+
+Single-task names (FQL's setting, e.g. cube-single-play-singletask-task2-v0) get their rewards and masks from
+OGBench's own relabelling (reward = successes - objects, mask = 0 once every object is in place);
+goal-conditioned names (the dataset's own name, e.g. cube-single-play-v0) pair each state with a goal drawn
+from a later state of the same trajectory, for goal-conditioned behaviour cloning. Dataset actions are clipped
+to [-1 + 1e-5, 1 - 1e-5] as in the public FQL code, so that a flow's targets stay inside the action box.
+
+Files are read from the data dir (FLOWKIT_DATA_DIR, else OGBench's own ~/.ogbench/data, so official files a
+user already has are found); `flowkit data generate` makes them. Evaluation steps one environment per episode
+in lockstep, so the policy is called once per step on all episodes' observations (one compiled shape).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+import zipfile
+from functools import cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowkit.datasets import DatasetError, Policy, Task, Transitions, data_dir
+from flowkit.datasets.ogbench_generate import RECIPES, dataset_paths, generate_command, import_ogbench, make_env
+
+ACTION_CLIP = 1e-5
+SINGLE_TASKS = 5
+"""OGBench's evaluation tasks per environment (task1 ... task5; the evaluation goals of goal-conditioned runs)."""
+DEFAULT_TASK = {"cube": 2, "scene": 2, "puzzle": 4, "pointmaze": 1}
+"""The task `-singletask-v0` stands for, per environment (OGBench's registrations)."""
+_SINGLE_TASK = re.compile(r"^(?P<dataset>.+)-singletask(?:-task(?P<task>\d))?-(?P<version>v\d+)$")
+
+
+def split_name(name: str) -> tuple[str, int | None]:
+    """A task name's dataset and its single-task number (None for a goal-conditioned task)."""
+    match = _SINGLE_TASK.match(name)
+    if match is None:
+        return name, None
+    dataset = f"{match['dataset']}-{match['version']}"
+    task = match["task"]
+    return dataset, int(task) if task else DEFAULT_TASK[dataset.split("-")[0]]
+
+
+def environment_name(name: str) -> str:
+    """The Gymnasium id OGBench registers for a task name (the dataset type removed)."""
+    dataset, _ = split_name(name)
+    env = RECIPES[dataset].env_name.removesuffix("-v0")
+    return f"{env}-singletask-task{split_name(name)[1]}-v0" if name != dataset else f"{env}-v0"
+
+
+@cache
+def _spaces(env_id: str) -> tuple[int, int]:
+    env = make_env(env_id)
+    sizes = env.observation_space.shape[-1], env.action_space.shape[-1]
+    env.close()
+    return sizes
+
+
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+REQUIRED_KEYS = {"observations": np.floating, "actions": np.floating, "terminals": np.bool_, "qpos": np.floating}
+
+
+def check_dataset_file(path: Path, obs_dim: int, action_dim: int, generate: str) -> None:
+    """Refuse a missing, truncated or mismatched dataset file from its zip directory and array headers alone."""
+    if not path.exists():
+        raise DatasetError(f"dataset file {path} does not exist; make it with: {generate}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            headers = {}
+            for member in archive.namelist():
+                with archive.open(member) as stream:
+                    read_header = HEADER_READERS[np.lib.format.read_magic(stream)]
+                    shape, _, dtype = read_header(stream)
+                    headers[member.removesuffix(".npy")] = shape, dtype
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise DatasetError(
+            f"dataset file {path} is truncated or corrupt ({error}); delete it and run: {generate}"
+        ) from None
+    for key, kind in REQUIRED_KEYS.items():
+        if key not in headers:
+            raise DatasetError(f"dataset file {path} has no {key!r} array; it holds {sorted(headers)}")
+        if not np.issubdtype(headers[key][1], kind):
+            raise DatasetError(f"dataset file {path}: {key!r} has dtype {headers[key][1]}, expected {kind.__name__}")
+    lengths = {key: shape[0] for key, (shape, _) in headers.items()}
+    if len(set(lengths.values())) != 1:
+        raise DatasetError(f"dataset file {path}: arrays of different lengths {lengths}")
+    for key, expected in (("observations", obs_dim), ("actions", action_dim)):
+        size = headers[key][0][-1]
+        if size != expected:
+            raise DatasetError(
+                f"dataset file {path}: {key} have size {size}, but the environment's are {expected}; "
+                f"the file belongs to another environment (regenerate it with: {generate})"
+            )
+
+
+class OGBenchTask(Task):
+    """Common to single-task and goal-conditioned OGBench tasks: finding, checking and loading the files."""
+
+    family = "ogbench"
+
+    @classmethod
+    def check_data(cls, name: str) -> None:
+        dataset, _ = split_name(name)
+        folder = data_dir()
+        obs_dim, action_dim = _spaces(environment_name(name))
+        for path in dataset_paths(dataset, folder):
+            check_dataset_file(path, obs_dim, action_dim, generate_command(dataset, folder))
+
+    def _load(self, name: str) -> tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        self.check_data(name)
+        folder = data_dir()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                env, train, val = import_ogbench().make_env_and_datasets(name, dataset_dir=str(folder))
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
+            dataset = split_name(name)[0]
+            raise DatasetError(
+                f"dataset {dataset!r} in {folder} could not be read ({type(error).__name__}: {error}); "
+                f"delete its files and run: {generate_command(dataset, folder)}"
+            ) from error
+        env.close()
+        return env, train, val
+
+
+def transitions(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """OGBench's columns as the kit's transitions: clipped actions, and the next action within each trajectory."""
+    actions = np.clip(columns["actions"], -1 + ACTION_CLIP, 1 - ACTION_CLIP)
+    ends = columns["terminals"].astype(bool)
+    next_actions = np.where(ends[:, None], actions, np.roll(actions, -1, axis=0))
+    return {"observations": columns["observations"], "actions": actions, "next_observations":
+            columns["next_observations"], "next_actions": next_actions}  # fmt: skip
+
+
+class SingleTask(OGBenchTask):
+    score_metric = "success"
+    metrics = frozenset({"success", "return", "episode_length"})
+
+    def __init__(self, name: str):
+        _, train, val = self._load(name)
+        super().__init__(name, self._device(train))
+        self.validation = self._device(val)
+        self.env_id = environment_name(name)
+        self._envs: list[Any] = []
+
+    @staticmethod
+    def _device(columns: dict[str, np.ndarray]) -> Transitions:
+        return Transitions(**{key: jnp.asarray(value) for key, value in transitions(columns).items()},
+                           rewards=jnp.asarray(columns["rewards"]), masks=jnp.asarray(columns["masks"]))  # fmt: skip
+
+    def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
+        while len(self._envs) < episodes:
+            self._envs.append(make_env(self.env_id))
+        rollouts = rollout(self._envs[:episodes], policy, key, [{}] * episodes)
+        return {
+            "success": float(np.mean(rollouts.success)),
+            "return": float(np.mean(rollouts.returns)),
+            "episode_length": float(np.mean(rollouts.lengths)),
+        }
+
+
+class Rollouts(NamedTuple):
+    success: np.ndarray
+    returns: np.ndarray
+    lengths: np.ndarray
+
+
+def rollout(envs: list[Any], policy: Policy, key: jax.Array, options: list[dict], goals: bool = False) -> Rollouts:
+    """One episode in each environment, stepped in lockstep with one policy call per step for all of them.
+
+    An episode's success is the `success` of its last step (OGBench ends an episode when the goal is reached).
+    With `goals`, each observation is followed by the episode's goal observation from the reset info.
+    """
+    seeds = np.random.SeedSequence(np.asarray(jax.random.key_data(key), dtype=np.uint32).tolist()).generate_state(
+        len(envs)
+    )
+    observations, goal_observations = [], []
+    for env, seed, option in zip(envs, seeds, options, strict=True):
+        observation, info = env.reset(seed=int(seed), options=option or None)
+        observations.append(observation)
+        goal_observations.append(info.get("goal"))
+    count = len(envs)
+    success, returns, lengths = np.zeros(count), np.zeros(count), np.zeros(count, dtype=int)
+    running = np.ones(count, dtype=bool)
+    step_key = key
+    while running.any():
+        step_key, action_key = jax.random.split(step_key)
+        inputs = np.stack(observations)
+        if goals:
+            inputs = np.concatenate([inputs, np.stack(goal_observations)], axis=-1)
+        actions = np.asarray(policy(jnp.asarray(inputs, jnp.float32), action_key))
+        for index in np.flatnonzero(running):
+            observation, reward, terminated, truncated, info = envs[index].step(np.clip(actions[index], -1, 1))
+            observations[index] = observation
+            returns[index] += reward
+            lengths[index] += 1
+            if terminated or truncated:
+                running[index] = False
+                success[index] = float(info["success"])
+    return Rollouts(success, returns, lengths)
+
+
+class GoalTransitions(NamedTuple):
+    """A goal-conditioned dataset: each sampled transition gets a goal from a later state of its trajectory."""
+
+    observations: jax.Array
+    actions: jax.Array
+    next_observations: jax.Array
+    next_actions: jax.Array
+    trajectory_end: jax.Array
+    """For each transition, the index of its trajectory's last transition."""
+
+    def sample(self, key: jax.Array, batch_size: int) -> Transitions:
+        """Uniform transitions, each with a goal uniform over the next observations up to its trajectory's end
+        (OGBench's hindsight goals for behaviour cloning); reward 1 and mask 0 where the goal is the next state."""
+        index_key, goal_key = jax.random.split(key)
+        index = jax.random.randint(index_key, (batch_size,), 0, self.observations.shape[0])
+        end = self.trajectory_end[index]
+        goal_index = index + jnp.floor(jax.random.uniform(goal_key, (batch_size,)) * (end - index + 1)).astype(int)
+        goals = self.next_observations[goal_index]
+        reached = (goal_index == index).astype(jnp.float32)
+        return Transitions(
+            observations=jnp.concatenate([self.observations[index], goals], axis=-1),
+            actions=self.actions[index],
+            rewards=reached,
+            masks=1.0 - reached,
+            next_observations=jnp.concatenate([self.next_observations[index], goals], axis=-1),
+            next_actions=self.next_actions[index],
+        )
+
+
+class GoalConditionedTask(OGBenchTask):
+    """Reach OGBench's five evaluation goals; `episodes` episodes per goal."""
+
+    score_metric = "success"
+    metrics = frozenset({"success", *(f"success/task{task}" for task in range(1, SINGLE_TASKS + 1))})
+
+    def __init__(self, name: str):
+        _, train, _ = self._load(name)
+        columns = transitions(train)
+        ends = np.flatnonzero(train["terminals"])
+        trajectory_end = ends[np.searchsorted(ends, np.arange(len(train["terminals"])))]
+        super().__init__(name, GoalTransitions(**{key: jnp.asarray(value) for key, value in columns.items()},
+                                               trajectory_end=jnp.asarray(trajectory_end)))  # fmt: skip
+        self.env_id = environment_name(name)
+        self._envs: list[Any] = []
+
+    @property
+    def obs_dim(self) -> int:
+        return 2 * self.dataset.observations.shape[-1]
+
+    def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
+        count = episodes * SINGLE_TASKS
+        while len(self._envs) < count:
+            self._envs.append(make_env(self.env_id))
+        options = [{"task_id": 1 + index // episodes, "render_goal": False} for index in range(count)]
+        success = rollout(self._envs[:count], policy, key, options, goals=True).success.reshape(SINGLE_TASKS, -1)
+        metrics = {f"success/task{task + 1}": float(rate) for task, rate in enumerate(success.mean(axis=1))}
+        return {"success": float(success.mean()), **metrics}
+
+
+def task_names() -> dict[str, type[Task]]:
+    """Every OGBench task the kit can make data for: single-task names (five tasks and the default) and the
+    goal-conditioned dataset names."""
+    names: dict[str, type[Task]] = {}
+    for dataset in RECIPES:
+        stem = dataset.removesuffix("-v0")
+        names[dataset] = GoalConditionedTask
+        names[f"{stem}-singletask-v0"] = SingleTask
+        for task in range(1, SINGLE_TASKS + 1):
+            names[f"{stem}-singletask-task{task}-v0"] = SingleTask
+    return names
+
+
+TASKS = task_names()
