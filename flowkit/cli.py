@@ -67,7 +67,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             stored = load_optuna_study(study, runs_dir, args.storage)
             state = progress_of(study, stored)
             status = "not started" if stored is None else f"{state.complete}/{state.cells} cells complete"
-            print(f"{name:16s} {status:24s} {study.question}")
+            print(f"{name:20s} {status:24s} {study.question}")
         return 0
     study = load_study(args.name)
     if args.study_command == "run" and args.workers > 1:

@@ -36,7 +36,7 @@ def test_errors_are_one_clear_line(argv, message, tmp_path, capsys):
 def test_status_and_list_of_a_study_not_started_write_nothing(tmp_path, capsys):
     assert main(["study", "status", "ode-solver", "--runs-dir", str(tmp_path)]) == 0
     assert main(["study", "list", "--runs-dir", str(tmp_path)]) == 0
-    assert "ode-solver       not started" in capsys.readouterr().out
+    assert "ode-solver           not started" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []
 
 

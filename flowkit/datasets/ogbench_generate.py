@@ -171,7 +171,8 @@ def _manipulation_episode(
     observation, info = env.reset(seed=seed)
     p_stack = _stack_probability(recipe.env_name)
     noise_scale = np.random.uniform(0, MANIPULATION_NOISE) * np.array([1, 1, 1, 3, 10])
-    oracle = oracles[info["privileged/target_task"]]
+    target = info["privileged/target_task"]
+    oracle = oracles[target]
     oracle.reset(observation, info)
     episode = defaultdict(list)
     done = False
@@ -186,10 +187,12 @@ def _manipulation_episode(
         next_observation, _, terminated, truncated, info = env.step(action)
         done = terminated or truncated
         if oracle.done:
-            stats["attempted"] += 1
-            stats["succeeded"] += bool(info["success"])
+            for key in ("", f"/{target}"):
+                stats[f"attempted{key}"] = stats.get(f"attempted{key}", 0) + 1
+                stats[f"succeeded{key}"] = stats.get(f"succeeded{key}", 0) + bool(info["success"])
             oracle_observation, oracle_info = env.unwrapped.set_new_target(p_stack=p_stack)
-            oracle = oracles[oracle_info["privileged/target_task"]]
+            target = oracle_info["privileged/target_task"]
+            oracle = oracles[target]
             oracle.reset(oracle_observation, oracle_info)
         _append_step(episode, observation, action, done, info)
         if "prev_button_states" in info:
@@ -371,7 +374,10 @@ def generate(
     for path, ranges in splits.items():
         counts = _assemble([_part_path(parts_dir, first, stop) for first, stop in ranges], path)
         split = "val" if path == val_path else "train"
-        summary[split] = {**counts, "oracle_success_rate": counts["succeeded"] / max(counts["attempted"], 1)}
+        kinds = [key.removeprefix("attempted") for key in counts if key.startswith("attempted")]
+        rates = {f"oracle_success_rate{kind}": counts[f"succeeded{kind}"] / max(counts[f"attempted{kind}"], 1)
+                 for kind in kinds}  # fmt: skip
+        summary[split] = {**counts, **rates}
     summary["seconds"] = seconds
     summary["steps_per_second"] = total_steps / seconds if seconds > 0 else 0.0
     runs.write_json_atomic(summary_path, summary)
@@ -381,8 +387,15 @@ def generate(
     train = summary["train"]
     log(f"{name}: wrote {train_path} ({train['steps']} steps) and {val_path.name} ({summary['val']['steps']} steps); "
         f"the oracle succeeded on {train['succeeded']} of the {train['attempted']} sub-tasks it finished "
-        f"({100 * train['oracle_success_rate']:.1f}%)")  # fmt: skip
+        f"({100 * train['oracle_success_rate']:.1f}%{_by_kind(train)})")  # fmt: skip
     return summary
+
+
+def _by_kind(counts: dict[str, Any]) -> str:
+    kinds = [key.removeprefix("attempted/") for key in counts if key.startswith("attempted/")]
+    if len(kinds) < 2:
+        return ""
+    return "; " + ", ".join(f"{kind} {counts[f'succeeded/{kind}']}/{counts[f'attempted/{kind}']}" for kind in kinds)
 
 
 def _make_parts_in_processes(
