@@ -110,8 +110,21 @@ class OGBenchTask(Task):
         for path in dataset_paths(dataset, folder):
             check_dataset_file(path, obs_dim, action_dim, generate_command(dataset, folder))
 
-    def _load(self, name: str) -> tuple[Any, dict[str, np.ndarray], dict[str, np.ndarray]]:
-        self.check_data(name)
+    def __init__(self, name: str, dataset: Any):
+        super().__init__(name, dataset)
+        self.env_id = environment_name(name)
+        self._envs: list[Any] = []
+
+    def environments(self, count: int) -> list[Any]:
+        """`count` evaluation environments, made once per task and reused by every evaluation."""
+        while len(self._envs) < count:
+            self._envs.append(make_env(self.env_id))
+        return self._envs[:count]
+
+    @classmethod
+    def load(cls, name: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The training and validation columns of a task, as ogbench.make_env_and_datasets gives them."""
+        cls.check_data(name)
         folder = data_dir()
         try:
             with warnings.catch_warnings():
@@ -124,7 +137,7 @@ class OGBenchTask(Task):
                 f"delete its files and run: {generate_command(dataset, folder)}"
             ) from error
         env.close()
-        return env, train, val
+        return train, val
 
 
 def transitions(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -141,11 +154,10 @@ class SingleTask(OGBenchTask):
     metrics = frozenset({"success", "return", "episode_length"})
 
     def __init__(self, name: str):
-        _, train, val = self._load(name)
+        train, val = self.load(name)
         super().__init__(name, self._device(train))
-        self.validation = self._device(val)
-        self.env_id = environment_name(name)
-        self._envs: list[Any] = []
+        self.validation = jax.tree.map(np.asarray, self._device(val))
+        """The -val split, held out from training (on the host)."""
 
     @staticmethod
     def _device(columns: dict[str, np.ndarray]) -> Transitions:
@@ -153,9 +165,7 @@ class SingleTask(OGBenchTask):
                            rewards=jnp.asarray(columns["rewards"]), masks=jnp.asarray(columns["masks"]))  # fmt: skip
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
-        while len(self._envs) < episodes:
-            self._envs.append(make_env(self.env_id))
-        rollouts = rollout(self._envs[:episodes], policy, key, [{}] * episodes)
+        rollouts = rollout(self.environments(episodes), policy, key, [{}] * episodes)
         return {
             "success": float(np.mean(rollouts.success)),
             "return": float(np.mean(rollouts.returns)),
@@ -240,14 +250,12 @@ class GoalConditionedTask(OGBenchTask):
     metrics = frozenset({"success", *(f"success/task{task}" for task in range(1, SINGLE_TASKS + 1))})
 
     def __init__(self, name: str):
-        _, train, _ = self._load(name)
+        train, _ = self.load(name)
         columns = transitions(train)
         ends = np.flatnonzero(train["terminals"])
         trajectory_end = ends[np.searchsorted(ends, np.arange(len(train["terminals"])))]
         super().__init__(name, GoalTransitions(**{key: jnp.asarray(value) for key, value in columns.items()},
                                                trajectory_end=jnp.asarray(trajectory_end)))  # fmt: skip
-        self.env_id = environment_name(name)
-        self._envs: list[Any] = []
 
     @property
     def obs_dim(self) -> int:
@@ -255,10 +263,8 @@ class GoalConditionedTask(OGBenchTask):
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         count = episodes * SINGLE_TASKS
-        while len(self._envs) < count:
-            self._envs.append(make_env(self.env_id))
         options = [{"task_id": 1 + index // episodes, "render_goal": False} for index in range(count)]
-        success = rollout(self._envs[:count], policy, key, options, goals=True).success.reshape(SINGLE_TASKS, -1)
+        success = rollout(self.environments(count), policy, key, options, goals=True).success.reshape(SINGLE_TASKS, -1)
         metrics = {f"success/task{task + 1}": float(rate) for task, rate in enumerate(success.mean(axis=1))}
         return {"success": float(success.mean()), **metrics}
 
