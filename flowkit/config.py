@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from flowkit import datasets, solvers
+from flowkit import solvers
 
 SCHEDULES = ("t", "t2", "t2-over-1-t", "learnable")
 """FlowQ's energy schedules h(t), named by their formula."""
@@ -380,6 +380,8 @@ def check_agent(agent: str) -> type[AgentConfig]:
 
 
 def check_task(task: str) -> str:
+    from flowkit import datasets  # datasets' errors are ConfigErrors: imported here, not at the top
+
     names = datasets.task_names()
     if task not in names:
         raise ConfigError(f"task: unknown task {task!r}{_closest(task, names)}; allowed: {', '.join(names)}")
@@ -422,6 +424,8 @@ def parse_overrides(agents: str | typing.Sequence[str], assignments: typing.Iter
 
 def family_defaults(agent: str, task: str) -> dict[str, Any]:
     """The defaults a task's family sets for a method (see FAMILY_DEFAULTS)."""
+    from flowkit import datasets
+
     family = FAMILY_DEFAULTS.get(datasets.task_class(task).family, {})
     return {**family.get("*", {}), **family.get(agent, {})}
 
