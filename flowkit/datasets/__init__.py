@@ -10,8 +10,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from flowkit.config import ConfigError
+
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 """Maps (observations, key) to actions in [-1, 1]^d; jit-compiled by the caller."""
+
+
+class DatasetError(ConfigError):
+    """A dataset file or folder is missing, truncated or does not match its environment."""
 
 
 class Transitions(NamedTuple):
@@ -54,6 +60,11 @@ class Task(abc.ABC):
     @property
     def action_dim(self) -> int:
         return self.dataset.actions.shape[-1]
+
+    @classmethod
+    def check_data(cls, name: str) -> None:
+        """Raise DatasetError if the task's data is not where it will be read from (cheap; no full read)."""
+        del name
 
     @abc.abstractmethod
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
