@@ -76,9 +76,9 @@ class Task(abc.ABC):
 
 
 def _task_classes() -> dict[str, type[Task]]:
-    from flowkit.datasets import toy
+    from flowkit.datasets import d4rl, toy
 
-    return dict.fromkeys(toy.TOY_TASKS, toy.ToyBandit)
+    return {**dict.fromkeys(toy.TOY_TASKS, toy.ToyBandit), **d4rl.TASKS}
 
 
 def task_names() -> tuple[str, ...]:
