@@ -243,3 +243,9 @@ def test_import_flowkit_does_not_import_tensorflow_datasets():
         "assert 'tensorflow_datasets' not in sys.modules and 'gymnasium' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_run_folders_of_tfds_names_are_one_folder():
+    from studies.study import cell_slug
+
+    assert "/" not in cell_slug({"agent": "fql", "task": "d4rl_mujoco_hopper/v2-medium", "alpha": 3.0})
