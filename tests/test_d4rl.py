@@ -45,8 +45,10 @@ def hopper_episodes(obs_dim: int = 11, action_dim: int = 3) -> list[dict[str, np
     return episodes
 
 
-def build_rlds(data_dir, name: str, episodes: list[dict], fields=FIELDS, version: str = "1.2.0") -> None:
-    """Write `episodes` as the RLDS dataset `name` ('dataset/config') in ArrayRecord files, as `tfds build` would."""
+def build_rlds(
+    data_dir, name: str, episodes: list[dict], fields=FIELDS, version: str = "1.2.0", file_format: str = "array_record"
+) -> None:
+    """Write `episodes` as the RLDS dataset `name` ('dataset/config'), as `tfds build` would (TFRecord needs TF)."""
     dataset, config = name.split("/")
     obs_dim, action_dim = episodes[0]["observation"].shape[1], episodes[0]["action"].shape[1]
     step_features = {
@@ -80,7 +82,7 @@ def build_rlds(data_dir, name: str, episodes: list[dict], fields=FIELDS, version
                 yield index, {"steps": steps}
 
     Builder.name = dataset
-    Builder(config=config, data_dir=str(data_dir), file_format="array_record").download_and_prepare()
+    Builder(config=config, data_dir=str(data_dir), file_format=file_format).download_and_prepare()
 
 
 def in_data_order(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -189,6 +191,15 @@ def test_tfrecord_data_without_tensorflow_says_how_to_read_it(tmp_path, monkeypa
     with pytest.raises(DatasetError) as error:
         d4rl.read_rlds("d4rl_mujoco_hopper/v2-medium", tmp_path)
     assert str(folder) in str(error.value) and "pip install tensorflow-cpu" in str(error.value)
+
+
+def test_tfrecord_data_is_read_with_tensorflow(tmp_path):
+    pytest.importorskip("tensorflow")
+    build_rlds(tmp_path, "d4rl_mujoco_hopper/v2-medium", hopper_episodes(), file_format="tfrecord")
+    assert d4rl._file_format(d4rl.dataset_folder("d4rl_mujoco_hopper/v2-medium", tmp_path)) == "tfrecord"
+    columns = in_data_order(d4rl.read_rlds("d4rl_mujoco_hopper/v2-medium", tmp_path))
+    for key, value in expected_transitions(hopper_episodes()).items():
+        np.testing.assert_array_equal(columns[key], value, err_msg=key)
 
 
 def test_array_record_files_beside_tfrecord_ones_are_read_without_tensorflow(tmp_path, monkeypatch):
