@@ -213,10 +213,11 @@ def test_array_record_files_beside_tfrecord_ones_are_read_without_tensorflow(tmp
     assert len(d4rl.read_rlds("d4rl_mujoco_hopper/v2-medium", tmp_path)["rewards"]) == 7
 
 
-def test_locomotion_tasks_are_registered_and_antmaze_adroit_ant_are_not():
+def test_locomotion_and_adroit_tasks_are_registered_and_antmaze_and_ant_are_not():
     names = task_names()
     assert "d4rl_mujoco_hopper/v2-medium-replay" in names and "d4rl_mujoco_halfcheetah/v2-medium" in names
-    assert not any(name.startswith(("d4rl_antmaze", "d4rl_adroit", "d4rl_mujoco_ant")) for name in names)
+    assert "d4rl_adroit_pen/v1-cloned" in names and "d4rl_adroit_relocate/v1-expert" in names
+    assert not any(name.startswith(("d4rl_antmaze", "d4rl_mujoco_ant")) for name in names)
     assert task_class("d4rl_mujoco_walker2d/v2-expert").family == "d4rl"
 
 
@@ -242,7 +243,8 @@ def test_a_hopper_task_evaluates_in_gymnasium(data_dir, monkeypatch):
 
     metrics = task.evaluate(still, jax.random.PRNGKey(0), 2)
     assert set(metrics) == task.metrics and all(np.isfinite(value) for value in metrics.values())
-    low, high = d4rl.REFERENCE_RETURNS["hopper"]
+    hopper = d4rl.ENVIRONMENTS["d4rl_mujoco_hopper"]
+    low, high = hopper.random_return, hopper.expert_return
     assert metrics["normalized_score"] == pytest.approx(100 * (metrics["return"] - low) / (high - low))
     assert set(calls) == {(2, 11)}, "one policy call per step on both episodes' observations"
     assert metrics == task.evaluate(still, jax.random.PRNGKey(0), 2), "the key fixes the episodes"
@@ -260,3 +262,21 @@ def test_run_folders_of_tfds_names_are_one_folder():
     from studies.study import cell_slug
 
     assert "/" not in cell_slug({"agent": "fql", "task": "d4rl_mujoco_hopper/v2-medium", "alpha": 3.0})
+
+
+def test_adroit_pen_episodes_end_at_100_steps_or_when_the_pen_falls(tmp_path, monkeypatch):
+    pytest.importorskip("gymnasium_robotics")
+    build_rlds(tmp_path, "d4rl_adroit_pen/v1-human", hopper_episodes(45, 24))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    task = load_task("d4rl_adroit_pen/v1-human")
+    heights = []
+
+    def policy(observations, key):
+        heights.append(np.asarray(observations[:, 26]))
+        return jnp.full((observations.shape[0], 24), -1.0 if len(heights) > 1 else 0.0)
+
+    metrics = task.evaluate(policy, jax.random.PRNGKey(0), 2)
+    assert all(np.isfinite(value) for value in metrics.values())
+    assert len(heights) <= 100 and heights[0].min() > 0.075, "the pen starts in the hand"
+    dropped = [task._dropped(np.r_[np.zeros(26), height]) for height in (0.05, 0.2)]
+    assert dropped == [True, False]

@@ -22,11 +22,16 @@ read or a task evaluated.
 
 Locomotion tasks (halfcheetah, hopper, walker2d) are evaluated in Gymnasium's MuJoCo v4 environments, which
 keep the models of the v2 environments D4RL's data came from, under the maintained `mujoco` bindings (v5 changed
-Walker2d's right-foot friction and both robots' healthy reward). Scores are therefore close to, not identical
-with, D4RL's own evaluation under mujoco-py. Ant is read but not a task: D4RL's 111-entry observations end with 84
-contact forces, which Gymnasium's documentation says mujoco-py 2 (D4RL's) returned as zeros, while Ant-v4 computes
-them (and charges a contact cost) and Ant-v5 has 105 entries. Antmaze and adroit are read but not tasks either:
-their environments are not part of Gymnasium.
+Walker2d's right-foot friction and both robots' healthy reward). Adroit tasks (door, hammer, pen, relocate) are
+evaluated in gymnasium-robotics' AdroitHand* environments, ports of D4RL's hand environments with the same
+observations and dense rewards (door, hammer and relocate: v1 from gymnasium-robotics 1.2.1 to 1.4.2, v2 after);
+as in D4RL, pen episodes last 100 steps and end when the pen falls (the port never ends them), the others 200.
+Scores are therefore close to, not identical with, D4RL's own evaluation under mujoco-py.
+
+Ant is read but not a task: D4RL's 111-entry observations end with 84 contact forces, which Gymnasium's
+documentation says mujoco-py 2 (D4RL's) returned as zeros, while Ant-v4 computes them (and charges a contact cost)
+and Ant-v5 has 105 entries. Antmaze is read but not a task either: gymnasium-robotics' AntMaze has other
+observations (a goal dictionary, 27 or 105 entries) and mazes.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -71,16 +76,33 @@ MUJOCO_CONFIGS = (
 )
 """The TFDS catalog's configs of d4rl_mujoco_{halfcheetah,hopper,walker2d,ant}."""
 
-REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
-    "halfcheetah": (-280.178953, 12135.0),
-    "hopper": (-20.272305, 3234.3),
-    "walker2d": (1.629008, 4592.3),
-}
-"""(random, expert) returns behind D4RL's normalized score, from D4RL's d4rl/infos.py (REF_MIN_SCORE and
-REF_MAX_SCORE, the same for the v0, v1 and v2 datasets of an environment)."""
+ADROIT_CONFIGS = ("v0-human", "v0-cloned", "v0-expert", "v1-human", "v1-cloned", "v1-expert")
+"""The TFDS catalog's configs of d4rl_adroit_{door,hammer,pen,relocate}."""
 
-ENVIRONMENTS = {"halfcheetah": "HalfCheetah-v4", "hopper": "Hopper-v4", "walker2d": "Walker2d-v4"}
-"""The Gymnasium environment each locomotion task is evaluated in (see the module docstring for why v4)."""
+
+class Environment(NamedTuple):
+    """Where a D4RL task is evaluated, and the returns that its normalized score maps to 0 and 100."""
+
+    env_id: str
+    max_steps: int
+    random_return: float
+    expert_return: float
+    ends_below: tuple[int, float] | None = None
+    """(index, height): the episode also ends once observation[index] < height (D4RL's pen ends when dropped)."""
+
+
+ENVIRONMENTS: dict[str, Environment] = {
+    "d4rl_mujoco_halfcheetah": Environment("HalfCheetah-v4", 1000, -280.178953, 12135.0),
+    "d4rl_mujoco_hopper": Environment("Hopper-v4", 1000, -20.272305, 3234.3),
+    "d4rl_mujoco_walker2d": Environment("Walker2d-v4", 1000, 1.629008, 4592.3),
+    "d4rl_adroit_door": Environment("AdroitHandDoor-v1", 200, -56.512833, 2880.5693087298737),
+    "d4rl_adroit_hammer": Environment("AdroitHandHammer-v1", 200, -274.856578, 12794.134825156867),
+    "d4rl_adroit_pen": Environment("AdroitHandPen-v1", 100, 96.262799, 3076.8331017826877, ends_below=(26, 0.075)),
+    "d4rl_adroit_relocate": Environment("AdroitHandRelocate-v1", 200, -6.425911, 4233.877797728884),
+}
+"""The environment of each D4RL dataset that is a task (see the module docstring for the choices). Episode lengths
+are D4RL's registrations' max_episode_steps; random and expert returns are D4RL's REF_MIN_SCORE and REF_MAX_SCORE
+(d4rl/infos.py and d4rl/hand_manipulation_suite/__init__.py; the same for every dataset of an environment)."""
 
 
 def data_dir_of(data_dir: Path | str | None = None) -> Path:
@@ -283,8 +305,8 @@ def read_rlds(name: str, data_dir: Path | str | None = None, split: str = "train
     return result
 
 
-class D4RLLocomotion(Task):
-    """A D4RL locomotion dataset (halfcheetah, hopper, walker2d), scored by rollouts in Gymnasium's MuJoCo."""
+class D4RLTask(Task):
+    """A D4RL dataset scored by rollouts in its Gymnasium environment (see ENVIRONMENTS)."""
 
     family = "d4rl"
     score_metric = "normalized_score"
@@ -293,7 +315,7 @@ class D4RLLocomotion(Task):
     def __init__(self, name: str):
         columns = read_rlds(name)
         super().__init__(name, as_device_arrays(**{key: columns[key] for key in _TRANSITION_COLUMNS}))
-        self.robot = _robot(name)
+        self.environment = ENVIRONMENTS[_split_name(name)[0]]
         self._envs: list[Any] = []
 
     @classmethod
@@ -305,17 +327,31 @@ class D4RLLocomotion(Task):
         """`count` environments, made once and reused by later evaluations (each reset with its seed)."""
         import gymnasium
 
+        env_id = self.environment.env_id
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the v4 environments warn that v5 exists (see the module docstring)
+            warnings.simplefilter("ignore")  # v4 warns that v5 exists, Adroit about its reward history
+            if env_id.startswith("AdroitHand"):
+                import gymnasium_robotics
+
+                gymnasium.register_envs(gymnasium_robotics)
+                # Door, hammer and relocate's fixed dense rewards are v1 in 1.2.1 to 1.4.2, v2 from 1.4.3 on.
+                env_id = env_id.replace("-v1", "-v2") if env_id.replace("-v1", "-v2") in gymnasium.registry else env_id
             while len(self._envs) < count:
-                self._envs.append(gymnasium.make(ENVIRONMENTS[self.robot]))
+                self._envs.append(gymnasium.make(env_id, max_episode_steps=self.environment.max_steps))
         sizes = (self._envs[0].observation_space.shape[0], self._envs[0].action_space.shape[0])
         if sizes != (self.obs_dim, self.action_dim):
             raise DatasetError(
                 f"{self.name}: the data has observations of size {self.obs_dim} and actions of size "
-                f"{self.action_dim}, but {ENVIRONMENTS[self.robot]} has {sizes[0]} and {sizes[1]}"
+                f"{self.action_dim}, but {env_id} has {sizes[0]} and {sizes[1]}"
             )
         return self._envs[:count]
+
+    def _dropped(self, observation: np.ndarray) -> bool:
+        """Whether D4RL would end the episode here where the Gymnasium port does not (the pen fell)."""
+        if self.environment.ends_below is None:
+            return False
+        index, height = self.environment.ends_below
+        return bool(observation[index] < height)
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         """Run `episodes` episodes in lockstep, one policy call per step on all their observations."""
@@ -332,9 +368,9 @@ class D4RLLocomotion(Task):
                 observation, reward, terminated, truncated, _ = environments[index].step(actions[index])
                 observations[index] = observation
                 returns[index] += reward
-                running[index] = not (terminated or truncated)
+                running[index] = not (terminated or truncated or self._dropped(observation))
             step += 1
-        low, high = REFERENCE_RETURNS[self.robot]
+        low, high = self.environment.random_return, self.environment.expert_return
         return {
             "return": float(returns.mean()),
             "normalized_score": float(np.mean(100 * (returns - low) / (high - low))),
@@ -343,12 +379,9 @@ class D4RLLocomotion(Task):
 
 _TRANSITION_COLUMNS = ("observations", "actions", "rewards", "masks", "next_observations", "next_actions")
 
-
-def _robot(name: str) -> str:
-    return _split_name(name)[0].removeprefix("d4rl_mujoco_")
-
-
 TASKS: dict[str, type[Task]] = {
-    f"d4rl_mujoco_{robot}/{config}": D4RLLocomotion for robot in ENVIRONMENTS for config in MUJOCO_CONFIGS
+    f"{dataset}/{config}": D4RLTask
+    for dataset in ENVIRONMENTS
+    for config in (MUJOCO_CONFIGS if dataset.startswith("d4rl_mujoco_") else ADROIT_CONFIGS)
 }
 """Every D4RL dataset the kit can both read and evaluate, by its TFDS name."""
