@@ -211,7 +211,8 @@ def _array_record_episodes(builder: Any, split: str) -> Any:
     the data source: the same values, a hundred times faster (1M steps in under a second).
     """
     tfds = _tfds()
-    source = builder.as_data_source(split=split, file_format="array_record")
+    alternative = getattr(builder.info.file_format, "value", None) != "array_record"  # beside TFRecord shards
+    source = builder.as_data_source(split=split, **({"file_format": "array_record"} if alternative else {}))
     parser = tfds.core.example_parser.ExampleParserNp(builder.info.features.get_serialized_info())
     for index in range(len(source)):
         yield parser.parse_example(source.data_source[index])["steps"]
@@ -325,8 +326,10 @@ class D4RLTask(Task):
 
     def _environments(self, count: int) -> list[Any]:
         """`count` environments, made once and reused by later evaluations (each reset with its seed)."""
-        import gymnasium
-
+        try:
+            import gymnasium
+        except ImportError as error:
+            raise DatasetError(f"{self.name}: evaluating needs Gymnasium: pip install 'flowkit[d4rl]'") from error
         env_id = self.environment.env_id
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # v4 warns that v5 exists, Adroit about its reward history
