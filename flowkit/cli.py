@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = make_run_config(args.agent, args.task, args.seed, parse_overrides(args.agent, args.set))
     run_dir = args.run_dir or Path(args.runs_dir) / "train" / (
-        f"{args.agent}_{args.task}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+        f"{args.agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     )
     print(f"run folder: {run_dir}", file=sys.stderr)
     result = train(config, run_dir, progress=not args.quiet)

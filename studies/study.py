@@ -196,5 +196,5 @@ def cell_key(cell: Mapping[str, Any]) -> str:
 
 
 def cell_slug(cell: Mapping[str, Any]) -> str:
-    """A folder name for a cell's runs."""
-    return "__".join(f"{name}={value}" for name, value in cell.items() if value is not None)
+    """A folder name for a cell's runs (a '/' in a value, as in TFDS task names, becomes '-')."""
+    return "__".join(f"{name}={value}".replace("/", "-") for name, value in cell.items() if value is not None)

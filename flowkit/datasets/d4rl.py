@@ -1,0 +1,390 @@
+"""D4RL through tensorflow-datasets: RLDS episodes from a TFDS data dir as the kit's transitions.
+
+The TFDS catalog holds D4RL as RLDS datasets (d4rl_mujoco_*, d4rl_antmaze, d4rl_adroit_*): episodes whose steps
+carry observation, action, reward, discount, is_first, is_last and is_terminal. In RLDS a step's action and reward
+lead to the next step's observation, and the last step (is_last) holds only an observation: the terminal
+observation after an environment terminal (is_terminal), the final observation of a timed-out episode, or, where
+D4RL recorded no next observation, the last real step. So the transitions of an episode are its steps before the
+last one, each with the next step's observation; nothing crosses an episode boundary.
+
+The conventions follow the public FQL code (seohongpark/fql, envs/d4rl_utils.py and envs/env_utils.py):
+- actions are clipped to [-1 + 1e-5, 1 - 1e-5], strictly inside the box (atanh of an action stays finite);
+- masks = 1 - terminals, with terminals the environment's terminals (is_terminal of the next step), never
+  timeouts: a timed-out episode still bootstraps from its last observation;
+- dones mark the last transition of each episode (FQL calls them "terminals");
+- antmaze rewards become reward - 1 (0 at the goal, -1 elsewhere), as FQL trains on them.
+
+Nothing is downloaded: the kit reads data that `tfds build` (which needs the network and TensorFlow) has prepared.
+ArrayRecord data is read with tensorflow-datasets alone; TFRecord data (what `tfds build` writes by default) needs
+TensorFlow (`pip install tensorflow-cpu`) or a one-time `tfds convert_format` to ArrayRecord. tensorflow-datasets
+and gymnasium come with the optional extra `flowkit[d4rl]` (TensorFlow does not) and are imported only when data is
+read or a task evaluated.
+
+Locomotion tasks (halfcheetah, hopper, walker2d) are evaluated in Gymnasium's MuJoCo v4 environments, which
+keep the models of the v2 environments D4RL's data came from, under the maintained `mujoco` bindings (v5 changed
+Walker2d's right-foot friction and both robots' healthy reward). Adroit tasks (door, hammer, pen, relocate) are
+evaluated in gymnasium-robotics' AdroitHand* environments, ports of D4RL's hand environments with the same
+observations and dense rewards (door, hammer and relocate: v1 from gymnasium-robotics 1.2.1 to 1.4.2, v2 after);
+as in D4RL, pen episodes last 100 steps and end when the pen falls (the port never ends them), the others 200.
+Scores are therefore close to, not identical with, D4RL's own evaluation under mujoco-py.
+
+Ant is read but not a task: D4RL's 111-entry observations end with 84 contact forces, which Gymnasium's
+documentation says mujoco-py 2 (D4RL's) returned as zeros, while Ant-v4 computes them (and charges a contact cost)
+and Ant-v5 has 105 entries. Antmaze is read but not a task either: gymnasium-robotics' AntMaze has other
+observations (a goal dictionary, 27 or 105 entries) and mazes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowkit.datasets import DatasetError, Policy, Task, as_device_arrays
+
+ACTION_CLIP = 1e-5
+"""Dataset actions are clipped to [-1 + ACTION_CLIP, 1 - ACTION_CLIP] (FQL's action_clip_eps)."""
+REQUIRED_FIELDS = ("observation", "action", "reward", "is_last", "is_terminal")
+"""RLDS step fields the reader needs (discount and is_first are implied by them)."""
+DEFAULT_DATA_DIR = "~/tensorflow_datasets"
+"""tensorflow-datasets' own default data dir, used when neither an argument nor TFDS_DATA_DIR names one."""
+
+SIZES: dict[str, tuple[int, int]] = {
+    "d4rl_mujoco_halfcheetah": (17, 6),
+    "d4rl_mujoco_hopper": (11, 3),
+    "d4rl_mujoco_walker2d": (17, 6),
+    "d4rl_mujoco_ant": (111, 8),
+    "d4rl_antmaze": (29, 8),
+    "d4rl_adroit_door": (39, 28),
+    "d4rl_adroit_hammer": (46, 26),
+    "d4rl_adroit_pen": (45, 24),
+    "d4rl_adroit_relocate": (39, 30),
+}
+"""(observation size, action size) of each D4RL dataset of the TFDS catalog (its builders' obs_len, action_len)."""
+
+MUJOCO_CONFIGS = (
+    *(f"v0-{kind}" for kind in ("expert", "medium", "medium-expert", "mixed", "random")),
+    *(f"v1-{kind}" for kind in ("expert", "medium", "medium-expert", "medium-replay", "full-replay", "random")),
+    *(f"v2-{kind}" for kind in ("expert", "full-replay", "medium", "medium-expert", "medium-replay", "random")),
+)
+"""The TFDS catalog's configs of d4rl_mujoco_{halfcheetah,hopper,walker2d,ant}."""
+
+ADROIT_CONFIGS = ("v0-human", "v0-cloned", "v0-expert", "v1-human", "v1-cloned", "v1-expert")
+"""The TFDS catalog's configs of d4rl_adroit_{door,hammer,pen,relocate}."""
+
+
+class Environment(NamedTuple):
+    """Where a D4RL task is evaluated, and the returns that its normalized score maps to 0 and 100."""
+
+    env_id: str
+    max_steps: int
+    random_return: float
+    expert_return: float
+    ends_below: tuple[int, float] | None = None
+    """(index, height): the episode also ends once observation[index] < height (D4RL's pen ends when dropped)."""
+
+
+ENVIRONMENTS: dict[str, Environment] = {
+    "d4rl_mujoco_halfcheetah": Environment("HalfCheetah-v4", 1000, -280.178953, 12135.0),
+    "d4rl_mujoco_hopper": Environment("Hopper-v4", 1000, -20.272305, 3234.3),
+    "d4rl_mujoco_walker2d": Environment("Walker2d-v4", 1000, 1.629008, 4592.3),
+    "d4rl_adroit_door": Environment("AdroitHandDoor-v1", 200, -56.512833, 2880.5693087298737),
+    "d4rl_adroit_hammer": Environment("AdroitHandHammer-v1", 200, -274.856578, 12794.134825156867),
+    "d4rl_adroit_pen": Environment("AdroitHandPen-v1", 100, 96.262799, 3076.8331017826877, ends_below=(26, 0.075)),
+    "d4rl_adroit_relocate": Environment("AdroitHandRelocate-v1", 200, -6.425911, 4233.877797728884),
+}
+"""The environment of each D4RL dataset that is a task (see the module docstring for the choices). Episode lengths
+are D4RL's registrations' max_episode_steps; random and expert returns are D4RL's REF_MIN_SCORE and REF_MAX_SCORE
+(d4rl/infos.py and d4rl/hand_manipulation_suite/__init__.py; the same for every dataset of an environment)."""
+
+
+def data_dir_of(data_dir: Path | str | None = None) -> Path:
+    """The TFDS data dir: the argument, else TFDS_DATA_DIR, else tensorflow-datasets' default."""
+    chosen = data_dir if data_dir is not None else os.environ.get("TFDS_DATA_DIR") or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser()
+
+
+def _split_name(name: str) -> tuple[str, str, str | None]:
+    """'dataset/config[:version]' -> (dataset, config, version or None)."""
+    match = re.fullmatch(r"([a-z0-9_]+)/([A-Za-z0-9_.-]+?)(?::(\d+\.\d+\.\d+))?", name)
+    if match is None:
+        raise DatasetError(
+            f"dataset {name!r}: expected a TFDS name 'dataset/config' or 'dataset/config:version', "
+            "for example 'd4rl_mujoco_hopper/v2-medium'"
+        )
+    return match.group(1), match.group(2), match.group(3)
+
+
+def dataset_folder(name: str, data_dir: Path | str | None = None) -> Path:
+    """The prepared folder of `name` in the data dir (its newest version unless `name` names one)."""
+    dataset, config, version = _split_name(name)
+    root = data_dir_of(data_dir) / dataset / config
+    versions = sorted(
+        (tuple(int(part) for part in path.name.split(".")), path)
+        for path in (root.iterdir() if root.is_dir() else ())
+        if re.fullmatch(r"\d+\.\d+\.\d+", path.name) and (path / "dataset_info.json").is_file()
+    )
+    if version is not None:
+        versions = [(number, path) for number, path in versions if path.name == version]
+    if not versions:
+        wanted = root / (version or "<version>")
+        raise DatasetError(
+            f"dataset {name!r} is not prepared in the TFDS data dir {data_dir_of(data_dir)}: no folder {wanted} "
+            "holding a dataset_info.json was found. flowkit reads prepared data and downloads nothing; prepare it "
+            f"where the network and TensorFlow are available (`tfds build {dataset}/{config} --data_dir DIR`, "
+            "or tfds.load) and copy DIR here, then pass data_dir or set TFDS_DATA_DIR to it"
+        )
+    return versions[-1][1]
+
+
+def _file_format(folder: Path) -> str:
+    """The format the folder is read in: ArrayRecord where it has it (as its format or, after `tfds convert_format`,
+    an alternative one), else its own format (TFDS writes none for its default, TFRecord)."""
+    try:
+        info = json.loads((folder / "dataset_info.json").read_text())
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{folder / 'dataset_info.json'} cannot be read: {error}") from error
+    formats = [str(info.get("fileFormat") or "tfrecord").lower()]
+    formats += [str(alternative).lower() for alternative in info.get("alternativeFileFormats", [])]
+    return "array_record" if "array_record" in formats else formats[0]
+
+
+def _tensorflow_available() -> bool:
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_readable(name: str, data_dir: Path | str | None = None) -> Path:
+    """Refuse, without reading it, data that is absent or that this installation cannot read; return its folder."""
+    folder = dataset_folder(name, data_dir)
+    file_format = _file_format(folder)
+    if file_format not in ("array_record", "tfrecord"):
+        raise DatasetError(f"{folder}: file format {file_format!r}; the reader takes array_record and tfrecord")
+    if file_format == "tfrecord" and not _tensorflow_available():
+        raise DatasetError(
+            f"{folder} holds TFRecord files, which need TensorFlow to read: install it (`pip install tensorflow-cpu`), "
+            "or convert the dataset once where TensorFlow is installed (`tfds convert_format --dataset_version_dir="
+            f"{folder} --out_file_format=array_record`): tensorflow-datasets reads ArrayRecord without TensorFlow"
+        )
+    return folder
+
+
+def _tfds() -> Any:
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise DatasetError(
+            "reading D4RL needs tensorflow-datasets and array-record: pip install 'flowkit[d4rl]'"
+        ) from error
+    return tfds
+
+
+def _step_features(builder: Any, folder: Path) -> dict[str, Any]:
+    """The RLDS step features of a prepared dataset, refusing one without the fields the reader needs."""
+    features = builder.info.features
+    step_features = getattr(features["steps"], "feature", None) if "steps" in features.keys() else None  # noqa: SIM118
+    if step_features is None:
+        raise DatasetError(f"{folder}: not an RLDS dataset (no 'steps' feature holding a dataset of steps)")
+    missing = [field for field in REQUIRED_FIELDS if field not in step_features]
+    if missing:
+        raise DatasetError(
+            f"{folder}: its steps lack the field(s) {', '.join(missing)}; RLDS steps need "
+            f"{', '.join(REQUIRED_FIELDS)} (found: {', '.join(sorted(step_features))})"
+        )
+    return step_features
+
+
+def _array_record_episodes(builder: Any, split: str) -> Any:
+    """Each episode's steps as arrays (one per field, steps first), read without TensorFlow.
+
+    The records are parsed whole with the parser tfds.data_source uses, rather than decoded step by step through
+    the data source: the same values, a hundred times faster (1M steps in under a second).
+    """
+    tfds = _tfds()
+    alternative = getattr(builder.info.file_format, "value", None) != "array_record"  # beside TFRecord shards
+    source = builder.as_data_source(split=split, **({"file_format": "array_record"} if alternative else {}))
+    parser = tfds.core.example_parser.ExampleParserNp(builder.info.features.get_serialized_info())
+    for index in range(len(source)):
+        yield parser.parse_example(source.data_source[index])["steps"]
+
+
+def _tfrecord_episodes(builder: Any, split: str) -> Any:
+    """Each episode's steps as arrays, read with TensorFlow (TFRecord data)."""
+    tfds = _tfds()
+    episodes = builder.as_dataset(split=split).map(lambda episode: episode["steps"].batch(2**30).get_single_element())
+    yield from tfds.as_numpy(episodes)
+
+
+def _episode_columns(steps: dict[str, Any], where: str) -> dict[str, np.ndarray]:
+    if isinstance(steps["observation"], dict):
+        raise DatasetError(f"{where}: observations are a dictionary; the reader takes one vector per step")
+    columns = {field: np.asarray(steps[field]) for field in REQUIRED_FIELDS}
+    length = len(columns["is_last"])
+    for field, column in columns.items():
+        rank = 2 if field in ("observation", "action") else 1
+        if column.ndim != rank or len(column) != length:
+            raise DatasetError(
+                f"{where}: step field {field!r} has shape {column.shape}; expected {length} steps of "
+                f"{'vectors' if rank == 2 else 'scalars'}"
+            )
+    if columns["is_last"][:-1].any():
+        raise DatasetError(f"{where}: is_last is set before the episode's last step")
+    return columns
+
+
+def read_rlds(name: str, data_dir: Path | str | None = None, split: str = "train") -> dict[str, np.ndarray]:
+    """Transitions of the RLDS dataset `name` ('dataset/config[:version]') in a TFDS data dir, FQL's conventions.
+
+    Returns float32 columns observations, actions, rewards, terminals (environment terminals), masks
+    (1 - terminals), dones (1 at each episode's last transition), next_observations and next_actions (the action
+    taken at the next observation, the transition's own action at an episode's end).
+    """
+    folder = check_readable(name, data_dir)
+    tfds = _tfds()
+    builder = tfds.builder_from_directory(str(folder))
+    _step_features(builder, folder)
+    if split not in builder.info.splits:
+        raise DatasetError(f"{folder}: no split {split!r}; it has {', '.join(builder.info.splits)}")
+    read = _array_record_episodes if _file_format(folder) == "array_record" else _tfrecord_episodes
+    episodes = read(builder, split)
+    dataset = _split_name(name)[0]
+    expected = SIZES.get(dataset)
+    parts: dict[str, list[np.ndarray]] = {}
+    sizes: tuple[int, int] | None = None
+    for index, steps in enumerate(episodes):
+        where = f"{folder} ({split}, episode {index})"
+        columns = _episode_columns(steps, where)
+        episode_sizes = (columns["observation"].shape[1], columns["action"].shape[1])
+        if sizes is None:
+            sizes = episode_sizes
+            if expected is not None and sizes != expected:
+                raise DatasetError(
+                    f"{where}: observations of size {sizes[0]} and actions of size {sizes[1]}; {dataset} has "
+                    f"observations of size {expected[0]} and actions of size {expected[1]}"
+                )
+        elif episode_sizes != sizes:
+            raise DatasetError(
+                f"{where}: observations of size {episode_sizes[0]} and actions of size {episode_sizes[1]}, where "
+                f"earlier episodes have {sizes[0]} and {sizes[1]}"
+            )
+        n = len(columns["is_last"]) - 1
+        if n < 1:
+            continue
+        observations = columns["observation"].astype(np.float32)
+        actions = columns["action"].astype(np.float32)
+        terminals = columns["is_terminal"][1:].astype(np.float32)
+        dones = np.zeros(n, np.float32)
+        dones[-1] = 1.0
+        for key, value in {
+            "observations": observations[:-1],
+            "actions": actions[:-1],
+            "rewards": columns["reward"][:-1].astype(np.float32),
+            "terminals": terminals,
+            "dones": dones,
+            "next_observations": observations[1:],
+            "next_actions": np.concatenate([actions[1:n], actions[n - 1 : n]]),
+        }.items():
+            parts.setdefault(key, []).append(value)
+    if not parts:
+        raise DatasetError(f"{folder} ({split}): no episode has two steps, so there is no transition to learn from")
+    result = {key: np.concatenate(value) for key, value in parts.items()}
+    for key in ("actions", "next_actions"):
+        result[key] = np.clip(result[key], -1 + ACTION_CLIP, 1 - ACTION_CLIP)
+    if dataset == "d4rl_antmaze":
+        result["rewards"] = result["rewards"] - 1.0
+    result["masks"] = 1.0 - result["terminals"]
+    return result
+
+
+class D4RLTask(Task):
+    """A D4RL dataset scored by rollouts in its Gymnasium environment (see ENVIRONMENTS)."""
+
+    family = "d4rl"
+    score_metric = "normalized_score"
+    metrics = frozenset({"return", "normalized_score"})
+
+    def __init__(self, name: str):
+        columns = read_rlds(name)
+        super().__init__(name, as_device_arrays(**{key: columns[key] for key in _TRANSITION_COLUMNS}))
+        self.environment = ENVIRONMENTS[_split_name(name)[0]]
+        self._envs: list[Any] = []
+
+    @classmethod
+    def check_data(cls, name: str) -> None:
+        """Raise DatasetError if the task's data is not in the TFDS data dir or cannot be read here."""
+        check_readable(name)
+
+    def _environments(self, count: int) -> list[Any]:
+        """`count` environments, made once and reused by later evaluations (each reset with its seed)."""
+        try:
+            import gymnasium
+        except ImportError as error:
+            raise DatasetError(f"{self.name}: evaluating needs Gymnasium: pip install 'flowkit[d4rl]'") from error
+        env_id = self.environment.env_id
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # v4 warns that v5 exists, Adroit about its reward history
+            if env_id.startswith("AdroitHand"):
+                import gymnasium_robotics
+
+                gymnasium.register_envs(gymnasium_robotics)
+                # Door, hammer and relocate's fixed dense rewards are v1 in 1.2.1 to 1.4.2, v2 from 1.4.3 on.
+                env_id = env_id.replace("-v1", "-v2") if env_id.replace("-v1", "-v2") in gymnasium.registry else env_id
+            while len(self._envs) < count:
+                self._envs.append(gymnasium.make(env_id, max_episode_steps=self.environment.max_steps))
+        sizes = (self._envs[0].observation_space.shape[0], self._envs[0].action_space.shape[0])
+        if sizes != (self.obs_dim, self.action_dim):
+            raise DatasetError(
+                f"{self.name}: the data has observations of size {self.obs_dim} and actions of size "
+                f"{self.action_dim}, but {env_id} has {sizes[0]} and {sizes[1]}"
+            )
+        return self._envs[:count]
+
+    def _dropped(self, observation: np.ndarray) -> bool:
+        """Whether D4RL would end the episode here where the Gymnasium port does not (the pen fell)."""
+        if self.environment.ends_below is None:
+            return False
+        index, height = self.environment.ends_below
+        return bool(observation[index] < height)
+
+    def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
+        """Run `episodes` episodes in lockstep, one policy call per step on all their observations."""
+        seed_key, key = jax.random.split(key)
+        seeds = np.asarray(jax.random.randint(seed_key, (episodes,), 0, 2**31 - 1))
+        environments = self._environments(episodes)
+        observations = np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(environments, seeds, strict=True)])
+        returns = np.zeros(episodes)
+        running = np.ones(episodes, dtype=bool)
+        step = 0
+        while running.any():
+            actions = np.asarray(policy(jnp.asarray(observations, jnp.float32), jax.random.fold_in(key, step)))
+            for index in np.flatnonzero(running):
+                observation, reward, terminated, truncated, _ = environments[index].step(actions[index])
+                observations[index] = observation
+                returns[index] += reward
+                running[index] = not (terminated or truncated or self._dropped(observation))
+            step += 1
+        low, high = self.environment.random_return, self.environment.expert_return
+        return {
+            "return": float(returns.mean()),
+            "normalized_score": float(np.mean(100 * (returns - low) / (high - low))),
+        }
+
+
+_TRANSITION_COLUMNS = ("observations", "actions", "rewards", "masks", "next_observations", "next_actions")
+
+TASKS: dict[str, type[Task]] = {
+    f"{dataset}/{config}": D4RLTask
+    for dataset in ENVIRONMENTS
+    for config in (MUJOCO_CONFIGS if dataset.startswith("d4rl_mujoco_") else ADROIT_CONFIGS)
+}
+"""Every D4RL dataset the kit can both read and evaluate, by its TFDS name."""
