@@ -203,6 +203,7 @@ def bench_compile(config: RunConfig) -> dict[str, Any]:
         "agent": config.agent, "task": config.task, "hidden": list(config.agent_config.actor_hidden),
         "log_every": config.train.log_every, "cold": cold_s, "warm_same_process": same_process_s,
         "warm_fresh_process": fresh_process_s, "cache_mb": cache_mb,
+        "load_average": os.getloadavg()[0],
         "same_process_ratio": same_process_s["total_s"] / cold_s["total_s"],
         "fresh_process_ratio": fresh_process_s["total_s"] / cold_s["total_s"],
     }  # fmt: skip
@@ -215,9 +216,9 @@ def bench_seeds(config: RunConfig, seeds: int, *, iterations: int, warmup: int) 
     dataset, length = trainer.task.dataset, config.train.log_every
     states = [trainer.agent.init(seed) for seed in range(seeds)]
     keys = [jax.random.PRNGKey(seed) for seed in range(seeds)]
-    single, _ = trainer.compile_chunk(states[0], keys[0])
+    single = trainer.lower_chunk(states[0], keys[0]).compile()
     batched_state, batched_keys = stack_seeds(states), stack_seeds(keys)
-    vectorized, _ = trainer.compile_chunk(batched_state, batched_keys, vectorized=True)
+    vectorized = trainer.lower_chunk(batched_state, batched_keys, vectorized=True).compile()
     times: dict[str, list[float]] = {"one_program": [], "sequential": []}
     for repeat in range(warmup + iterations):
         started = time.perf_counter()
@@ -234,6 +235,7 @@ def bench_seeds(config: RunConfig, seeds: int, *, iterations: int, warmup: int) 
         "batch_size": config.agent_config.batch_size, "seeds": seeds, "updates_per_call": length,
         "iterations": iterations, "device": jax.devices()[0].device_kind,
         "ms_per_update_per_seed": ms, "speedup": ms["sequential"] / ms["one_program"],
+        "load_average": os.getloadavg()[0],
     }  # fmt: skip
 
 
@@ -251,7 +253,7 @@ def format_compile(results: dict[str, Any]) -> str:
         r = results[name]
         share = 100 * r["total_s"] / results["cold"]["total_s"]
         lines.append(f"{label:27s} {r['trace_s']:13.2f} {r['compile_s']:10.2f} {r['total_s']:8.2f} {share:7.1f}%")
-    lines.append(f"cache entries: {results['cache_mb']:.1f} MB")
+    lines.append(f"cache entries: {results['cache_mb']:.1f} MB; load average at the end {results['load_average']:.1f}")
     return "\n".join(lines)
 
 
@@ -264,7 +266,8 @@ def format_seeds(results: dict[str, Any]) -> str:
             f"updates per call, {results['iterations']} timed calls, {results['device']})",
             f"one vmapped program:   {ms['one_program']:.3f} ms per update per seed",
             f"sequential programs:   {ms['sequential']:.3f} ms per update per seed",
-            f"speed-up of one program: {results['speedup']:.2f}x",
+            f"speed-up of one program: {results['speedup']:.2f}x "
+            f"(load average at the end {results['load_average']:.1f})",
         ]
     )
 

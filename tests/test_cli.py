@@ -147,3 +147,20 @@ def test_study_seeds_run_as_one_program_and_status_shows_where_the_time_went(tmp
     out = capsys.readouterr().out
     assert "1/1 cells complete" in out and "2/2 runs done" in out
     assert re.search(r"min: compile \d+\.\d%, train \d+\.\d%, eval \d+\.\d%, other \d+\.\d%", out), out
+
+
+TINY_RUN = ["actor_hidden=16", "critic_hidden=16", "batch_size=32", "steps=100", "log_every=50", "eval_every=100"]
+
+
+def test_bench_seeds_and_bench_compile_report_their_figures(tmp_path, capsys):
+    """Figures only (timings are never asserted): seeds in one program against one program per seed, and a
+    trial's compile time with a cold and a warm compilation cache, the cache having been filled."""
+    seeds_json, compile_json = tmp_path / "seeds.json", tmp_path / "compile.json"
+    argv = ["--seeds", "2", "--iterations", "1", "--warmup", "1", "--json", str(seeds_json), "--set", *TINY_RUN]
+    assert main(["bench", "seeds", *argv]) == 0
+    seeds = json.loads(seeds_json.read_text())
+    assert seeds["seeds"] == 2 and seeds["speedup"] > 0 and "speed-up of one program" in capsys.readouterr().out
+    assert main(["bench", "compile", "--json", str(compile_json), "--set", *TINY_RUN]) == 0
+    figures = json.loads(compile_json.read_text())
+    assert figures["cache_mb"] > 0 and figures["cold"]["compile_s"] > 0 and figures["fresh_process_ratio"] > 0
+    assert "warm cache, fresh process" in capsys.readouterr().out
