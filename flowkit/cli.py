@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--vectorize-seeds",
         action="store_true",
-        help="train each cell's seeds as one vmapped program (equal results; pays on a GPU, not on a CPU)",
+        help="train each cell's seeds as one vmapped program (equal results; meant for a GPU, no gain on a CPU)",
     )
     add_storage(run)
     status = study_commands.add_parser("status", help="how far a study is")

@@ -45,7 +45,7 @@ class Study:
     """A run's score is the mean of the metric over its last `last_evals` evaluations."""
     vectorize_seeds: bool = False
     """Train each cell's seeds as one vmapped program (results equal separate runs' up to float rounding;
-    pays on a GPU, not on a CPU). Not part of the definition: it changes how results are computed, not them."""
+    meant for a GPU, no gain on a CPU). Not part of the definition: it changes how results are computed."""
 
     def __post_init__(self) -> None:
         where = f"study {self.name!r}"
