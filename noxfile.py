@@ -38,6 +38,10 @@ def study(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmarks whose figures README.md reports."""
+    """The benchmarks whose figures README.md reports ("Performance"), with README's commands."""
     session.install("-e", ".")
-    session.run("flowkit", "bench", "step", *session.posargs)
+    session.run("flowkit", "bench", "step")
+    session.run("flowkit", "bench", "compile")
+    session.run("flowkit", "bench", "seeds", "--seeds", "4", "--set", "log_every=200")
+    session.run("python", "-m", "benchmarks.trial_overhead")
+    session.run("python", "-m", "benchmarks.runner_load", "--trials", "200", "--workers", "4")

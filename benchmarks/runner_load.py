@@ -38,7 +38,7 @@ def trivial_train(config: RunConfig, run_dir: Path, **_: Any) -> dict[str, Any]:
         "final": {"step": 1, "reward_mean": score},
         "eval_history": [{"step": 1, "reward_mean": score}],
         "cost": {"gflop_per_update": 0.0, "peak_memory_mb": 0.0},
-        "timing": {"compile_s": 0.0, "ms_per_update": 0.0, "wall_s": 0.0},
+        "timing": {"compile_s": 0.0, "ms_per_update": 0.0, "train_s": 0.0, "eval_s": 0.0, "wall_s": 0.0},
         "nfe_per_solve": 0,
     }
 

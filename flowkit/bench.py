@@ -7,18 +7,24 @@ taken within one run. FLOPs come from XLA's cost analysis of each compiled updat
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from flowkit import solvers
+from flowkit._backend import COMPILATION_CACHE_ENV
 from flowkit.agents import AGENTS
-from flowkit.config import AGENT_CONFIGS, AgentConfig, ConfigError, FQLConfig, TrainConfig
+from flowkit.config import AGENT_CONFIGS, AgentConfig, ConfigError, FQLConfig, RunConfig, TrainConfig
 from flowkit.datasets import Transitions
+from flowkit.training import Trainer, stack_seeds
 
 
 def random_batch(key: jax.Array, batch_size: int, obs_dim: int, action_dim: int) -> Transitions:
@@ -158,6 +164,112 @@ def bench_methods(
                 }
             )
     return rows
+
+
+def _chunk_compile_seconds(run_config: dict[str, Any], cache_dir: str, trials: int) -> list[dict[str, float]]:
+    """In this process, with the cache at `cache_dir`: seconds to trace and lower, then to compile (or load),
+    `trials` trials' training chunks, each built as a trial builds it (new trainer, agent and Keras models)."""
+    os.environ[COMPILATION_CACHE_ENV] = cache_dir
+    config = RunConfig.from_dict(run_config)
+    seconds = []
+    for _ in range(trials):
+        trainer = Trainer.create(config)
+        state = trainer.agent.init(config.seed)
+        started = time.perf_counter()
+        lowered = trainer.lower_chunk(state, jax.random.PRNGKey(config.seed))
+        lowered_at = time.perf_counter()
+        lowered.compile()
+        compiled_at = time.perf_counter()
+        seconds.append(
+            {"trace_s": lowered_at - started, "compile_s": compiled_at - lowered_at, "total_s": compiled_at - started}
+        )
+    return seconds
+
+
+def _in_fresh_process(function: Callable, *args: Any) -> Any:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def bench_compile(config: RunConfig) -> dict[str, Any]:
+    """Time to a trial's compiled training chunk (tracing and lowering, then XLA's compilation or the load from
+    the persistent cache) with an empty cache, then with the cache it left: in the same process (the next
+    trial of a worker) and in a fresh process (a trial of another worker). Ratios are of the totals."""
+    with tempfile.TemporaryDirectory(prefix="flowkit-compile-bench-") as cache_dir:
+        cold_s, same_process_s = _in_fresh_process(_chunk_compile_seconds, config.to_dict(), cache_dir, 2)
+        (fresh_process_s,) = _in_fresh_process(_chunk_compile_seconds, config.to_dict(), cache_dir, 1)
+        cache_mb = sum(entry.stat().st_size for entry in os.scandir(cache_dir)) / 2**20
+    return {
+        "agent": config.agent, "task": config.task, "hidden": list(config.agent_config.actor_hidden),
+        "log_every": config.train.log_every, "cold": cold_s, "warm_same_process": same_process_s,
+        "warm_fresh_process": fresh_process_s, "cache_mb": cache_mb,
+        "load_average": os.getloadavg()[0],
+        "same_process_ratio": same_process_s["total_s"] / cold_s["total_s"],
+        "fresh_process_ratio": fresh_process_s["total_s"] / cold_s["total_s"],
+    }  # fmt: skip
+
+
+def bench_seeds(config: RunConfig, seeds: int, *, iterations: int, warmup: int) -> dict[str, Any]:
+    """ms per update per seed of `seeds` runs' training chunks as one vmapped program and as one program per
+    run called one after another, the two timed in turn; medians after warm-up."""
+    trainer = Trainer.create(config)
+    dataset, length = trainer.task.dataset, config.train.log_every
+    states = [trainer.agent.init(seed) for seed in range(seeds)]
+    keys = [jax.random.PRNGKey(seed) for seed in range(seeds)]
+    single = trainer.lower_chunk(states[0], keys[0]).compile()
+    batched_state, batched_keys = stack_seeds(states), stack_seeds(keys)
+    vectorized = trainer.lower_chunk(batched_state, batched_keys, vectorized=True).compile()
+    times: dict[str, list[float]] = {"one_program": [], "sequential": []}
+    for repeat in range(warmup + iterations):
+        started = time.perf_counter()
+        batched_state, batched_keys, *_ = jax.block_until_ready(vectorized(batched_state, dataset, batched_keys))
+        middle = time.perf_counter()
+        for index in range(seeds):
+            states[index], keys[index], *_ = jax.block_until_ready(single(states[index], dataset, keys[index]))
+        if repeat >= warmup:
+            times["one_program"].append(middle - started)
+            times["sequential"].append(time.perf_counter() - middle)
+    ms = {name: 1e3 * statistics.median(values) / (seeds * length) for name, values in times.items()}
+    return {
+        "agent": config.agent, "task": config.task, "hidden": list(config.agent_config.actor_hidden),
+        "batch_size": config.agent_config.batch_size, "seeds": seeds, "updates_per_call": length,
+        "iterations": iterations, "device": jax.devices()[0].device_kind,
+        "ms_per_update_per_seed": ms, "speedup": ms["sequential"] / ms["one_program"],
+        "load_average": os.getloadavg()[0],
+    }  # fmt: skip
+
+
+def format_compile(results: dict[str, Any]) -> str:
+    lines = [
+        f"training chunk of a {results['agent']} trial on {results['task']} "
+        f"(hidden {'x'.join(map(str, results['hidden']))}, {results['log_every']} updates per chunk)",
+        f"{'':27s} {'trace+lower s':>13s} {'compile s':>10s} {'total s':>8s} {'of cold':>8s}",
+    ]
+    for name, label in (
+        ("cold", "cold cache"),
+        ("warm_same_process", "warm cache, same process"),
+        ("warm_fresh_process", "warm cache, fresh process"),
+    ):
+        r = results[name]
+        share = 100 * r["total_s"] / results["cold"]["total_s"]
+        lines.append(f"{label:27s} {r['trace_s']:13.2f} {r['compile_s']:10.2f} {r['total_s']:8.2f} {share:7.1f}%")
+    lines.append(f"cache entries: {results['cache_mb']:.1f} MB; load average at the end {results['load_average']:.1f}")
+    return "\n".join(lines)
+
+
+def format_seeds(results: dict[str, Any]) -> str:
+    ms = results["ms_per_update_per_seed"]
+    return "\n".join(
+        [
+            f"{results['seeds']} seeds of {results['agent']} on {results['task']} (hidden "
+            f"{'x'.join(map(str, results['hidden']))}, batch {results['batch_size']}, {results['updates_per_call']} "
+            f"updates per call, {results['iterations']} timed calls, {results['device']})",
+            f"one vmapped program:   {ms['one_program']:.3f} ms per update per seed",
+            f"sequential programs:   {ms['sequential']:.3f} ms per update per seed",
+            f"speed-up of one program: {results['speedup']:.2f}x "
+            f"(load average at the end {results['load_average']:.1f})",
+        ]
+    )
 
 
 def format_step(results: dict[str, Any]) -> str:

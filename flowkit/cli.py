@@ -1,4 +1,5 @@
-"""The `flowkit` command: train one run, run and inspect studies, write reports, benchmark an update."""
+"""The `flowkit` command: train one run, run and inspect studies, write reports, benchmark updates, seeds and
+compilation."""
 
 from __future__ import annotations
 
@@ -72,10 +73,23 @@ def cmd_study(args: argparse.Namespace) -> int:
     study = load_study(args.name)
     if args.study_command == "run" and args.workers > 1:
         state = run_workers(
-            study, runs_dir, args.storage, workers=args.workers, progress=not args.quiet, heartbeat_s=args.heartbeat
+            study,
+            runs_dir,
+            args.storage,
+            workers=args.workers,
+            progress=not args.quiet,
+            heartbeat_s=args.heartbeat,
+            vectorize_seeds=args.vectorize_seeds,
         )
     elif args.study_command == "run":
-        state = run_study(study, runs_dir, args.storage, progress=not args.quiet, heartbeat_s=args.heartbeat)
+        state = run_study(
+            study,
+            runs_dir,
+            args.storage,
+            progress=not args.quiet,
+            heartbeat_s=args.heartbeat,
+            vectorize_seeds=args.vectorize_seeds,
+        )
     else:
         state = progress_of(study, load_optuna_study(study, runs_dir, args.storage))
     print(
@@ -83,6 +97,10 @@ def cmd_study(args: argparse.Namespace) -> int:
         f"{state.waiting} waiting, {len(state.failed)} failed; {state.seeds_done}/{state.seeds_total} runs done; "
         f"{state.wall_time_s / 60:.1f} min of training"
     )
+    spent = sum(state.time_s.values())
+    if spent > 0:
+        shares = ", ".join(f"{part} {100 * seconds / spent:.1f}%" for part, seconds in state.time_s.items())
+        print(f"time of the complete cells' trials: {spent / 60:.1f} min: {shares}")
     for cell, message in state.failed.items():
         print(f"  failed {cell}: {message}")
     return 0
@@ -110,6 +128,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.obs_dim, args.action_dim, config, iterations=args.iterations, warmup=args.warmup
         )
         print(bench.format_step(results))
+    elif args.bench_command in ("compile", "seeds"):
+        config = make_run_config(args.agent, args.task, 0, parse_overrides(args.agent, args.set))
+        if args.bench_command == "compile":
+            results = bench.bench_compile(config)
+            print(bench.format_compile(results))
+        else:
+            results = bench.bench_seeds(config, args.seeds, iterations=args.iterations, warmup=args.warmup)
+            print(bench.format_seeds(results))
     else:
         agents = args.agents.split(",")
         for agent in agents:
@@ -206,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a database, how often a running trial signals it is alive; a trial silent for three "
         "intervals is taken over by another worker [60]",
     )
+    run.add_argument(
+        "--vectorize-seeds",
+        action="store_true",
+        help="train each cell's seeds as one vmapped program (equal results; meant for a GPU, no gain on a CPU)",
+    )
     add_storage(run)
     add_data_dir(run)
     status = study_commands.add_parser("status", help="how far a study is")
@@ -258,6 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--iterations", type=_positive_int, default=iterations, help="timed updates after warm-up")
         sub.add_argument("--warmup", type=_positive_int, default=3)
+        sub.add_argument("--json", help="also write the figures to this JSON file")
+    compile_ = bench_commands.add_parser(
+        "compile", help="a trial's compile time with a cold, then a warm persistent compilation cache"
+    )
+    seeds = bench_commands.add_parser("seeds", help="seeds as one vmapped program against one program per seed")
+    seeds.add_argument("--seeds", type=_positive_int, default=4, help="seeds (runs) to train [4]")
+    seeds.add_argument("--iterations", type=_positive_int, default=5, help="timed calls of log_every updates [5]")
+    seeds.add_argument("--warmup", type=_positive_int, default=1)
+    for sub in (compile_, seeds):
+        sub.add_argument("--agent", default="fql", help=f"method: {', '.join(AGENT_CONFIGS)} [fql]")
+        sub.add_argument("--task", default="eight-gaussians", help="task (dataset) name [eight-gaussians]")
+        sub.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="run settings, as for train")
         sub.add_argument("--json", help="also write the figures to this JSON file")
     bench.set_defaults(handler=cmd_bench)
     return parser

@@ -3,11 +3,13 @@
 Each dispatch runs `log_every` updates as one jit-compiled lax.scan; minibatches are sampled inside it from
 the dataset on the device, so the host only starts chunks, logs their summaries and evaluates. A chunk's
 summary is the mean of every per-update metric over the chunk, plus the maximum of each gradient norm.
+Runs that differ only in seed can train as one program, the chunk vmapped over their states and keys.
 Every evaluation of a flow method with a critic also probes the consistency of its value along the flow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from flowkit import runs, solvers
+from flowkit._backend import use_compilation_cache
 from flowkit.agents import Agent, TrainState, make_agent
 from flowkit.agents.base import Params
 from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps
@@ -35,9 +38,9 @@ DATA_STREAM, EVAL_STREAM = 1, 2
 class DivergedError(RuntimeError):
     """A loss or metric became NaN or inf; training stopped at that update."""
 
-    def __init__(self, step: int, metrics: list[str]):
+    def __init__(self, step: int, metrics: list[str], seed: int | None = None):
         super().__init__(f"diverged at update {step}: {', '.join(metrics)} became non-finite")
-        self.step, self.metrics = step, metrics
+        self.step, self.metrics, self.seed = step, metrics, seed
 
 
 def make_chunk(agent: Agent, batch_size: int, length: int, term_grad_norms: bool = False) -> Callable:
@@ -88,8 +91,20 @@ class Trainer:
 
     @classmethod
     def create(cls, config: RunConfig, task: Task | None = None) -> Trainer:
+        use_compilation_cache()
         task = task or load_task(config.task)
         return cls(config, task, make_agent(config, task.obs_dim, task.action_dim))
+
+    def lower_chunk(self, state: TrainState, data_key: jax.Array, *, vectorized: bool = False) -> jax.stages.Lowered:
+        """The training chunk traced and lowered for these shapes, ready to compile (or to load from the
+        persistent cache); `vectorized` maps it over a leading seed axis of the state and key, the dataset shared."""
+        train_config = self.config.train
+        chunk = make_chunk(
+            self.agent, self.config.agent_config.batch_size, train_config.log_every, train_config.term_grad_norms
+        )
+        if vectorized:
+            chunk = jax.vmap(chunk, in_axes=(0, None, 0))
+        return jax.jit(chunk, donate_argnums=0).lower(state, self.task.dataset, data_key)
 
     @property
     def probes_consistency(self) -> bool:
@@ -144,15 +159,31 @@ def train(
     A run folder holding a checkpoint (of a run with these settings, killed or interrupted) is resumed from
     it; the result equals that of an uninterrupted run with the same seed.
     """
-    started = time.perf_counter()
-    trainer = Trainer.create(config, task)
-    agent, train_config = trainer.agent, config.train
+    return train_seeds([config], [run_dir], progress=progress, task=task, label=label)[0]
+
+
+@dataclass
+class _Run:
+    """One seed's part of a training program: its settings, folder, random streams and loop progress."""
+
+    config: RunConfig
+    run_dir: Path
+    state: TrainState
+    data_key: jax.Array
+    loop: dict[str, Any]
+    checkpointed: bool
+
+    @property
+    def seed_key(self) -> jax.Array:
+        return jax.random.PRNGKey(self.config.seed)
+
+
+def _start_run(agent: Agent, config: RunConfig, run_dir: Path) -> _Run:
+    """A run's initial state and data key, or those of its checkpoint; writes its config.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.write_json_atomic(run_dir / runs.CONFIG, config.to_dict())
-
     state = agent.init(config.seed)
-    seed_key = jax.random.PRNGKey(config.seed)
-    data_key = jax.random.fold_in(seed_key, DATA_STREAM)
+    data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), DATA_STREAM)
     loop = {"config": config.to_dict(), "step": 0, "eval_history": [], "chunk_seconds": [], "eval_s": 0.0}
     checkpoint = runs.load_checkpoint(run_dir)
     if checkpoint is not None:
@@ -160,22 +191,50 @@ def train(
         if loop["config"] != config.to_dict():
             raise ConfigError(f"run folder {run_dir} holds a checkpoint of other settings; move it away to rerun")
         state, data_key = jax.tree.unflatten(jax.tree.structure((state, data_key)), leaves)
-    resumed_from = loop["step"]
+    loop.setdefault("checkpoint_s", 0.0)
+    return _Run(config, run_dir, state, data_key, loop, checkpoint is not None)
+
+
+def train_seeds(
+    configs: list[RunConfig],
+    run_dirs: list[Path],
+    *,
+    progress: bool = True,
+    task: Task | None = None,
+    label: str = "",
+) -> list[dict[str, Any]]:
+    """Train runs that differ only in their seed as one program, vmapped over the seeds (the dataset shared),
+    each into its own folder exactly as `train` would; one run is not vmapped.
+
+    Results equal separate runs' up to float rounding. The program's compile, training and wall time are
+    shared equally among the seeds' timings (so sums over seeds are the program's); evaluations, checkpoints
+    and saving are timed per seed. All runs must resume from the same step.
+    """
+    started = time.perf_counter()
+    config = configs[0]
+    if any(dataclasses.replace(other, seed=config.seed) != config for other in configs):
+        raise ValueError("runs trained as one program must differ only in their seed")
+    trainer = Trainer.create(config, task)
+    agent, train_config, count = trainer.agent, config.train, len(configs)
+    seed_runs = [_start_run(agent, run_config, run_dir) for run_config, run_dir in zip(configs, run_dirs, strict=True)]
+    resumed_from = seed_runs[0].loop["step"]
+    if any(run.loop["step"] != resumed_from for run in seed_runs):
+        raise ValueError("runs trained as one program must resume from the same step; train them one by one")
+    if count == 1:
+        state, data_key = seed_runs[0].state, seed_runs[0].data_key
+    else:
+        state, data_key = (
+            stack_seeds([run.state for run in seed_runs]),
+            stack_seeds([run.data_key for run in seed_runs]),
+        )
     dataset = trainer.task.dataset
     compile_started = time.perf_counter()
-    chunk = (
-        jax.jit(
-            make_chunk(agent, config.agent_config.batch_size, train_config.log_every, train_config.term_grad_norms),
-            donate_argnums=0,
-        )
-        .lower(state, dataset, data_key)
-        .compile()
-    )
+    chunk = trainer.lower_chunk(state, data_key, vectorized=count > 1).compile()
     compile_s = time.perf_counter() - compile_started
 
-    writer = runs.MetricsWriter(run_dir, resume_step=resumed_from if checkpoint is not None else None)
-    chunk_seconds: list[float] = loop["chunk_seconds"]
-    eval_history: list[dict[str, Any]] = loop["eval_history"]
+    writers = [
+        runs.MetricsWriter(run.run_dir, resume_step=resumed_from if run.checkpointed else None) for run in seed_runs
+    ]
     bar = tqdm(
         total=train_config.steps, initial=resumed_from, desc=label or config.agent, unit="update",
         disable=not progress, leave=False,
@@ -184,55 +243,94 @@ def train(
         for start in range(resumed_from, train_config.steps, train_config.log_every):
             chunk_started = time.perf_counter()
             state, data_key, summary, first_bad = chunk(state, dataset, data_key)
-            summary = shared_term_norms(jax.device_get(summary))
-            chunk_seconds.append(time.perf_counter() - chunk_started)
+            outcomes = _per_seed(jax.device_get((summary, first_bad)), count)
+            seconds = (time.perf_counter() - chunk_started) / count
             step = start + train_config.log_every
-            ms_per_update = 1e3 * chunk_seconds[-1] / train_config.log_every
-            writer.write({"phase": "train", "step": step, **summary, "time/ms_per_update": ms_per_update})
-            if int(first_bad) >= 0:
-                bad = sorted(name for name, value in summary.items() if not np.isfinite(value))
-                raise DivergedError(start + int(first_bad) + 1, bad)
+            for run, writer, (seed_summary, seed_first_bad) in zip(seed_runs, writers, outcomes, strict=True):
+                seed_summary = shared_term_norms(seed_summary)
+                run.loop["chunk_seconds"].append(seconds)
+                ms_per_update = 1e3 * seconds / train_config.log_every
+                writer.write({"phase": "train", "step": step, **seed_summary, "time/ms_per_update": ms_per_update})
+                if int(seed_first_bad) >= 0:
+                    bad = sorted(name for name, value in seed_summary.items() if not np.isfinite(value))
+                    raise DivergedError(start + int(seed_first_bad) + 1, bad, run.config.seed)
             bar.update(train_config.log_every)
-            if step % train_config.eval_every == 0 or step == train_config.steps:
-                eval_started = time.perf_counter()
-                eval_key = jax.random.fold_in(jax.random.fold_in(seed_key, EVAL_STREAM), step)
-                metrics = trainer.evaluate(state.params, eval_key)
-                loop["eval_s"] += time.perf_counter() - eval_started
-                eval_history.append({"step": step, **metrics})
-                writer.write({"phase": "eval", "step": step, **metrics})
-                bar.set_postfix_str(f"{trainer.task.score_metric}={metrics[trainer.task.score_metric]:.3f}")
-            if step % train_config.checkpoint_every == 0 and step < train_config.steps:
-                loop["step"] = step
-                runs.save_checkpoint(run_dir, jax.tree.leaves(jax.device_get((state, data_key))), loop)
+            evaluate = step % train_config.eval_every == 0 or step == train_config.steps
+            checkpoint = step % train_config.checkpoint_every == 0 and step < train_config.steps
+            if not (evaluate or checkpoint):
+                continue
+            seed_states = _per_seed(state, count)
+            seed_keys = _per_seed(data_key, count)
+            for run, writer, seed_state, seed_data_key in zip(seed_runs, writers, seed_states, seed_keys, strict=True):
+                if evaluate:
+                    eval_started = time.perf_counter()
+                    eval_key = jax.random.fold_in(jax.random.fold_in(run.seed_key, EVAL_STREAM), step)
+                    metrics = trainer.evaluate(seed_state.params, eval_key)
+                    run.loop["eval_s"] += time.perf_counter() - eval_started
+                    run.loop["eval_history"].append({"step": step, **metrics})
+                    writer.write({"phase": "eval", "step": step, **metrics})
+                    bar.set_postfix_str(f"{trainer.task.score_metric}={metrics[trainer.task.score_metric]:.3f}")
+                if checkpoint:
+                    checkpoint_started = time.perf_counter()
+                    run.loop["step"] = step
+                    leaves = jax.tree.leaves(jax.device_get((seed_state, seed_data_key)))
+                    runs.save_checkpoint(run.run_dir, leaves, run.loop)
+                    run.loop["checkpoint_s"] += time.perf_counter() - checkpoint_started
     finally:
         bar.close()
-        writer.close()
+        for writer in writers:
+            writer.close()
 
-    agent.save(state, run_dir / runs.MODELS)
-    trainer.task.record(trainer.policy(state.params), jax.random.fold_in(seed_key, EVAL_STREAM), run_dir)
+    for run, seed_state in zip(seed_runs, _per_seed(state, count), strict=True):
+        agent.save(seed_state, run.run_dir / runs.MODELS)
+        trainer.task.record(
+            trainer.policy(seed_state.params), jax.random.fold_in(run.seed_key, EVAL_STREAM), run.run_dir
+        )
     agent_config = config.agent_config
-    per_update_s = [seconds / train_config.log_every for seconds in chunk_seconds]
-    result = {
-        "config": config.to_dict(),
-        "final": eval_history[-1],
-        "eval_history": eval_history,
-        "nfe_per_solve": solvers.nfe(agent_config.solver, agent_config.flow_steps)
-        if isinstance(agent_config, FlowConfig)
-        else 0,
-        "timing": {
-            "compile_s": compile_s,
+    cost = compiled_cost(chunk)
+    cost["gflop_per_update"] /= count
+    wall_s = (time.perf_counter() - started) / count
+    results = []
+    for run in seed_runs:
+        per_update_s = [seconds / train_config.log_every for seconds in run.loop["chunk_seconds"]]
+        timing = {
+            "compile_s": compile_s / count,
             "ms_per_update": 1e3 * statistics.median(per_update_s),
             "ms_per_update_iqr": 1e3 * _iqr(per_update_s),
-            "train_s": sum(chunk_seconds),
-            "eval_s": loop["eval_s"],
-            "wall_s": time.perf_counter() - started,
+            "train_s": sum(run.loop["chunk_seconds"]),
+            "eval_s": run.loop["eval_s"],
+            "checkpoint_s": run.loop["checkpoint_s"],
+            "wall_s": wall_s,
             "resumed_from_step": resumed_from,
-        },
-        "cost": compiled_cost(chunk),
-    }
-    runs.write_json_atomic(run_dir / runs.RESULT, result)
-    (run_dir / runs.CHECKPOINT).unlink(missing_ok=True)
-    return result
+            "seeds_in_program": count,
+        }
+        timing["other_s"] = max(0.0, wall_s - timing["compile_s"] - timing["train_s"] - timing["eval_s"])
+        result = {
+            "config": run.config.to_dict(),
+            "final": run.loop["eval_history"][-1],
+            "eval_history": run.loop["eval_history"],
+            "nfe_per_solve": solvers.nfe(agent_config.solver, agent_config.flow_steps)
+            if isinstance(agent_config, FlowConfig)
+            else 0,
+            "timing": timing,
+            "cost": cost,
+        }
+        runs.write_json_atomic(run.run_dir / runs.RESULT, result)
+        (run.run_dir / runs.CHECKPOINT).unlink(missing_ok=True)
+        results.append(result)
+    return results
+
+
+def stack_seeds(trees: list[Any]) -> Any:
+    """Per-seed pytrees (states, keys) as one pytree with a leading seed axis, as a vmapped chunk takes them."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _per_seed(tree: Any, count: int) -> list[Any]:
+    """A program's outputs split by seed: as they are for one run, else sliced along the vmapped axis."""
+    if count == 1:
+        return [tree]
+    return [jax.tree.map(lambda leaf, index=index: leaf[index], tree) for index in range(count)]
 
 
 def _iqr(values: list[float]) -> float:

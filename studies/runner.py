@@ -36,8 +36,8 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from flowkit import runs
-from flowkit.config import ConfigError
-from flowkit.training import DivergedError, train
+from flowkit.config import ConfigError, RunConfig
+from flowkit.training import DivergedError, train, train_seeds
 from studies.study import Cell, Study, cell_key, cell_slug
 
 DEFINITION_ATTR = "flowkit:definition"
@@ -277,9 +277,9 @@ def run_score(result: Mapping[str, Any], metric: str, last_evals: int) -> float:
     return statistics.fmean(record[metric] for record in result["eval_history"][-last_evals:])
 
 
-def train_or_reuse(config, run_dir: Path, *, progress: bool, label: str) -> dict[str, Any]:
-    """A run's result: the stored one if its folder completed with the same settings, else the run resumed
-    from its last checkpoint, else a fresh run."""
+def reusable_result(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The run's stored result if its folder completed with the same settings; otherwise None, with a folder
+    that holds neither that nor a checkpoint of these settings cleared for a fresh run."""
     result = runs.load_result(run_dir)
     if result is not None:
         if result["config"] != config.to_dict():
@@ -288,25 +288,67 @@ def train_or_reuse(config, run_dir: Path, *, progress: bool, label: str) -> dict
     checkpoint = runs.load_checkpoint(run_dir)
     if run_dir.exists() and (checkpoint is None or checkpoint[1]["config"] != config.to_dict()):
         shutil.rmtree(run_dir)
-    return train(config, run_dir, progress=progress, label=label)
+    return None
+
+
+def train_vectorized(
+    runs_to_train: list[tuple[RunConfig, Path]], *, progress: bool, label: str
+) -> dict[int, dict[str, Any]]:
+    """Train runs that differ only in seed as one vmapped program per step their checkpoints resume from."""
+    by_step: dict[int, list[tuple[RunConfig, Path]]] = {}
+    for config, run_dir in runs_to_train:
+        checkpoint = runs.load_checkpoint(run_dir)
+        by_step.setdefault(checkpoint[1]["step"] if checkpoint else 0, []).append((config, run_dir))
+    results = {}
+    for group in by_step.values():
+        configs, run_dirs = [config for config, _ in group], [run_dir for _, run_dir in group]
+        trained = train_seeds(configs, run_dirs, progress=progress, label=label)
+        results.update({config.seed: result for config, result in zip(configs, trained, strict=True)})
+    return results
 
 
 def run_trial(
-    study: Study, trial: optuna.Trial, cell: Cell, runs_dir: Path, *, progress: bool, bar: tqdm | None = None
+    study: Study,
+    trial: optuna.Trial,
+    cell: Cell,
+    runs_dir: Path,
+    *,
+    progress: bool,
+    bar: tqdm | None = None,
+    vectorize_seeds: bool = False,
 ) -> None:
-    """Train every seed of the trial's cell and tell the storage the cell's score (mean over seeds)."""
+    """Train every seed of the trial's cell and tell the storage the cell's score (mean over seeds).
+
+    With `vectorize_seeds` the seeds without a stored result train as one vmapped program.
+    """
+    started = time.perf_counter()
     per_seed: dict[str, Any] = {}
     seed = None
+    runs_wall_s = 0.0
     try:
         space = study.search_space()
         for name in cell:
             trial.suggest_categorical(name, space[name])
         metric = study.metric_for(cell["task"])
+        planned = {
+            seed: (
+                study.run_config(cell, seed),
+                study_dir(runs_dir, study.name) / "runs" / cell_slug(cell) / f"seed{seed}",
+            )
+            for seed in study.seeds
+        }
+        stored = {seed: reusable_result(*planned[seed]) for seed in study.seeds}
+        trained = {}
+        if vectorize_seeds:
+            waiting = [planned[seed] for seed in study.seeds if stored[seed] is None]
+            trained = train_vectorized(waiting, progress=progress, label=f"{cell_slug(cell)} seeds")
         for seed in study.seeds:
-            config = study.run_config(cell, seed)
-            run_dir = study_dir(runs_dir, study.name) / "runs" / cell_slug(cell) / f"seed{seed}"
-            label = f"{cell_slug(cell)} seed {seed}"
-            result = train_or_reuse(config, run_dir, progress=progress, label=label)
+            config, run_dir = planned[seed]
+            result = stored[seed] or trained.get(seed)
+            if result is None:
+                result = train(config, run_dir, progress=progress, label=f"{cell_slug(cell)} seed {seed}")
+            if stored[seed] is None:
+                runs_wall_s += result["timing"]["wall_s"]
             per_seed[str(seed)] = {
                 "score": run_score(result, metric, study.last_evals),
                 "final": result["final"],
@@ -321,6 +363,7 @@ def run_trial(
             if bar is not None:
                 bar.update(1)
     except DivergedError as error:
+        seed = error.seed if error.seed is not None else seed
         _fail(
             trial,
             {"kind": "diverged", "seed": seed, "step": error.step, "metrics": error.metrics, "message": str(error)},
@@ -337,7 +380,16 @@ def run_trial(
     trial.set_user_attr("wall_time_s", sum(t["wall_s"] for t in timings))
     trial.set_user_attr("compile_time_s", statistics.fmean(t["compile_s"] for t in timings))
     trial.set_user_attr("ms_per_update", statistics.median(t["ms_per_update"] for t in timings))
+    trial.set_user_attr("time_s", time_breakdown(timings, time.perf_counter() - started - runs_wall_s))
     trial.study.tell(trial, statistics.fmean(entry["score"] for entry in per_seed.values()))
+
+
+def time_breakdown(timings: list[dict[str, float]], outside_runs_s: float) -> dict[str, float]:
+    """Where a trial's time went: its runs' compile, train and eval seconds, and everything else (run set-up,
+    dataset loading, checkpoints, saving, and the trial's own time outside its runs)."""
+    parts = {part: sum(t[f"{part}_s"] for t in timings) for part in ("compile", "train", "eval")}
+    inside = sum(t.get("other_s", t["wall_s"] - t["compile_s"] - t["train_s"] - t["eval_s"]) for t in timings)
+    return {**parts, "other": max(0.0, inside) + max(0.0, outside_runs_s)}
 
 
 def _fail(trial: optuna.Trial, failure: dict[str, Any]) -> None:
@@ -356,6 +408,8 @@ class StudyProgress:
     seeds_done: int
     seeds_total: int
     wall_time_s: float
+    time_s: dict[str, float]
+    """Seconds of the complete trials' compile, train, eval and other time, summed."""
 
 
 def progress_of(study: Study, optuna_study: optuna.Study | None) -> StudyProgress:
@@ -385,6 +439,10 @@ def progress_of(study: Study, optuna_study: optuna.Study | None) -> StudyProgres
         seeds_done=seeds_done,
         seeds_total=len(study.cells()) * len(study.seeds),
         wall_time_s=sum(t.user_attrs.get("wall_time_s", 0.0) for t in trials),
+        time_s={
+            part: sum(t.user_attrs.get("time_s", {}).get(part, 0.0) for t in trials if t.state == TrialState.COMPLETE)
+            for part in ("compile", "train", "eval", "other")
+        },
     )
 
 
@@ -395,9 +453,13 @@ def run_study(
     *,
     progress: bool = True,
     heartbeat_s: int = HEARTBEAT_S,
+    vectorize_seeds: bool = False,
 ) -> StudyProgress:
     """Run (or resume) cells of the study on this worker until every cell is complete or finally failed,
-    waiting while other workers' trials run and taking over those whose worker died."""
+    waiting while other workers' trials run and taking over those whose worker died.
+
+    `vectorize_seeds` (or the study's own `vectorize_seeds`) trains each cell's seeds as one vmapped program.
+    """
     study.check_data()
     optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
     with study_lock(optuna_study._storage, study.name, runs_dir):
@@ -410,7 +472,14 @@ def run_study(
             claimed = claim_trial(optuna_study)
             if claimed is not None:
                 with heartbeat(optuna_study, claimed[0]):
-                    run_trial(study, *claimed, runs_dir, progress=progress, bar=bar)
+                    run_trial(
+                        study,
+                        *claimed,
+                        runs_dir,
+                        progress=progress,
+                        bar=bar,
+                        vectorize_seeds=vectorize_seeds or study.vectorize_seeds,
+                    )
                 continue
             with study_lock(optuna_study._storage, study.name, runs_dir):
                 if enqueue_missing(optuna_study, study):
@@ -431,6 +500,7 @@ def run_workers(
     workers: int,
     progress: bool = True,
     heartbeat_s: int = HEARTBEAT_S,
+    vectorize_seeds: bool = False,
     worker: Callable[..., StudyProgress] = run_study,
 ) -> StudyProgress:
     """Run the study with `workers` processes on this machine, showing their common progress (runs/s, ETA).
@@ -447,7 +517,7 @@ def run_workers(
         context.Process(
             target=worker,
             args=(study, runs_dir, storage_url),
-            kwargs={"progress": False, "heartbeat_s": heartbeat_s},
+            kwargs={"progress": False, "heartbeat_s": heartbeat_s, "vectorize_seeds": vectorize_seeds},
             name=f"flowkit-worker-{index}",
         )
         for index in range(workers)

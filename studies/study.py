@@ -43,6 +43,9 @@ class Study:
     """Evaluation metric the score is taken from; None takes each task's own score metric."""
     last_evals: int = 1
     """A run's score is the mean of the metric over its last `last_evals` evaluations."""
+    vectorize_seeds: bool = False
+    """Train each cell's seeds as one vmapped program (results equal separate runs' up to float rounding;
+    meant for a GPU, no gain on a CPU). Not part of the definition: it changes how results are computed."""
 
     def __post_init__(self) -> None:
         where = f"study {self.name!r}"
@@ -51,6 +54,8 @@ class Study:
                 raise ConfigError("agents, tasks and seeds must each name at least one")
             if len(set(self.seeds)) != len(self.seeds) or any(not isinstance(s, int) or s < 0 for s in self.seeds):
                 raise ConfigError(f"seeds: expected distinct non-negative integers, got {self.seeds!r}")
+            if not isinstance(self.vectorize_seeds, bool):
+                raise ConfigError(f"vectorize_seeds: expected true or false, got {self.vectorize_seeds!r}")
             if self.last_evals < 1:
                 raise ConfigError(f"last_evals: expected an integer >= 1, got {self.last_evals!r}")
             for agent in self.agents:

@@ -1,7 +1,13 @@
-"""Test set-up: one XLA thread per pytest worker (workers run in parallel), JAX selected for Keras."""
+"""Test set-up: one XLA thread per pytest worker (workers run in parallel), compiled programs cached in a
+temporary folder (not the user's), JAX selected for Keras."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ["FLOWKIT_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="flowkit-test-compilation-cache-")
+atexit.register(shutil.rmtree, os.environ["FLOWKIT_COMPILATION_CACHE"], ignore_errors=True)
 
-import flowkit  # noqa: F401  (selects the JAX backend before anything imports keras)
+import flowkit  # noqa: E402, F401  (selects the JAX backend before anything imports keras)

@@ -1,7 +1,13 @@
-"""flowkit runs Keras on JAX, and says so clearly when another backend is already active."""
+"""flowkit runs Keras on JAX, and says so clearly when another backend is already active; compiled programs
+are kept in a cache folder that the user can move or turn off."""
 
 import subprocess
 import sys
+from pathlib import Path
+
+import jax
+
+from flowkit._backend import COMPILATION_CACHE_ENV, compilation_cache_dir, use_compilation_cache
 
 
 def run_python(code: str, **environment: str) -> subprocess.CompletedProcess:
@@ -27,3 +33,18 @@ def test_keras_already_running_on_another_backend_is_refused():
     result = run_python(code, KERAS_BACKEND="numpy")
     assert result.returncode != 0
     assert "Keras was imported before flowkit with the 'numpy' backend" in result.stderr
+
+
+def test_compilation_cache_folder_defaults_to_the_user_cache_and_can_be_moved_or_turned_off(monkeypatch, tmp_path):
+    monkeypatch.delenv(COMPILATION_CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation_cache_dir() == tmp_path / "xdg" / "flowkit" / "jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert compilation_cache_dir() == Path.home() / ".cache" / "flowkit" / "jax"
+    monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "mine"))
+    assert use_compilation_cache() == tmp_path / "mine"
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "mine")
+    monkeypatch.setenv(COMPILATION_CACHE_ENV, "off")
+    assert use_compilation_cache() is None and jax.config.jax_compilation_cache_dir is None
+    monkeypatch.undo()
+    use_compilation_cache()

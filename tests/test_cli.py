@@ -1,6 +1,7 @@
 """The `flowkit` command: errors name what was wrong before anything runs; a run and a benchmark work."""
 
 import json
+import re
 
 import pytest
 
@@ -124,3 +125,42 @@ def test_bad_input_leaves_the_stored_study_unchanged(study_text, storage, messag
     error = capsys.readouterr().err
     assert code == 2 and message.format(path=path) in error and error.count("\n") == 1, error
     assert journal.read_bytes() == before
+
+
+PAIR_STUDY = """
+from studies.study import Study
+STUDY = Study(name="pair", question="?", agents=("fql",), tasks=("moons",), grid={"solver": ("euler",)},
+              seeds=(0, 1), fixed={"actor_hidden": (16,), "critic_hidden": (16,), "batch_size": 32, "steps": 100,
+                                   "log_every": 50, "eval_every": 100, "eval_episodes": 100})
+"""
+
+
+def test_study_seeds_run_as_one_program_and_status_shows_where_the_time_went(tmp_path, capsys):
+    path = tmp_path / "pair.py"
+    path.write_text(PAIR_STUDY)
+    assert main(["study", "run", str(path), "--vectorize-seeds", "--quiet", "--runs-dir", str(tmp_path)]) == 0
+    results = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("pair/runs/*/seed*/result.json"))]
+    assert [r["config"]["seed"] for r in results] == [0, 1]
+    assert {r["timing"]["seeds_in_program"] for r in results} == {2}
+    capsys.readouterr()
+    assert main(["study", "status", str(path), "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1/1 cells complete" in out and "2/2 runs done" in out
+    assert re.search(r"min: compile \d+\.\d%, train \d+\.\d%, eval \d+\.\d%, other \d+\.\d%", out), out
+
+
+TINY_RUN = ["actor_hidden=16", "critic_hidden=16", "batch_size=32", "steps=100", "log_every=50", "eval_every=100"]
+
+
+def test_bench_seeds_and_bench_compile_report_their_figures(tmp_path, capsys):
+    """Figures only (timings are never asserted): seeds in one program against one program per seed, and a
+    trial's compile time with a cold and a warm compilation cache, the cache having been filled."""
+    seeds_json, compile_json = tmp_path / "seeds.json", tmp_path / "compile.json"
+    argv = ["--seeds", "2", "--iterations", "1", "--warmup", "1", "--json", str(seeds_json), "--set", *TINY_RUN]
+    assert main(["bench", "seeds", *argv]) == 0
+    seeds = json.loads(seeds_json.read_text())
+    assert seeds["seeds"] == 2 and seeds["speedup"] > 0 and "speed-up of one program" in capsys.readouterr().out
+    assert main(["bench", "compile", "--json", str(compile_json), "--set", *TINY_RUN]) == 0
+    figures = json.loads(compile_json.read_text())
+    assert figures["cache_mb"] > 0 and figures["cold"]["compile_s"] > 0 and figures["fresh_process_ratio"] > 0
+    assert "warm cache, fresh process" in capsys.readouterr().out

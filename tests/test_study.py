@@ -84,6 +84,7 @@ def test_changed_definition_is_refused_and_storage_left_unchanged(tmp_path):
         ({"tasks": ("mooons",)}, "task: unknown task 'mooons'"),
         ({"seeds": (0, 0)}, "seeds: expected distinct non-negative integers"),
         ({"fixed": {**TINY, "steps": 150}}, "steps: 150 is not a multiple of log_every=100"),
+        ({"vectorize_seeds": "yes"}, "vectorize_seeds: expected true or false, got 'yes'"),
     ],
 )
 def test_bad_study_definitions_are_refused_when_loaded(changes, message):
