@@ -27,6 +27,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.spatial
 
 from flowkit.datasets import Policy, Task, as_device_arrays
 
@@ -111,22 +112,13 @@ def toy_points(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(points, -SCALE, SCALE).astype(np.float32), rewards.astype(np.float32)
 
 
-def nearest_neighbour_distances(queries: np.ndarray, points: np.ndarray, exclude_self: bool = False) -> np.ndarray:
-    """Euclidean distance from each query to its nearest point, in chunks to bound memory."""
-    result = np.empty(len(queries), dtype=np.float64)
-    for start in range(0, len(queries), 1000):
-        chunk = queries[start : start + 1000].astype(np.float64)
-        squared = ((chunk[:, None, :] - points[None, :, :].astype(np.float64)) ** 2).sum(-1)
-        if exclude_self:
-            squared[np.arange(len(chunk)), np.arange(start, start + len(chunk))] = np.inf
-        result[start : start + len(chunk)] = np.sqrt(squared.min(axis=1))
-    return result
-
-
 @functools.cache
 def support_radius(name: str) -> float:
+    """The 99th percentile of the data's leave-one-out nearest-neighbour distances, by a k-d tree (10 ms, where
+    brute force over the 10^8 pairs costs about 3 s of every worker's first trial)."""
     points, _ = toy_points(name)
-    return float(np.quantile(nearest_neighbour_distances(points, points, exclude_self=True), SUPPORT_QUANTILE))
+    distances, _ = scipy.spatial.cKDTree(points).query(points, k=2)
+    return float(np.quantile(distances[:, 1], SUPPORT_QUANTILE))
 
 
 def _mean_distance(a: jax.Array, b: jax.Array) -> jax.Array:
