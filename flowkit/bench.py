@@ -239,6 +239,47 @@ def bench_seeds(config: RunConfig, seeds: int, *, iterations: int, warmup: int) 
     }  # fmt: skip
 
 
+def bench_evaluation(config: RunConfig, episodes: int, *, iterations: int) -> dict[str, Any]:
+    """Environment steps per second of a run's evaluation (its compiled policy acting on all episodes' observations
+    in one call per step) against the same environments stepped with random actions and no policy, the two timed
+    in turn after one warm-up evaluation; medians."""
+    from flowkit.datasets.ogbench_tasks import SingleTask
+
+    trainer = Trainer.create(config)
+    task = trainer.task
+    if not isinstance(task, SingleTask):
+        raise ConfigError(f"--task: {config.task!r} is not an OGBench single-task name (flowkit data list)")
+    policy = trainer.policy(trainer.agent.init(config.seed).params)
+    envs = task.environments(episodes)
+    task.evaluate(policy, jax.random.PRNGKey(0), episodes)
+    rates: dict[str, list[float]] = {"evaluation": [], "raw": []}
+    for repeat in range(iterations):
+        started = time.perf_counter()
+        metrics = task.evaluate(policy, jax.random.PRNGKey(1 + repeat), episodes)
+        steps = metrics.get("episode_length", 0.0) * len(envs)
+        rates["evaluation"].append(steps / (time.perf_counter() - started))
+        rates["raw"].append(_raw_steps_per_second(envs, int(steps)))
+    rate = {name: statistics.median(values) for name, values in rates.items()}
+    return {
+        "task": config.task, "episodes": len(envs), "hidden": list(config.agent_config.actor_hidden),
+        "iterations": iterations, "steps_per_second": rate, "share_of_raw": rate["evaluation"] / rate["raw"],
+        "load_average": os.getloadavg()[0],
+    }  # fmt: skip
+
+
+def _raw_steps_per_second(envs: list[Any], steps: int) -> float:
+    """The environments' own speed: `steps` steps in all, round-robin, random actions, resetting ended episodes."""
+    for env in envs:
+        env.reset(seed=0)
+    started = time.perf_counter()
+    for step in range(steps):
+        env = envs[step % len(envs)]
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - started)
+
+
 def format_compile(results: dict[str, Any]) -> str:
     lines = [
         f"training chunk of a {results['agent']} trial on {results['task']} "
@@ -267,6 +308,20 @@ def format_seeds(results: dict[str, Any]) -> str:
             f"one vmapped program:   {ms['one_program']:.3f} ms per update per seed",
             f"sequential programs:   {ms['sequential']:.3f} ms per update per seed",
             f"speed-up of one program: {results['speedup']:.2f}x "
+            f"(load average at the end {results['load_average']:.1f})",
+        ]
+    )
+
+
+def format_evaluation(results: dict[str, Any]) -> str:
+    rate = results["steps_per_second"]
+    return "\n".join(
+        [
+            f"evaluation on {results['task']}: {results['episodes']} episodes in lockstep, policy hidden "
+            f"{'x'.join(map(str, results['hidden']))}, {results['iterations']} timed evaluations",
+            f"evaluation (policy + environments): {rate['evaluation']:8.0f} environment steps/s",
+            f"environments alone (random actions): {rate['raw']:7.0f} environment steps/s",
+            f"evaluation / raw stepping: {100 * results['share_of_raw']:.0f}% "
             f"(load average at the end {results['load_average']:.1f})",
         ]
     )

@@ -136,6 +136,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         else:
             results = bench.bench_seeds(config, args.seeds, iterations=args.iterations, warmup=args.warmup)
             print(bench.format_seeds(results))
+    elif args.bench_command == "eval":
+        config = make_run_config(args.agent, args.task, 0, parse_overrides(args.agent, args.set))
+        results = bench.bench_evaluation(config, args.episodes, iterations=args.iterations)
+        print(bench.format_evaluation(results))
     else:
         agents = args.agents.split(",")
         for agent in agents:
@@ -297,9 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--seeds", type=_positive_int, default=4, help="seeds (runs) to train [4]")
     seeds.add_argument("--iterations", type=_positive_int, default=5, help="timed calls of log_every updates [5]")
     seeds.add_argument("--warmup", type=_positive_int, default=1)
-    for sub in (compile_, seeds):
+    evaluation = bench_commands.add_parser(
+        "eval", help="environment steps/s of an OGBench evaluation against the environments' raw stepping"
+    )
+    evaluation.add_argument("--episodes", type=_positive_int, default=50, help="episodes per evaluation [50]")
+    evaluation.add_argument("--iterations", type=_positive_int, default=3, help="timed evaluations [3]")
+    add_data_dir(evaluation)
+    for sub, task in ((compile_, "eight-gaussians"), (seeds, "eight-gaussians"),
+                      (evaluation, "cube-single-play-singletask-task2-v0")):  # fmt: skip
         sub.add_argument("--agent", default="fql", help=f"method: {', '.join(AGENT_CONFIGS)} [fql]")
-        sub.add_argument("--task", default="eight-gaussians", help="task (dataset) name [eight-gaussians]")
+        sub.add_argument("--task", default=task, help=f"task (dataset) name [{task}]")
         sub.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="run settings, as for train")
         sub.add_argument("--json", help="also write the figures to this JSON file")
     bench.set_defaults(handler=cmd_bench)

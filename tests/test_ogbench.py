@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flowkit.bench import bench_evaluation
 from flowkit.cli import main
+from flowkit.config import ConfigError
 from flowkit.datasets import DATA_DIR_ENV, DatasetError, load_task, ogbench_generate
 from flowkit.datasets.ogbench_generate import dataset_paths, generate, import_ogbench
 from flowkit.datasets.ogbench_tasks import ACTION_CLIP, SINGLE_TASKS
@@ -204,3 +206,13 @@ def test_generate_refuses_unknown_datasets_before_making_anything(tmp_path, caps
     assert "cannot generate 'antmaze-large-navigate-v0'; allowed: cube-single-play-v0" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
     assert ogbench_generate.check_recipe(CUBE).episodes == 1000
+
+
+def test_bench_eval_measures_the_evaluation_and_the_environments_alone(data_dir):
+    config = tiny_config("fql", CUBE_TASK)
+    results = bench_evaluation(config, 2, iterations=1)
+    rates = results["steps_per_second"]
+    assert results["episodes"] == 2 and rates["evaluation"] > 0 and rates["raw"] > 0
+    assert results["share_of_raw"] == pytest.approx(rates["evaluation"] / rates["raw"])
+    with pytest.raises(ConfigError, match="'moons' is not an OGBench single-task name"):
+        bench_evaluation(tiny_config("fql", "moons"), 2, iterations=1)
