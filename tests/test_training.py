@@ -118,3 +118,27 @@ def test_a_run_leaves_its_training_chunk_in_the_compilation_cache(tmp_path: Path
     assert [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("jit_chunk-")]
     monkeypatch.undo()
     use_compilation_cache()
+
+
+def test_seeds_in_one_program_killed_after_a_checkpoint_resume_to_the_same_result(tmp_path: Path, monkeypatch):
+    settings = {**TINY, "steps": 300, "eval_every": 300, "checkpoint_every": 100}
+    configs = [make_run_config("fql", "moons", seed, settings) for seed in (0, 1)]
+    whole = train_seeds(configs, [tmp_path / f"whole{c.seed}" for c in configs], progress=False)
+    write = runs.MetricsWriter.write
+
+    def killed_at_200(writer, record):
+        write(writer, record)
+        if record["step"] == 200:
+            raise KeyboardInterrupt
+
+    killed_dirs = [tmp_path / f"killed{c.seed}" for c in configs]
+    with monkeypatch.context() as patch:
+        patch.setattr(runs.MetricsWriter, "write", killed_at_200)
+        with pytest.raises(KeyboardInterrupt):
+            train_seeds(configs, killed_dirs, progress=False)
+    assert [runs.load_checkpoint(d)[1]["step"] for d in killed_dirs] == [100, 100]
+    resumed = train_seeds(configs, killed_dirs, progress=False)
+    for seed, (before, after) in enumerate(zip(whole, resumed, strict=True)):
+        assert after["timing"]["resumed_from_step"] == 100
+        assert after["eval_history"] == before["eval_history"], "same evaluations, to the last digit"
+        assert learning_curves(tmp_path / f"killed{seed}") == learning_curves(tmp_path / f"whole{seed}")
