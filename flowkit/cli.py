@@ -31,8 +31,8 @@ def _settings_help() -> str:
             default_text = ",".join(map(str, default)) if isinstance(default, tuple) else default
             lines.append(f"  {name:18s} {doc} [{allowed}; default {default_text}]")
     lines.append(
-        "The 2D bandits change some defaults (smaller networks, shorter runs): the run's config.json "
-        "records every value used."
+        "The 2D bandits change some defaults (smaller networks, shorter runs) and OGBench tasks set FQL's alpha "
+        "per environment (cube and scene 300, puzzle 1000): the run's config.json records every value used."
     )
     return "\n".join(lines)
 
