@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flowkit.config import ConfigError
 
@@ -25,6 +26,15 @@ class DatasetError(ConfigError):
 def data_dir() -> Path:
     """Where OGBench dataset files are read from and generated into: $FLOWKIT_DATA_DIR, else ~/.ogbench/data."""
     return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
+ACTION_CLIP = 1e-5
+"""Dataset actions are clipped to [-1 + ACTION_CLIP, 1 - ACTION_CLIP] (the public FQL code's action_clip_eps),
+so that a flow's targets stay inside the action box."""
+
+
+def clip_actions(actions: np.ndarray) -> np.ndarray:
+    return np.clip(actions, -1 + ACTION_CLIP, 1 - ACTION_CLIP)
 
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]

@@ -47,10 +47,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowkit.datasets import DatasetError, Policy, Task, as_device_arrays
+from flowkit.datasets import DatasetError, Policy, Task, as_device_arrays, clip_actions
 
-ACTION_CLIP = 1e-5
-"""Dataset actions are clipped to [-1 + ACTION_CLIP, 1 - ACTION_CLIP] (FQL's action_clip_eps)."""
 REQUIRED_FIELDS = ("observation", "action", "reward", "is_last", "is_terminal")
 """RLDS step fields the reader needs (discount and is_first are implied by them)."""
 DEFAULT_DATA_DIR = "~/tensorflow_datasets"
@@ -299,7 +297,7 @@ def read_rlds(name: str, data_dir: Path | str | None = None, split: str = "train
         raise DatasetError(f"{folder} ({split}): no episode has two steps, so there is no transition to learn from")
     result = {key: np.concatenate(value) for key, value in parts.items()}
     for key in ("actions", "next_actions"):
-        result[key] = np.clip(result[key], -1 + ACTION_CLIP, 1 - ACTION_CLIP)
+        result[key] = clip_actions(result[key])
     if dataset == "d4rl_antmaze":
         result["rewards"] = result["rewards"] - 1.0
     result["masks"] = 1.0 - result["terminals"]

@@ -24,10 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowkit.datasets import DatasetError, Policy, Task, Transitions, data_dir
+from flowkit.datasets import DatasetError, Policy, Task, Transitions, clip_actions, data_dir
 from flowkit.datasets.ogbench_generate import RECIPES, dataset_paths, generate_command, import_ogbench, make_env
 
-ACTION_CLIP = 1e-5
 SINGLE_TASKS = 5
 """OGBench's evaluation tasks per environment (task1 ... task5; the evaluation goals of goal-conditioned runs)."""
 DEFAULT_TASK = {"cube": 2, "scene": 2, "puzzle": 4, "pointmaze": 1}
@@ -142,7 +141,7 @@ class OGBenchTask(Task):
 
 def transitions(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """OGBench's columns as the kit's transitions: clipped actions, and the next action within each trajectory."""
-    actions = np.clip(columns["actions"], -1 + ACTION_CLIP, 1 - ACTION_CLIP)
+    actions = clip_actions(columns["actions"])
     ends = columns["terminals"].astype(bool)
     next_actions = np.where(ends[:, None], actions, np.roll(actions, -1, axis=0))
     return {"observations": columns["observations"], "actions": actions, "next_observations":
