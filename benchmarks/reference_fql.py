@@ -146,3 +146,18 @@ class ReferenceFQL:
         )
         target = jax.tree.map(lambda p, t: self.tau * p + (1 - self.tau) * t, params["critic"], state.target_critic)
         return ReferenceState(params, target, moments, velocities, count, key)
+
+    def chunk(self, batch_size: int, length: int):
+        """(state, dataset, key) -> (state, key): `length` updates in one lax.scan, each on a minibatch drawn
+        uniformly with replacement from the dataset on the device, as flowkit's training chunk draws them."""
+
+        def run(state: ReferenceState, dataset, key: jax.Array):
+            def one_update(carry, _):
+                state, key = carry
+                key, batch_key = jax.random.split(key)
+                index = jax.random.randint(batch_key, (batch_size,), 0, dataset.rewards.shape[0])
+                return (self.update(state, jax.tree.map(lambda column: column[index], dataset)), key), None
+
+            return jax.lax.scan(one_update, (state, key), None, length=length)[0]
+
+        return run

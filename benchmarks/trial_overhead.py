@@ -5,7 +5,8 @@ temporary folder.
     python -m benchmarks.trial_overhead [--steps 10000]
 
 Seed 0 pays the worker's start (the bandit's support radius, Keras' first builds) and the cold compile;
-seeds 1 and 2 load the training chunk from the cache, as every later run of the same program does. The time
+seeds 1 and 2 take the compiled chunk the worker kept, as every later run of the same program in a worker
+does (a fresh worker would load it from the compilation cache). The time
 is split as `flowkit study status` splits it: compile, train (compiled chunks), eval, and other.
 """
 

@@ -1,8 +1,11 @@
 """`flowkit bench`: what one update costs, measured the same way for every method and for a reference.
 
-Times are medians over repeated calls after warm-up. The programs compared in one table are compiled first
-and then called in turn, call by call, so that all of them see the same machine state and their ratios are
-taken within one run. FLOPs come from XLA's cost analysis of each compiled update.
+Updates are timed as training runs them: in compiled chunks, a lax.scan of updates on minibatches sampled from
+a dataset on the device (a single jitted update per call would time its dispatch and the copies XLA makes of
+donated parameters, which training never pays: 106 against 86 ms per paper-sized FQL update here). Times are
+medians over repeated calls after warm-up. The programs compared in one table are compiled first and then
+called in turn, call by call, so that all of them see the same machine state and their ratios are taken within
+one run. FLOPs come from XLA's cost analysis of each compiled chunk, whose loop body is one update.
 """
 
 from __future__ import annotations
@@ -24,19 +27,22 @@ from flowkit._backend import COMPILATION_CACHE_ENV
 from flowkit.agents import AGENTS
 from flowkit.config import AGENT_CONFIGS, AgentConfig, ConfigError, FQLConfig, RunConfig, TrainConfig
 from flowkit.datasets import Transitions
-from flowkit.training import Trainer, stack_seeds
+from flowkit.training import Trainer, coefficient_arrays, compiled_cost, make_chunk, stack_seeds
+
+DATASET_SIZE = 100_000
+"""Transitions in the random dataset the timed chunks sample their minibatches from."""
 
 
-def random_batch(key: jax.Array, batch_size: int, obs_dim: int, action_dim: int) -> Transitions:
+def random_dataset(key: jax.Array, size: int, obs_dim: int, action_dim: int) -> Transitions:
     keys = jax.random.split(key, 5)
-    observations = jax.random.normal(keys[0], (batch_size, obs_dim))
+    observations = jax.random.normal(keys[0], (size, obs_dim))
     return Transitions(
         observations=observations,
-        actions=jax.random.uniform(keys[1], (batch_size, action_dim), minval=-1, maxval=1),
-        rewards=jax.random.normal(keys[2], (batch_size,)),
-        masks=jnp.ones(batch_size),
-        next_observations=observations + 0.1 * jax.random.normal(keys[3], (batch_size, obs_dim)),
-        next_actions=jax.random.uniform(keys[4], (batch_size, action_dim), minval=-1, maxval=1),
+        actions=jax.random.uniform(keys[1], (size, action_dim), minval=-1, maxval=1),
+        rewards=jax.random.normal(keys[2], (size,)),
+        masks=jnp.ones(size),
+        next_observations=observations + 0.1 * jax.random.normal(keys[3], (size, obs_dim)),
+        next_actions=jax.random.uniform(keys[4], (size, action_dim), minval=-1, maxval=1),
     )
 
 
@@ -45,36 +51,49 @@ def agent_config(agent: str, overrides: dict[str, Any]) -> AgentConfig:
     known = AGENT_CONFIGS[agent].setting_types()
     for name in overrides:
         if name in TrainConfig.setting_types():
-            raise ConfigError(f"{name}: a training-loop setting; a benchmark times single updates and ignores it")
+            raise ConfigError(f"{name}: a training-loop setting; a benchmark times updates alone and ignores it")
     return AGENT_CONFIGS[agent](**{name: value for name, value in overrides.items() if name in known})
 
 
-def time_updates(
-    contenders: dict[str, tuple[Callable, Callable]], batch: Transitions, *, iterations: int, warmup: int
+def time_chunks(
+    contenders: dict[str, tuple[Callable, Callable, tuple]],
+    dataset: Transitions,
+    *,
+    updates_per_call: int,
+    iterations: int,
+    warmup: int,
 ) -> dict[str, dict[str, float]]:
-    """Compile each (init, update) pair, then time their updates interleaved; medians after warm-up."""
+    """Compile each (init, chunk, arguments), then call the chunks in turn; ms per update are medians after warm-up.
+
+    A chunk is what training dispatches: chunk(state, dataset, key, *arguments) runs `updates_per_call` updates in
+    one lax.scan, sampling each minibatch from the dataset on the device, and returns (state, key, ...).
+    """
     entries = {}
-    for name, (init, update) in contenders.items():
-        state = init(0)
+    for name, (init, chunk, arguments) in contenders.items():
+        state, key = init(0), jax.random.PRNGKey(0)
         started = time.perf_counter()
-        compiled = jax.jit(update, donate_argnums=0).lower(state, batch).compile()
+        compiled = jax.jit(chunk, donate_argnums=0).lower(state, dataset, key, *arguments).compile()
         compile_s = time.perf_counter() - started
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost
-        entries[name] = {"state": state, "call": compiled, "compile_s": compile_s, "flops": cost["flops"], "times": []}
+        gflop = compiled_cost(compiled)["gflop_per_update"]
+        entries[name] = {
+            "carry": (state, key), "arguments": arguments, "call": compiled, "compile_s": compile_s, "gflop": gflop,
+            "times": [],
+        }  # fmt: skip
     for repeat in range(warmup + iterations):
         for entry in entries.values():
+            state, key = entry["carry"]
             started = time.perf_counter()
-            entry["state"] = jax.block_until_ready(entry["call"](entry["state"], batch))
+            state, key, *_ = jax.block_until_ready(entry["call"](state, dataset, key, *entry["arguments"]))
+            entry["carry"] = (state, key)
             if repeat >= warmup:
-                entry["times"].append(time.perf_counter() - started)
+                entry["times"].append((time.perf_counter() - started) / updates_per_call)
     return {
         name: {
             "compile_s": entry["compile_s"],
             "ms_per_update": 1e3 * statistics.median(entry["times"]),
             "ms_iqr": 1e3 * _iqr(entry["times"]),
-            "gflop_per_update": entry["flops"] / 1e9,
-            "gflops": entry["flops"] / statistics.median(entry["times"]) / 1e9,
+            "gflop_per_update": entry["gflop"],
+            "gflops": entry["gflop"] / statistics.median(entry["times"]),
         }
         for name, entry in entries.items()
     }
@@ -85,9 +104,12 @@ def _iqr(values: Sequence[float]) -> float:
     return quartiles[2] - quartiles[0]
 
 
-def _agent_update(agent_name: str, config: AgentConfig, obs_dim: int, action_dim: int) -> tuple[Callable, Callable]:
+def _agent_chunk(
+    agent_name: str, config: AgentConfig, obs_dim: int, action_dim: int, updates_per_call: int
+) -> tuple[Callable, Callable, tuple]:
+    """A method's (init, chunk, arguments) for time_chunks: the training loop's own chunk."""
     agent = AGENTS[agent_name](config, obs_dim, action_dim)
-    return agent.init, lambda state, batch: agent.update(state, batch)[0]
+    return agent.init, make_chunk(agent, config.batch_size, updates_per_call), (coefficient_arrays(config),)
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -104,19 +126,24 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
 
 
 def bench_step(
-    obs_dim: int, action_dim: int, config: FQLConfig, *, iterations: int = 30, warmup: int = 5
+    obs_dim: int, action_dim: int, config: FQLConfig, *, updates_per_call: int, iterations: int, warmup: int
 ) -> dict[str, Any]:
-    """Time one FQL update of flowkit and of the pure-JAX reference (benchmarks/reference_fql.py)."""
+    """Time FQL's update in flowkit's training chunk and in the pure-JAX reference's (benchmarks/reference_fql.py),
+    both a lax.scan of `updates_per_call` updates on minibatches sampled from the same dataset."""
     from benchmarks.reference_fql import ReferenceFQL
 
     reference = ReferenceFQL(
         obs_dim, action_dim, config.actor_hidden, solver=config.solver, flow_steps=config.flow_steps,
         alpha=config.alpha, lr=config.lr, discount=config.discount, tau=config.tau,
     )  # fmt: skip
-    batch = random_batch(jax.random.PRNGKey(1), config.batch_size, obs_dim, action_dim)
-    timed = time_updates(
-        {"flowkit": _agent_update("fql", config, obs_dim, action_dim), "reference": (reference.init, reference.update)},
-        batch,
+    dataset = random_dataset(jax.random.PRNGKey(1), DATASET_SIZE, obs_dim, action_dim)
+    timed = time_chunks(
+        {
+            "flowkit": _agent_chunk("fql", config, obs_dim, action_dim, updates_per_call),
+            "reference": (reference.init, reference.chunk(config.batch_size, updates_per_call), ()),
+        },
+        dataset,
+        updates_per_call=updates_per_call,
         iterations=iterations,
         warmup=warmup,
     )
@@ -126,8 +153,8 @@ def bench_step(
     return {
         "obs_dim": obs_dim, "action_dim": action_dim, "batch_size": config.batch_size,
         "hidden": list(config.actor_hidden), "solver": config.solver, "flow_steps": config.flow_steps,
-        "nfe_per_solve": solvers.nfe(config.solver, config.flow_steps), "iterations": iterations,
-        "matmul_peak_gflops": peak, "device": jax.devices()[0].device_kind, **timed,
+        "nfe_per_solve": solvers.nfe(config.solver, config.flow_steps), "updates_per_call": updates_per_call,
+        "iterations": iterations, "matmul_peak_gflops": peak, "device": jax.devices()[0].device_kind, **timed,
         "ratio": timed["flowkit"]["ms_per_update"] / timed["reference"]["ms_per_update"],
     }  # fmt: skip
 
@@ -140,10 +167,12 @@ def bench_methods(
     *,
     obs_dim: int,
     action_dim: int,
+    updates_per_call: int,
     iterations: int,
     warmup: int,
 ) -> list[dict[str, Any]]:
-    """One row per (method, solver, K): ms per update, GFLOP and NFE; each method's rows timed interleaved."""
+    """One row per (method, solver, K): ms per update in a training chunk, GFLOP and NFE; each method's rows
+    timed interleaved."""
     rows = []
     for agent in agents:
         settings = {}
@@ -151,9 +180,14 @@ def bench_methods(
             for steps in flow_steps:
                 config = agent_config(agent, {**overrides, "solver": solver, "flow_steps": steps})
                 settings[(solver, steps)] = config
-        batch = random_batch(jax.random.PRNGKey(1), next(iter(settings.values())).batch_size, obs_dim, action_dim)
-        contenders = {key: _agent_update(agent, config, obs_dim, action_dim) for key, config in settings.items()}
-        for (solver, steps), timing in time_updates(contenders, batch, iterations=iterations, warmup=warmup).items():
+        dataset = random_dataset(jax.random.PRNGKey(1), DATASET_SIZE, obs_dim, action_dim)
+        contenders = {
+            key: _agent_chunk(agent, config, obs_dim, action_dim, updates_per_call) for key, config in settings.items()
+        }
+        timed = time_chunks(
+            contenders, dataset, updates_per_call=updates_per_call, iterations=iterations, warmup=warmup
+        )
+        for (solver, steps), timing in timed.items():
             rows.append(
                 {
                     "agent": agent,
@@ -166,9 +200,9 @@ def bench_methods(
     return rows
 
 
-def _chunk_compile_seconds(run_config: dict[str, Any], cache_dir: str, trials: int) -> list[dict[str, float]]:
-    """In this process, with the cache at `cache_dir`: seconds to trace and lower, then to compile (or load),
-    `trials` trials' training chunks, each built as a trial builds it (new trainer, agent and Keras models)."""
+def _chunk_compile_seconds(run_config: dict[str, Any], cache_dir: str, trials: int) -> list[float]:
+    """In this process, with the persistent cache at `cache_dir`: seconds from a new trial's trainer (new agent and
+    Keras models) to its compiled training chunk, for `trials` trials one after another, as a worker runs them."""
     os.environ[COMPILATION_CACHE_ENV] = cache_dir
     config = RunConfig.from_dict(run_config)
     seconds = []
@@ -176,13 +210,8 @@ def _chunk_compile_seconds(run_config: dict[str, Any], cache_dir: str, trials: i
         trainer = Trainer.create(config)
         state = trainer.agent.init(config.seed)
         started = time.perf_counter()
-        lowered = trainer.lower_chunk(state, jax.random.PRNGKey(config.seed))
-        lowered_at = time.perf_counter()
-        lowered.compile()
-        compiled_at = time.perf_counter()
-        seconds.append(
-            {"trace_s": lowered_at - started, "compile_s": compiled_at - lowered_at, "total_s": compiled_at - started}
-        )
+        trainer.compiled_chunk(state, jax.random.PRNGKey(config.seed))
+        seconds.append(time.perf_counter() - started)
     return seconds
 
 
@@ -192,20 +221,18 @@ def _in_fresh_process(function: Callable, *args: Any) -> Any:
 
 
 def bench_compile(config: RunConfig) -> dict[str, Any]:
-    """Time to a trial's compiled training chunk (tracing and lowering, then XLA's compilation or the load from
-    the persistent cache) with an empty cache, then with the cache it left: in the same process (the next
-    trial of a worker) and in a fresh process (a trial of another worker). Ratios are of the totals."""
+    """Time to a trial's compiled training chunk: with an empty persistent cache (tracing, lowering and XLA's
+    compilation), for the next trial in the same process (the chunk the process kept), and in a fresh process
+    with the cache the first left (a trial of another worker: tracing, lowering and the load from the cache)."""
     with tempfile.TemporaryDirectory(prefix="flowkit-compile-bench-") as cache_dir:
         cold_s, same_process_s = _in_fresh_process(_chunk_compile_seconds, config.to_dict(), cache_dir, 2)
         (fresh_process_s,) = _in_fresh_process(_chunk_compile_seconds, config.to_dict(), cache_dir, 1)
         cache_mb = sum(entry.stat().st_size for entry in os.scandir(cache_dir)) / 2**20
     return {
         "agent": config.agent, "task": config.task, "hidden": list(config.agent_config.actor_hidden),
-        "log_every": config.train.log_every, "cold": cold_s, "warm_same_process": same_process_s,
-        "warm_fresh_process": fresh_process_s, "cache_mb": cache_mb,
-        "load_average": os.getloadavg()[0],
-        "same_process_ratio": same_process_s["total_s"] / cold_s["total_s"],
-        "fresh_process_ratio": fresh_process_s["total_s"] / cold_s["total_s"],
+        "log_every": config.train.log_every, "cold_s": cold_s, "same_process_s": same_process_s,
+        "fresh_process_s": fresh_process_s, "cache_mb": cache_mb, "load_average": os.getloadavg()[0],
+        "same_process_ratio": same_process_s / cold_s, "fresh_process_ratio": fresh_process_s / cold_s,
     }  # fmt: skip
 
 
@@ -216,9 +243,9 @@ def bench_seeds(config: RunConfig, seeds: int, *, iterations: int, warmup: int) 
     dataset, length = trainer.task.dataset, config.train.log_every
     states = [trainer.agent.init(seed) for seed in range(seeds)]
     keys = [jax.random.PRNGKey(seed) for seed in range(seeds)]
-    single = trainer.lower_chunk(states[0], keys[0]).compile()
+    single = trainer.compiled_chunk(states[0], keys[0])
     batched_state, batched_keys = stack_seeds(states), stack_seeds(keys)
-    vectorized = trainer.lower_chunk(batched_state, batched_keys, vectorized=True).compile()
+    vectorized = trainer.compiled_chunk(batched_state, batched_keys, vectorized=True)
     times: dict[str, list[float]] = {"one_program": [], "sequential": []}
     for repeat in range(warmup + iterations):
         started = time.perf_counter()
@@ -284,16 +311,15 @@ def format_compile(results: dict[str, Any]) -> str:
     lines = [
         f"training chunk of a {results['agent']} trial on {results['task']} "
         f"(hidden {'x'.join(map(str, results['hidden']))}, {results['log_every']} updates per chunk)",
-        f"{'':27s} {'trace+lower s':>13s} {'compile s':>10s} {'total s':>8s} {'of cold':>8s}",
+        f"{'':58s} {'seconds':>8s} {'of cold':>8s}",
     ]
     for name, label in (
-        ("cold", "cold cache"),
-        ("warm_same_process", "warm cache, same process"),
-        ("warm_fresh_process", "warm cache, fresh process"),
+        ("cold", "empty cache: trace, lower, compile"),
+        ("same_process", "next trial, same process: the chunk the process kept"),
+        ("fresh_process", "fresh process, warm cache: trace, lower, load"),
     ):
-        r = results[name]
-        share = 100 * r["total_s"] / results["cold"]["total_s"]
-        lines.append(f"{label:27s} {r['trace_s']:13.2f} {r['compile_s']:10.2f} {r['total_s']:8.2f} {share:7.1f}%")
+        seconds = results[f"{name}_s"]
+        lines.append(f"{label:58s} {seconds:8.2f} {100 * seconds / results['cold_s']:7.1f}%")
     lines.append(f"cache entries: {results['cache_mb']:.1f} MB; load average at the end {results['load_average']:.1f}")
     return "\n".join(lines)
 
@@ -331,7 +357,8 @@ def format_step(results: dict[str, Any]) -> str:
     lines = [
         f"FQL update: obs {results['obs_dim']}, action {results['action_dim']}, batch {results['batch_size']}, "
         f"hidden {'x'.join(map(str, results['hidden']))}, {results['solver']} K={results['flow_steps']} "
-        f"(NFE {results['nfe_per_solve']}), {results['iterations']} timed updates, {results['device']}",
+        f"(NFE {results['nfe_per_solve']}), {results['iterations']} timed calls of {results['updates_per_call']} "
+        f"updates in a lax.scan, {results['device']}",
         f"{'':10s} {'compile s':>10s} {'ms/update':>10s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'of peak':>8s}",
     ]
     for name in ("flowkit", "reference"):

@@ -125,7 +125,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.bench_command == "step":
         config = bench.agent_config("fql", parse_overrides("fql", args.set))
         results = bench.bench_step(
-            args.obs_dim, args.action_dim, config, iterations=args.iterations, warmup=args.warmup
+            args.obs_dim,
+            args.action_dim,
+            config,
+            updates_per_call=args.updates_per_call,
+            iterations=args.iterations,
+            warmup=args.warmup,
         )
         print(bench.format_step(results))
     elif args.bench_command in ("compile", "seeds"):
@@ -158,6 +163,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             overrides,
             obs_dim=args.obs_dim,
             action_dim=args.action_dim,
+            updates_per_call=args.updates_per_call,
             iterations=args.iterations,
             warmup=args.warmup,
         )
@@ -276,12 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
-    step = bench_commands.add_parser("step", help="time one FQL update against the pure-JAX reference")
+    step = bench_commands.add_parser("step", help="time FQL's update against the pure-JAX reference's")
     methods = bench_commands.add_parser("methods", help="time every flow method's update against K and solver")
     methods.add_argument("--agents", default=",".join(FLOW_AGENTS), help="comma-separated flow methods")
     methods.add_argument("--flow-steps", default="1,2,4,8,16,32", help="comma-separated K [1,2,4,8,16,32]")
     methods.add_argument("--solvers", default="euler", help="comma-separated solvers [euler]")
-    for sub, iterations in ((step, 30), (methods, 10)):
+    for sub, iterations in ((step, 10), (methods, 5)):
         sub.add_argument("--obs-dim", type=_positive_int, default=28)
         sub.add_argument("--action-dim", type=_positive_int, default=5)
         sub.add_argument(
@@ -291,8 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="NAME=VALUE",
             help="method settings, e.g. batch_size=256 actor_hidden=512,512 solver=rk4 flow_steps=8",
         )
-        sub.add_argument("--iterations", type=_positive_int, default=iterations, help="timed updates after warm-up")
-        sub.add_argument("--warmup", type=_positive_int, default=3)
+        sub.add_argument(
+            "--updates-per-call",
+            type=_positive_int,
+            default=10,
+            help="updates per compiled call, a lax.scan as in training [10]",
+        )
+        sub.add_argument(
+            "--iterations", type=_positive_int, default=iterations, help=f"timed calls after warm-up [{iterations}]"
+        )
+        sub.add_argument("--warmup", type=_positive_int, default=2, help="untimed calls first [2]")
         sub.add_argument("--json", help="also write the figures to this JSON file")
     compile_ = bench_commands.add_parser(
         "compile", help="a trial's compile time with a cold, then a warm persistent compilation cache"

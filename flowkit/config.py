@@ -214,6 +214,11 @@ class AgentConfig(Settings):
     actor_hidden: tuple[int, ...] = setting((512, 512, 512, 512), "hidden widths of the policy networks")
     actor_layer_norm: bool = setting(False, "LayerNorm after each hidden activation of the policy networks")
 
+    def coefficients(self) -> dict[str, float]:
+        """The real-valued settings (alpha, lambda, discount, tau, ...): compiled training takes them as arguments
+        rather than constants, so that runs differing only in them share one program."""
+        return {name: getattr(self, name) for name, kind in self.setting_types().items() if kind is float}
+
 
 @dataclass(frozen=True)
 class CriticConfig(AgentConfig):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +29,21 @@ from flowkit._backend import use_compilation_cache
 from flowkit.agents import Agent, TrainState, make_agent
 from flowkit.agents.base import Params
 from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps
-from flowkit.config import ConfigError, FlowConfig, RunConfig
+from flowkit.config import AgentConfig, ConfigError, FlowConfig, RunConfig
 from flowkit.datasets import Task, Transitions, load_task
 
 DATA_STREAM, EVAL_STREAM = 1, 2
 """fold_in tags that give minibatch sampling and evaluation their own random streams per seed."""
+
+CHUNKS_KEPT = 4
+"""Compiled training chunks a process keeps for its later runs (a cell's other seeds, the next trial)."""
+_compiled_chunks: OrderedDict[tuple, jax.stages.Compiled] = OrderedDict()
+
+
+def forget_compiled_chunks() -> None:
+    """Drop the chunks this process kept: needed only after changing an agent's code in a running process
+    (a monkeypatched loss), which the kept programs, traced before, would not see."""
+    _compiled_chunks.clear()
 
 
 class DivergedError(RuntimeError):
@@ -44,13 +55,16 @@ class DivergedError(RuntimeError):
 
 
 def make_chunk(agent: Agent, batch_size: int, length: int, term_grad_norms: bool = False) -> Callable:
-    """A function running `length` updates: (state, dataset, data_key) -> (state, data_key, summary, first_bad)."""
+    """A function running `length` updates: (state, dataset, data_key, coefficients) -> (state, data_key, summary,
+    first_bad); `coefficients` holds the values of agent.config.coefficients(), arguments rather than constants."""
 
-    def chunk(state: TrainState, dataset: Transitions, data_key: jax.Array):
+    def chunk(state: TrainState, dataset: Transitions, data_key: jax.Array, coefficients: dict[str, jax.Array]):
+        traced = agent.with_coefficients(coefficients)
+
         def one_update(carry, _):
             state, data_key = carry
             data_key, batch_key = jax.random.split(data_key)
-            state, metrics = agent.update(state, dataset.sample(batch_key, batch_size), term_grad_norms)
+            state, metrics = traced.update(state, dataset.sample(batch_key, batch_size), term_grad_norms)
             return (state, data_key), metrics
 
         (state, data_key), history = jax.lax.scan(one_update, (state, data_key), None, length=length)
@@ -61,6 +75,22 @@ def make_chunk(agent: Agent, batch_size: int, length: int, term_grad_norms: bool
         return state, data_key, summary, first_bad
 
     return chunk
+
+
+def coefficient_arrays(config: AgentConfig) -> dict[str, jax.Array]:
+    """The values a chunk takes for the method's coefficients, as float32 arrays."""
+    return {name: jnp.float32(value) for name, value in config.coefficients().items()}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A compiled training chunk and the coefficient values of the runs it trains."""
+
+    compiled: jax.stages.Compiled
+    coefficients: dict[str, jax.Array]
+
+    def __call__(self, state: TrainState, dataset: Transitions, data_key: jax.Array) -> tuple:
+        return self.compiled(state, dataset, data_key, self.coefficients)
 
 
 def shared_term_norms(summary: dict[str, float]) -> dict[str, float]:
@@ -95,16 +125,41 @@ class Trainer:
         task = task or load_task(config.task)
         return cls(config, task, make_agent(config, task.obs_dim, task.action_dim))
 
-    def lower_chunk(self, state: TrainState, data_key: jax.Array, *, vectorized: bool = False) -> jax.stages.Lowered:
-        """The training chunk traced and lowered for these shapes, ready to compile (or to load from the
-        persistent cache); `vectorized` maps it over a leading seed axis of the state and key, the dataset shared."""
-        train_config = self.config.train
-        chunk = make_chunk(
-            self.agent, self.config.agent_config.batch_size, train_config.log_every, train_config.term_grad_norms
-        )
-        if vectorized:
-            chunk = jax.vmap(chunk, in_axes=(0, None, 0))
-        return jax.jit(chunk, donate_argnums=0).lower(state, self.task.dataset, data_key)
+    def compiled_chunk(self, state: TrainState, data_key: jax.Array, *, vectorized: bool = False) -> Chunk:
+        """The training chunk compiled for these shapes; `vectorized` maps it over a leading seed axis of the
+        state and key, the dataset and coefficients shared.
+
+        The process keeps the last CHUNKS_KEPT programs, keyed by everything the traced program depends on (the
+        method and its settings but the coefficients, the loop's settings, the arguments' structure, shapes and
+        dtypes), so that a later run of the same program (another seed, the next trial, another alpha) starts
+        training without tracing the Keras models again; any other is traced, lowered and compiled, or loaded
+        from the persistent compilation cache.
+        """
+        config, train_config = self.agent.config, self.config.train
+        coefficients = coefficient_arrays(config)
+        arguments = (state, self.task.dataset, data_key, coefficients)
+        key = (
+            type(self.agent),
+            tuple((item.name, getattr(config, item.name)) for item in dataclasses.fields(config)
+                  if item.name not in coefficients),
+            self.agent.obs_dim,
+            self.agent.action_dim,
+            train_config.log_every,
+            train_config.term_grad_norms,
+            vectorized,
+            jax.tree.structure(arguments),
+            tuple((leaf.shape, leaf.dtype) for leaf in jax.tree.leaves(arguments)),
+        )  # fmt: skip
+        if key in _compiled_chunks:
+            _compiled_chunks.move_to_end(key)
+        else:
+            chunk = make_chunk(self.agent, config.batch_size, train_config.log_every, train_config.term_grad_norms)
+            if vectorized:
+                chunk = jax.vmap(chunk, in_axes=(0, None, 0, None))
+            _compiled_chunks[key] = jax.jit(chunk, donate_argnums=0).lower(*arguments).compile()
+            while len(_compiled_chunks) > CHUNKS_KEPT:
+                _compiled_chunks.popitem(last=False)
+        return Chunk(_compiled_chunks[key], coefficients)
 
     @property
     def probes_consistency(self) -> bool:
@@ -229,7 +284,7 @@ def train_seeds(
         )
     dataset = trainer.task.dataset
     compile_started = time.perf_counter()
-    chunk = trainer.lower_chunk(state, data_key, vectorized=count > 1).compile()
+    chunk = trainer.compiled_chunk(state, data_key, vectorized=count > 1)
     compile_s = time.perf_counter() - compile_started
 
     writers = [
@@ -287,7 +342,7 @@ def train_seeds(
             trainer.policy(seed_state.params), jax.random.fold_in(run.seed_key, EVAL_STREAM), run.run_dir
         )
     agent_config = config.agent_config
-    cost = compiled_cost(chunk)
+    cost = compiled_cost(chunk.compiled)
     cost["gflop_per_update"] /= count
     wall_s = (time.perf_counter() - started) / count
     results = []

@@ -10,4 +10,16 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_
 os.environ["FLOWKIT_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="flowkit-test-compilation-cache-")
 atexit.register(shutil.rmtree, os.environ["FLOWKIT_COMPILATION_CACHE"], ignore_errors=True)
 
+import pytest  # noqa: E402
+
 import flowkit  # noqa: E402, F401  (selects the JAX backend before anything imports keras)
+from flowkit.training import forget_compiled_chunks  # noqa: E402
+
+
+@pytest.fixture
+def patched_agent_code():
+    """For tests that monkeypatch an agent's code: the process's kept training chunks, traced from the code as it
+    was, are dropped before the test and again after it, so that neither side runs the other's program."""
+    forget_compiled_chunks()
+    yield
+    forget_compiled_chunks()

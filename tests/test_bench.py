@@ -9,7 +9,15 @@ def test_update_cost_grows_with_flow_steps_for_fbrac_and_stays_flat_for_flowq():
     flow, FlowQ's loss touches one point of the flow whatever K."""
     settings = {"actor_hidden": (128, 128), "critic_hidden": (128, 128), "batch_size": 128}
     rows = bench_methods(
-        ["fbrac", "flowq"], [1, 16], ["euler"], settings, obs_dim=8, action_dim=2, iterations=2, warmup=1
+        ["fbrac", "flowq"],
+        [1, 16],
+        ["euler"],
+        settings,
+        obs_dim=8,
+        action_dim=2,
+        updates_per_call=2,
+        iterations=2,
+        warmup=1,
     )
     gflop = {(r["agent"], r["flow_steps"]): r["gflop_per_update"] for r in rows}
     assert all(r["ms_per_update"] > 0 for r in rows)

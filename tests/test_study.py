@@ -116,7 +116,7 @@ def test_unreachable_database_is_reported(tmp_path):
         runner.open_storage("postgresql://nobody@127.0.0.1:1/none", tmp_path, "tiny")
 
 
-def test_a_nan_at_a_known_update_fails_that_trial_only(tmp_path, monkeypatch):
+def test_a_nan_at_a_known_update_fails_that_trial_only(tmp_path, monkeypatch, patched_agent_code):
     """A NaN injected into RK4's critic loss at update 151 (step 150 counted from 0) fails the RK4 trial,
     with the update and the loss recorded; Euler's trial completes and the study goes on."""
     original = FQL.loss

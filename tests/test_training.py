@@ -6,10 +6,18 @@ from pathlib import Path
 import jax
 import pytest
 
-from flowkit import runs
+from flowkit import runs, training
 from flowkit._backend import COMPILATION_CACHE_ENV, use_compilation_cache
 from flowkit.config import make_run_config
-from flowkit.training import DivergedError, Trainer, compiled_cost, make_chunk, train, train_seeds
+from flowkit.training import (
+    DivergedError,
+    Trainer,
+    compiled_cost,
+    forget_compiled_chunks,
+    make_chunk,
+    train,
+    train_seeds,
+)
 from tests.helpers import TINY
 
 
@@ -83,10 +91,39 @@ def test_cost_of_a_chunk_is_the_cost_of_one_update():
     state = trainer.agent.init(0)
     batch = trainer.task.dataset.sample(jax.random.PRNGKey(0), config.agent_config.batch_size)
     single = jax.jit(trainer.agent.update).lower(state, batch).compile().cost_analysis()["flops"]
-    chunk = jax.jit(make_chunk(trainer.agent, config.agent_config.batch_size, 100))
-    cost = compiled_cost(chunk.lower(state, trainer.task.dataset, jax.random.PRNGKey(1)).compile())
+    chunk = trainer.compiled_chunk(state, jax.random.PRNGKey(1))
+    cost = compiled_cost(chunk.compiled)
     assert abs(cost["gflop_per_update"] * 1e9 / single - 1) < 0.01, (cost, single)
     assert cost["peak_memory_mb"] > 0
+
+
+def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tmp_path: Path, monkeypatch):
+    """A worker's next run of the same program (new trainer, agent and Keras models; another seed or another alpha,
+    a coefficient the chunk takes as an argument) gets the compiled chunk the process kept: make_chunk is not
+    traced again. Another solver is another program. A run on the kept chunk equals one on a chunk compiled
+    afresh, and alpha still acts: alpha 3 and 10 on one program give different learning curves."""
+    traced = []
+    monkeypatch.setattr(training, "make_chunk", lambda *args: traced.append(args) or make_chunk(*args))
+    forget_compiled_chunks()
+
+    def chunk_of(seed: int, **settings):
+        trainer = Trainer.create(make_run_config("fql", "moons", seed, {**TINY, **settings}))
+        return trainer.compiled_chunk(trainer.agent.init(seed), jax.random.PRNGKey(seed))
+
+    program = chunk_of(0, alpha=10.0).compiled
+    assert chunk_of(1, alpha=10.0).compiled is program and len(traced) == 1
+    assert chunk_of(0, alpha=3.0).compiled is program and len(traced) == 1
+    assert chunk_of(0, solver="rk4").compiled is not program and len(traced) == 2
+
+    config = make_run_config("fql", "moons", 0, {**TINY, "alpha": 3.0})
+    kept = train(config, tmp_path / "kept", progress=False)
+    assert len(traced) == 2, "the run took the kept chunk"
+    forget_compiled_chunks()
+    fresh = train(config, tmp_path / "fresh", progress=False)
+    assert len(traced) == 3 and kept["eval_history"] == fresh["eval_history"]
+    assert learning_curves(tmp_path / "kept") == learning_curves(tmp_path / "fresh")
+    train(make_run_config("fql", "moons", 0, {**TINY, "alpha": 10.0}), tmp_path / "alpha10", progress=False)
+    assert len(traced) == 3 and learning_curves(tmp_path / "alpha10") != learning_curves(tmp_path / "kept")
 
 
 def test_seeds_in_one_program_give_the_results_of_separate_runs(tmp_path: Path):
@@ -113,6 +150,8 @@ def test_seeds_in_one_program_give_the_results_of_separate_runs(tmp_path: Path):
 
 
 def test_a_run_leaves_its_training_chunk_in_the_compilation_cache(tmp_path: Path, monkeypatch):
+    """For other processes (workers): the chunk compiled here, not one this process kept, is written to the cache."""
+    forget_compiled_chunks()
     monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "cache"))
     train(make_run_config("fql", "moons", 0, TINY), tmp_path / "run", progress=False)
     assert [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("jit_chunk-")]

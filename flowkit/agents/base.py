@@ -10,8 +10,9 @@ writes only `build_models`, `loss`, `policy` and `policy_model`.
 from __future__ import annotations
 
 import abc
+import copy
 from pathlib import Path
-from typing import ClassVar, Generic, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +74,13 @@ class Agent(abc.ABC, Generic[ConfigT]):
     @abc.abstractmethod
     def policy_model(self) -> keras.Model:
         """A Keras model computing `policy` from (observations, noise) with the agent's current weights."""
+
+    def with_coefficients(self, values: dict[str, jax.Array]) -> Agent[ConfigT]:
+        """This agent with its coefficients (AgentConfig.coefficients) read from `values`, the traced arguments of
+        a compiled program; models and optimiser shared."""
+        view = copy.copy(self)
+        view.config = _Coefficients(self.config, values)
+        return view
 
     def target_rate(self, step: jax.Array) -> jax.Array | float:
         """The Polyak rate of the target networks at this update (methods with delayed targets override it)."""
@@ -156,6 +164,18 @@ class Agent(abc.ABC, Generic[ConfigT]):
         for name, model in self.models.items():
             model.save(directory / f"{name}.keras")
         self.policy_model().save(directory / "policy.keras")
+
+
+class _Coefficients:
+    """A method's settings as a traced loss reads them: coefficients from the program's arguments, the rest (sizes,
+    solver, flow steps, choices) from the settings themselves."""
+
+    def __init__(self, settings: AgentConfig, values: dict[str, jax.Array]):
+        self._settings, self._values = settings, values
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__["_values"]
+        return values[name] if name in values else getattr(self.__dict__["_settings"], name)
 
 
 def global_norm(arrays: list[jax.Array]) -> jax.Array:
