@@ -319,7 +319,7 @@ def format_compile(results: dict[str, Any]) -> str:
         ("fresh_process", "fresh process, warm cache: trace, lower, load"),
     ):
         seconds = results[f"{name}_s"]
-        lines.append(f"{label:58s} {seconds:8.2f} {100 * seconds / results['cold_s']:7.1f}%")
+        lines.append(f"{label:58s} {seconds:8.3f} {100 * seconds / results['cold_s']:7.1f}%")
     lines.append(f"cache entries: {results['cache_mb']:.1f} MB; load average at the end {results['load_average']:.1f}")
     return "\n".join(lines)
 
