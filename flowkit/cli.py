@@ -271,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("names", nargs="+", metavar="NAME", help="dataset names, e.g. cube-single-play-v0")
     generate.add_argument("--episodes", type=_positive_int, help="training episodes (default: OGBench's, 1000)")
-    generate.add_argument("--val-episodes", type=_positive_int, help="validation episodes (default: a tenth)")
+    generate.add_argument(
+        "--val-episodes", type=_positive_int, help="validation episodes (default: a tenth of --episodes, at least 1)"
+    )
     generate.add_argument("--seed", type=int, default=0, help="episode i is seeded from (seed, i) [0]")
     generate.add_argument("--workers", type=_positive_int, default=1, help="processes making episodes [1]")
     generate.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -54,10 +54,6 @@ class Recipe:
     max_episode_steps: int
     p_random_action: float = 0.0
 
-    @property
-    def val_episodes(self) -> int:
-        return self.episodes // 10
-
 
 def _recipes() -> dict[str, Recipe]:
     recipes = {}
@@ -339,7 +335,7 @@ def generate(
     """Make dataset `name` and its -val file in `data_dir` (skipped if both exist); return what was made."""
     recipe = check_recipe(name)
     episodes = recipe.episodes if episodes is None else episodes
-    val_episodes = recipe.val_episodes if val_episodes is None else val_episodes
+    val_episodes = max(1, episodes // 10) if val_episodes is None else val_episodes
     for field, value in (("episodes", episodes), ("val_episodes", val_episodes)):
         if value < 1:
             raise ConfigError(f"{field}: expected a positive number of episodes, got {value}")
