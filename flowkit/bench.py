@@ -1,8 +1,8 @@
 """`flowkit bench`: what one update costs, measured the same way for every method and for a reference.
 
 Updates are timed as training runs them: in compiled chunks, a lax.scan of updates on minibatches sampled from
-a dataset on the device (a single jitted update per call would time its dispatch and the copies XLA makes of
-donated parameters, which training never pays: 106 against 86 ms per paper-sized FQL update here). Times are
+a dataset on the device (a single jitted update per call would also time its dispatch and the copies XLA makes
+of donated parameters, which training does not pay per update; README, Performance). Times are
 medians over repeated calls after warm-up. The programs compared in one table are compiled first and then
 called in turn, call by call, so that all of them see the same machine state and their ratios are taken within
 one run. FLOPs come from XLA's cost analysis of each compiled chunk, whose loop body is one update.

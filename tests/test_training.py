@@ -101,7 +101,8 @@ def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tm
     """A worker's next run of the same program (new trainer, agent and Keras models; another seed or another alpha,
     a coefficient the chunk takes as an argument) gets the compiled chunk the process kept: make_chunk is not
     traced again. Another solver is another program. A run on the kept chunk equals one on a chunk compiled
-    afresh, and alpha still acts: alpha 3 and 10 on one program give different learning curves."""
+    afresh, and the coefficients still act: alpha 3 and 10, and learning rates 3e-4 and 1e-3, on one program give
+    different learning curves."""
     traced = []
     monkeypatch.setattr(training, "make_chunk", lambda *args: traced.append(args) or make_chunk(*args))
     forget_compiled_chunks()
@@ -124,6 +125,9 @@ def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tm
     assert learning_curves(tmp_path / "kept") == learning_curves(tmp_path / "fresh")
     train(make_run_config("fql", "moons", 0, {**TINY, "alpha": 10.0}), tmp_path / "alpha10", progress=False)
     assert len(traced) == 3 and learning_curves(tmp_path / "alpha10") != learning_curves(tmp_path / "kept")
+    # The learning rate is one too; Keras' Adam keeps it in the optimiser state, which the program takes.
+    train(make_run_config("fql", "moons", 0, {**TINY, "alpha": 3.0, "lr": 1e-3}), tmp_path / "lr", progress=False)
+    assert len(traced) == 3 and learning_curves(tmp_path / "lr") != learning_curves(tmp_path / "kept")
 
 
 def test_seeds_in_one_program_give_the_results_of_separate_runs(tmp_path: Path):
