@@ -1,9 +1,18 @@
 """Keras backend selection (flowkit's models and training loops are written for Keras on JAX only) and the
 persistent compilation cache that lets a study pay each shape's compilation once."""
 
+import contextlib
+import functools
+import hashlib
 import os
+import pickle
+import platform
 import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 class BackendError(RuntimeError):
@@ -56,3 +65,126 @@ def use_compilation_cache() -> Path | None:
         compilation_cache.reset_cache()
     jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_S)
     return folder
+
+
+STORED_EXECUTABLES_KEPT = 64
+"""Executables the cache folder keeps (the least recently used go first); 2.6 MB each for the default study's."""
+
+
+def stored_executable(key: str, compile_: Callable[[], Any]) -> Any:
+    """The executable stored under `key` in the cache folder's `executables/`, else `compile_()`, then stored.
+
+    JAX's cache keys its entries by the lowered program, so a fresh process still traces the Keras models to find
+    one; this store keys them by what the traced program depends on (`key`: the program and its arguments'
+    shapes) and by code_fingerprint(), and so skips tracing. What it keeps is compiled without JAX's cache.
+    Code patched in a running process is not in the fingerprint: run such code with the cache 'off'. An entry
+    that cannot be read is compiled again and replaced.
+    """
+    from jax.experimental import serialize_executable
+
+    folder = compilation_cache_dir()
+    if folder is None:
+        return compile_()
+    digest = hashlib.sha256(f"{key}\n{code_fingerprint()}".encode()).hexdigest()
+    path = folder / "executables" / f"{digest}.pickle"
+    if path.exists():
+        try:
+            executable = serialize_executable.deserialize_and_load(*pickle.loads(path.read_bytes()))
+        except Exception as error:  # whatever is wrong with the entry, compiling again replaces it
+            warnings.warn(f"could not load the stored executable {path} ({error}); compiling again", stacklevel=2)
+        else:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used
+            return executable
+    with _jax_cache_left_out():
+        executable = compile_()
+    try:
+        payload = serialize_executable.serialize(executable)
+    except (ValueError, NotImplementedError):  # programs with constants or mutable state cannot be stored
+        return executable
+    try:
+        _write_entry(path, pickle.dumps(payload))
+    except OSError as error:
+        warnings.warn(f"could not store the executable in {path.parent} ({error}); training goes on", stacklevel=2)
+    return executable
+
+
+@contextlib.contextmanager
+def _jax_cache_left_out() -> Iterator[None]:
+    """Compile without JAX's persistent cache: XLA:CPU serialises an executable that it loaded from there without
+    some of its kernels (the copy fails with "Function ... not found"), so what the store keeps is compiled."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    folder = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
+    compilation_cache.reset_cache()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_compilation_cache_dir", folder)
+        compilation_cache.reset_cache()
+
+
+def _write_entry(path: Path, content: bytes) -> None:
+    """Write `path` whole or not at all (other workers may read it), then drop the least recently used entries."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".partial", delete=False) as partial:
+        try:
+            partial.write(content)
+        except OSError:
+            os.unlink(partial.name)
+            raise
+    os.replace(partial.name, path)
+    entries = []
+    for entry in path.parent.glob("*.pickle"):
+        try:
+            entries.append((entry.stat().st_mtime, entry))
+        except FileNotFoundError:  # removed by another worker meanwhile
+            continue
+    for _, stale in sorted(entries, reverse=True)[STORED_EXECUTABLES_KEPT:]:
+        stale.unlink(missing_ok=True)
+
+
+def code_fingerprint() -> str:
+    """What a traced program depends on besides its arguments: flowkit's source, the versions of Python, JAX,
+    jaxlib, Keras and NumPy, JAX's and Keras' settings, XLA's flags, and the devices and CPU it compiles for."""
+    import jax
+    import jaxlib
+    import keras
+    import numpy
+
+    device = jax.devices()[0]
+    return "\n".join(
+        (
+            FLOWKIT_SOURCE,
+            repr((sys.version, jax.__version__, jaxlib.__version__, keras.__version__, numpy.__version__)),
+            repr(sorted((name, repr(value)) for name, value in jax.config.values.items())),
+            repr((keras.config.floatx(), keras.config.epsilon(), keras.config.dtype_policy().name)),
+            os.environ.get("XLA_FLAGS", ""),
+            repr((device.platform, device.device_kind, device.client.platform_version, jax.device_count())),
+            _host_cpu(),
+        )
+    )
+
+
+@functools.cache
+def _host_cpu() -> str:
+    """The CPU's model and features: XLA:CPU compiles for the instruction set of the machine it runs on."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        lines = cpuinfo.read_text().splitlines()
+        return "\n".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
+    return f"{platform.machine()} {platform.processor()}"
+
+
+def source_digest(package: Path) -> str:
+    """A hash of the Python files under `package`, names and contents."""
+    digest = hashlib.sha256()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(str(source.relative_to(package)).encode() + b"\0" + source.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+FLOWKIT_SOURCE = source_digest(Path(__file__).parent)
+"""flowkit's source as this process imports it: read at import, so that files edited later do not count."""

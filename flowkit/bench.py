@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -223,11 +224,11 @@ def _in_fresh_process(function: Callable, *args: Any) -> Any:
 def bench_compile(config: RunConfig) -> dict[str, Any]:
     """Time to a trial's compiled training chunk: with an empty persistent cache (tracing, lowering and XLA's
     compilation), for the next trial in the same process (the chunk the process kept), and in a fresh process
-    with the cache the first left (a trial of another worker: tracing, lowering and the load from the cache)."""
+    with the cache the first left (a trial of another worker: the executable loaded from the cache folder)."""
     with tempfile.TemporaryDirectory(prefix="flowkit-compile-bench-") as cache_dir:
         cold_s, same_process_s = _in_fresh_process(_chunk_compile_seconds, config.to_dict(), cache_dir, 2)
         (fresh_process_s,) = _in_fresh_process(_chunk_compile_seconds, config.to_dict(), cache_dir, 1)
-        cache_mb = sum(entry.stat().st_size for entry in os.scandir(cache_dir)) / 2**20
+        cache_mb = sum(entry.stat().st_size for entry in Path(cache_dir).rglob("*") if entry.is_file()) / 2**20
     return {
         "agent": config.agent, "task": config.task, "hidden": list(config.agent_config.actor_hidden),
         "log_every": config.train.log_every, "cold_s": cold_s, "same_process_s": same_process_s,
@@ -316,7 +317,7 @@ def format_compile(results: dict[str, Any]) -> str:
     for name, label in (
         ("cold", "empty cache: trace, lower, compile"),
         ("same_process", "next trial, same process: the chunk the process kept"),
-        ("fresh_process", "fresh process, warm cache: trace, lower, load"),
+        ("fresh_process", "fresh process, warm cache: load the stored executable"),
     ):
         seconds = results[f"{name}_s"]
         lines.append(f"{label:58s} {seconds:8.3f} {100 * seconds / results['cold_s']:7.1f}%")

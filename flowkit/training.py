@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from flowkit import runs, solvers
-from flowkit._backend import use_compilation_cache
+from flowkit._backend import stored_executable, use_compilation_cache
 from flowkit.agents import Agent, TrainState, make_agent
 from flowkit.agents.base import Params
 from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps
@@ -132,14 +132,14 @@ class Trainer:
         The process keeps the last CHUNKS_KEPT programs, keyed by everything the traced program depends on (the
         method and its settings but the coefficients, the loop's settings, the arguments' structure, shapes and
         dtypes), so that a later run of the same program (another seed, the next trial, another alpha) starts
-        training without tracing the Keras models again; any other is traced, lowered and compiled, or loaded
-        from the persistent compilation cache.
+        training without tracing the Keras models again. Other processes (workers, the next study run) load
+        it from the cache folder under the same key (stored_executable); any other is traced and compiled.
         """
         config, train_config = self.agent.config, self.config.train
         coefficients = coefficient_arrays(config)
         arguments = (state, self.task.dataset, data_key, coefficients)
         key = (
-            type(self.agent),
+            f"{type(self.agent).__module__}.{type(self.agent).__qualname__}",
             tuple((item.name, getattr(config, item.name)) for item in dataclasses.fields(config)
                   if item.name not in coefficients),
             self.agent.obs_dim,
@@ -148,15 +148,19 @@ class Trainer:
             train_config.term_grad_norms,
             vectorized,
             jax.tree.structure(arguments),
-            tuple((leaf.shape, leaf.dtype) for leaf in jax.tree.leaves(arguments)),
+            tuple(jax.typeof(leaf) for leaf in jax.tree.leaves(arguments)),
         )  # fmt: skip
         if key in _compiled_chunks:
             _compiled_chunks.move_to_end(key)
         else:
-            chunk = make_chunk(self.agent, config.batch_size, train_config.log_every, train_config.term_grad_norms)
-            if vectorized:
-                chunk = jax.vmap(chunk, in_axes=(0, None, 0, None))
-            _compiled_chunks[key] = jax.jit(chunk, donate_argnums=0).lower(*arguments).compile()
+
+            def compile_chunk() -> jax.stages.Compiled:
+                chunk = make_chunk(self.agent, config.batch_size, train_config.log_every, train_config.term_grad_norms)
+                if vectorized:
+                    chunk = jax.vmap(chunk, in_axes=(0, None, 0, None))
+                return jax.jit(chunk, donate_argnums=0).lower(*arguments).compile()
+
+            _compiled_chunks[key] = stored_executable(repr(key), compile_chunk)
             while len(_compiled_chunks) > CHUNKS_KEPT:
                 _compiled_chunks.popitem(last=False)
         return Chunk(_compiled_chunks[key], coefficients)

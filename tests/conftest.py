@@ -13,13 +13,18 @@ atexit.register(shutil.rmtree, os.environ["FLOWKIT_COMPILATION_CACHE"], ignore_e
 import pytest  # noqa: E402
 
 import flowkit  # noqa: E402, F401  (selects the JAX backend before anything imports keras)
+from flowkit._backend import COMPILATION_CACHE_ENV, use_compilation_cache  # noqa: E402
 from flowkit.training import forget_compiled_chunks  # noqa: E402
 
 
 @pytest.fixture
-def patched_agent_code():
+def patched_agent_code(monkeypatch):
     """For tests that monkeypatch an agent's code: the process's kept training chunks, traced from the code as it
-    was, are dropped before the test and again after it, so that neither side runs the other's program."""
+    was, are dropped before the test and again after it, and the cache folder is off during it (its stored
+    executables are keyed by the code's files), so that neither side runs the other's program."""
     forget_compiled_chunks()
+    monkeypatch.setenv(COMPILATION_CACHE_ENV, "off")
     yield
+    monkeypatch.undo()
     forget_compiled_chunks()
+    use_compilation_cache()

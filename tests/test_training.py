@@ -1,17 +1,20 @@
 """The training loop: metrics stream, run folder, determinism and divergence."""
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import jax
 import pytest
 
 from flowkit import runs, training
-from flowkit._backend import COMPILATION_CACHE_ENV, use_compilation_cache
-from flowkit.config import make_run_config
+from flowkit._backend import COMPILATION_CACHE_ENV, compilation_cache_dir, use_compilation_cache
+from flowkit.config import RunConfig, make_run_config
 from flowkit.training import (
     DivergedError,
     Trainer,
+    coefficient_arrays,
     compiled_cost,
     forget_compiled_chunks,
     make_chunk,
@@ -105,6 +108,7 @@ def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tm
     different learning curves."""
     traced = []
     monkeypatch.setattr(training, "make_chunk", lambda *args: traced.append(args) or make_chunk(*args))
+    monkeypatch.setenv(COMPILATION_CACHE_ENV, "off")  # the process's kept chunks only, none stored on disk
     forget_compiled_chunks()
 
     def chunk_of(seed: int, **settings):
@@ -128,6 +132,41 @@ def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tm
     # The learning rate is one too; Keras' Adam keeps it in the optimiser state, which the program takes.
     train(make_run_config("fql", "moons", 0, {**TINY, "alpha": 3.0, "lr": 1e-3}), tmp_path / "lr", progress=False)
     assert len(traced) == 3 and learning_curves(tmp_path / "lr") != learning_curves(tmp_path / "kept")
+    monkeypatch.undo()
+    use_compilation_cache()
+
+
+def _train_in_this_process(config: dict, run_dir: Path) -> list[str]:
+    train(RunConfig.from_dict(config), run_dir, progress=False)
+    return [entry.name for entry in compilation_cache_dir().joinpath("executables").iterdir()]
+
+
+def test_a_fresh_process_loads_the_stored_executable_without_tracing(tmp_path: Path, monkeypatch):
+    """Another process (a worker, the next `study run`) with the same program and code loads the executable the
+    first stored in the cache folder: make_chunk is not traced, and the run equals the first process'. An entry
+    that cannot be read is compiled again (with a warning naming it) and replaced, with the same result."""
+    monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "cache"))
+    forget_compiled_chunks()
+    config = make_run_config("fql", "moons", 0, {**TINY, "alpha": 3.0})
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        (stored,) = pool.submit(_train_in_this_process, config.to_dict(), tmp_path / "first").result()
+    traced = []
+    monkeypatch.setattr(training, "make_chunk", lambda *args: traced.append(args) or make_chunk(*args))
+    train(config, tmp_path / "loaded", progress=False)
+    assert traced == [] and learning_curves(tmp_path / "loaded") == learning_curves(tmp_path / "first")
+
+    entry = tmp_path / "cache" / "executables" / stored
+    entry.write_bytes(entry.read_bytes()[:1000])
+    forget_compiled_chunks()
+    with pytest.warns(UserWarning, match=f"could not load the stored executable {entry}"):
+        train(config, tmp_path / "recompiled", progress=False)
+    assert len(traced) == 1 and learning_curves(tmp_path / "recompiled") == learning_curves(tmp_path / "first")
+    forget_compiled_chunks()
+    train(make_run_config("fql", "moons", 1, {**TINY, "alpha": 10.0}), tmp_path / "other_seed", progress=False)
+    assert len(traced) == 1, "the replaced entry loads, for another seed and alpha too"
+    forget_compiled_chunks()
+    monkeypatch.undo()
+    use_compilation_cache()
 
 
 def test_seeds_in_one_program_give_the_results_of_separate_runs(tmp_path: Path):
@@ -153,12 +192,26 @@ def test_seeds_in_one_program_give_the_results_of_separate_runs(tmp_path: Path):
     assert together[0]["final"]["reward_mean"] != together[1]["final"]["reward_mean"], "the seeds differ"
 
 
-def test_a_run_leaves_its_training_chunk_in_the_compilation_cache(tmp_path: Path, monkeypatch):
-    """For other processes (workers): the chunk compiled here, not one this process kept, is written to the cache."""
-    forget_compiled_chunks()
+def test_the_stored_chunk_is_compiled_even_where_jax_cache_holds_the_program(tmp_path: Path, monkeypatch):
+    """XLA:CPU serialises an executable loaded from JAX's persistent cache without some of its kernels (running
+    the copy fails: "Function multiply_bitcast_fusion not found"). With JAX's cache holding the chunk, as after a
+    change to flowkit's code, the stored entry is compiled afresh: loaded, it runs and gives the chunk's result."""
     monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "cache"))
-    train(make_run_config("fql", "moons", 0, TINY), tmp_path / "run", progress=False)
-    assert [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("jit_chunk-")]
+    forget_compiled_chunks()
+    trainer = Trainer.create(make_run_config("fql", "moons", 0, TINY))
+
+    def arguments():
+        state = trainer.agent.init(0)
+        return state, trainer.task.dataset, jax.random.PRNGKey(0), coefficient_arrays(trainer.agent.config)
+
+    chunk = make_chunk(trainer.agent, TINY["batch_size"], TINY["log_every"])
+    expected = jax.jit(chunk, donate_argnums=0).lower(*arguments()).compile()(*arguments())
+    assert [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("jit_chunk-")], "JAX's cache holds it"
+    trainer.compiled_chunk(trainer.agent.init(0), jax.random.PRNGKey(0))
+    forget_compiled_chunks()
+    loaded = trainer.compiled_chunk(trainer.agent.init(0), jax.random.PRNGKey(0))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), loaded(*arguments()[:3]), expected))
+    forget_compiled_chunks()
     monkeypatch.undo()
     use_compilation_cache()
 
