@@ -8,7 +8,6 @@ import os
 import pickle
 import platform
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,36 +75,53 @@ def stored_executable(key: str, compile_: Callable[[], Any]) -> Any:
 
     JAX's cache keys its entries by the lowered program, so a fresh process still traces the Keras models to find
     one; this store keys them by what the traced program depends on (`key`: the program and its arguments'
-    shapes) and by code_fingerprint(), and so skips tracing. What it keeps is compiled without JAX's cache.
-    Code patched in a running process is not in the fingerprint: run such code with the cache 'off'. An entry
-    that cannot be read is compiled again and replaced.
+    shapes) and by code_fingerprint(), and so skips tracing. Processes that need the same program take turns:
+    one compiles it, the others wait and load it. What it keeps is compiled without JAX's cache. Code patched
+    in a running process is not in the fingerprint: run such code with the cache 'off'. An entry that cannot
+    be read is compiled again and replaced.
     """
-    from jax.experimental import serialize_executable
+    from flowkit import runs
 
     folder = compilation_cache_dir()
     if folder is None:
         return compile_()
     digest = hashlib.sha256(f"{key}\n{code_fingerprint()}".encode()).hexdigest()
     path = folder / "executables" / f"{digest}.pickle"
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    writable = os.access(path.parent, os.W_OK)
+    with runs.exclusive_lock(path.with_suffix(".lock")) if writable else contextlib.nullcontext():
+        return _load_or_compile(path, compile_, store=writable)
+
+
+def _load_or_compile(path: Path, compile_: Callable[[], Any], *, store: bool) -> Any:
+    from jax.experimental import serialize_executable
+
+    from flowkit import runs
+
     if path.exists():
         try:
             executable = serialize_executable.deserialize_and_load(*pickle.loads(path.read_bytes()))
         except Exception as error:  # whatever is wrong with the entry, compiling again replaces it
-            warnings.warn(f"could not load the stored executable {path} ({error}); compiling again", stacklevel=2)
+            warnings.warn(f"could not load the stored executable {path} ({error}); compiling again", stacklevel=3)
         else:
             with contextlib.suppress(OSError):
                 os.utime(path)  # recently used
             return executable
     with _jax_cache_left_out():
         executable = compile_()
+    if not store:
+        return executable
     try:
         payload = serialize_executable.serialize(executable)
     except (ValueError, NotImplementedError):  # programs with constants or mutable state cannot be stored
         return executable
     try:
-        _write_entry(path, pickle.dumps(payload))
+        runs.write_atomic(path, pickle.dumps(payload))
     except OSError as error:
-        warnings.warn(f"could not store the executable in {path.parent} ({error}); training goes on", stacklevel=2)
+        warnings.warn(f"could not store the executable in {path.parent} ({error}); training goes on", stacklevel=3)
+        return executable
+    _drop_least_recently_used(path.parent)
     return executable
 
 
@@ -126,24 +142,15 @@ def _jax_cache_left_out() -> Iterator[None]:
         compilation_cache.reset_cache()
 
 
-def _write_entry(path: Path, content: bytes) -> None:
-    """Write `path` whole or not at all (other workers may read it), then drop the least recently used entries."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".partial", delete=False) as partial:
-        try:
-            partial.write(content)
-        except OSError:
-            os.unlink(partial.name)
-            raise
-    os.replace(partial.name, path)
+def _drop_least_recently_used(folder: Path) -> None:
+    """Keep the STORED_EXECUTABLES_KEPT entries last stored or loaded: entries for code since changed go first."""
     entries = []
-    for entry in path.parent.glob("*.pickle"):
-        try:
+    for entry in folder.glob("*.pickle"):
+        with contextlib.suppress(FileNotFoundError):  # removed by another worker meanwhile
             entries.append((entry.stat().st_mtime, entry))
-        except FileNotFoundError:  # removed by another worker meanwhile
-            continue
     for _, stale in sorted(entries, reverse=True)[STORED_EXECUTABLES_KEPT:]:
         stale.unlink(missing_ok=True)
+        stale.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def code_fingerprint() -> str:

@@ -9,6 +9,8 @@ result.json     the run's summary, written last and atomically: a run is complet
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import math
@@ -41,6 +43,16 @@ def write_atomic(path: Path, content: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if missing) for the block: processes of this machine,
+    or of machines sharing the file system, take turns; a dead holder's lock is released with its process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _umask() -> int:

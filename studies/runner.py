@@ -13,7 +13,6 @@ A run that diverges fails its trial for good, with the step and the metric recor
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import multiprocessing
 import os
 import shutil
@@ -202,14 +201,8 @@ def study_lock(storage: BaseStorage, study_name: str, runs_dir: Path) -> Iterato
             finally:
                 connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
         return
-    path = study_dir(runs_dir, study_name) / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with runs.exclusive_lock(study_dir(runs_dir, study_name) / ".lock"):
+        yield
 
 
 def enqueue_missing(optuna_study: optuna.Study, study: Study) -> int:

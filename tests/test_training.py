@@ -4,6 +4,7 @@ import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import jax
 import pytest
@@ -138,7 +139,7 @@ def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tm
 
 def _train_in_this_process(config: dict, run_dir: Path) -> list[str]:
     train(RunConfig.from_dict(config), run_dir, progress=False)
-    return [entry.name for entry in compilation_cache_dir().joinpath("executables").iterdir()]
+    return [entry.name for entry in compilation_cache_dir().joinpath("executables").glob("*.pickle")]
 
 
 def test_a_fresh_process_loads_the_stored_executable_without_tracing(tmp_path: Path, monkeypatch):
@@ -190,6 +191,34 @@ def test_seeds_in_one_program_give_the_results_of_separate_runs(tmp_path: Path):
             assert joint["final"][name] == pytest.approx(alone["final"][name], rel=1e-4), (config.seed, name)
         assert joint["timing"]["seeds_in_program"] == 2 and alone["timing"]["seeds_in_program"] == 1
     assert together[0]["final"]["reward_mean"] != together[1]["final"]["reward_mean"], "the seeds differ"
+
+
+def _compile_after_barrier(config: dict, barrier: Any) -> tuple[int, list[float]]:
+    traced = []
+    original = training.make_chunk
+    training.make_chunk = lambda *args: traced.append(args) or original(*args)
+    trainer = Trainer.create(RunConfig.from_dict(config))
+    state, key = trainer.agent.init(0), jax.random.PRNGKey(0)
+    barrier.wait()
+    chunk = trainer.compiled_chunk(state, key)
+    summary = chunk(state, trainer.task.dataset, key)[2]
+    return len(traced), [float(value) for value in jax.tree.leaves(summary)]
+
+
+def test_workers_needing_the_same_program_compile_it_once(tmp_path: Path, monkeypatch):
+    """Two worker processes that reach the same program at the same moment (a barrier) take turns: one traces and
+    compiles it, the other waits and loads it; both chunks give the same summary."""
+    monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "cache"))
+    config = make_run_config("fql", "moons", 0, TINY).to_dict()
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager:
+        barrier = manager.Barrier(2)
+        with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+            first, second = [pool.submit(_compile_after_barrier, config, barrier) for _ in range(2)]
+            (first_traces, first_summary), (second_traces, second_summary) = first.result(), second.result()
+    assert sorted((first_traces, second_traces)) == [0, 1] and first_summary == second_summary
+    monkeypatch.undo()
+    use_compilation_cache()
 
 
 def test_the_stored_chunk_is_compiled_even_where_jax_cache_holds_the_program(tmp_path: Path, monkeypatch):
