@@ -109,9 +109,21 @@ def main_table(study: Study, results: dict[str, CellResult]) -> Table:
     return Table([study.arm_label(json.loads(c)) for c in columns], rows, [iqm_row(study, results, columns)])
 
 
-def score_matrix(study: Study, results: dict[str, CellResult], column: str) -> np.ndarray | None:
-    """Seeds x rows of one arm's scores, over the seeds every row has; None if fewer than two."""
-    cells = [c for c in study.cells() if cell_key(study.arm(c)) == column]
+def arm_rows(study: Study, column: str) -> set[str]:
+    """The rows an arm has cells in (all of them, unless it sets what only some methods have)."""
+    return {cell_key(study.row(c)) for c in study.cells() if cell_key(study.arm(c)) == column}
+
+
+def score_matrix(
+    study: Study, results: dict[str, CellResult], column: str, rows: set[str] | None = None
+) -> np.ndarray | None:
+    """Seeds x rows of one arm's scores (only `rows`, if given), over the seeds every row has; None if fewer
+    than two."""
+    cells = [
+        c
+        for c in study.cells()
+        if cell_key(study.arm(c)) == column and (rows is None or cell_key(study.row(c)) in rows)
+    ]
     scores = [results[cell_key(c)].scores for c in cells]
     seeds = sorted(set.intersection(*(set(s) for s in scores))) if scores else []
     if len(seeds) < 2:
@@ -132,11 +144,10 @@ def iqm_row(study: Study, results: dict[str, CellResult], columns: list[str]) ->
 
 
 def aggregate_table(study: Study, results: dict[str, CellResult]) -> Table | None:
-    """Per arm over rows and seeds: IQM, P(better than the reference), and the optimality gap for scores in
-    [0, 1]; intervals by stratified bootstrap (runs resampled within each row)."""
+    """Per arm over rows and seeds: IQM, P(better than the reference) over the rows both arms have, and the
+    optimality gap for scores in [0, 1]; intervals by stratified bootstrap (runs resampled within each row)."""
     columns, reference = arm_columns(study), reference_column(study)
-    reference_matrix = score_matrix(study, results, reference)
-    if reference_matrix is None:
+    if score_matrix(study, results, reference) is None:
         return None
     sign = -1.0 if study.lower_is_better() else 1.0
     unit_scores = all(0.0 <= v <= 1.0 for r in results.values() for v in r.scores.values())
@@ -148,15 +159,19 @@ def aggregate_table(study: Study, results: dict[str, CellResult]) -> Table | Non
             continue
         low, high = stratified_bootstrap(iqm, matrix)
         entries = [Entry(text=f"{iqm(matrix):.3f} [{low:.3f}, {high:.3f}]")]
+        shared = arm_rows(study, column) & arm_rows(study, reference)
         if column == reference:
             entries.append(Entry(text="reference"))
+        elif not shared:
+            entries.append(Entry(text="n/a: no row in common"))
         else:
+            mine, theirs = (score_matrix(study, results, c, shared) for c in (column, reference))
 
             def improvement(x, y):
                 return probability_of_improvement(sign * x, sign * y)
 
-            p_low, p_high = stratified_bootstrap(improvement, matrix, reference_matrix)
-            entries.append(Entry(text=f"{improvement(matrix, reference_matrix):.2f} [{p_low:.2f}, {p_high:.2f}]"))
+            p_low, p_high = stratified_bootstrap(improvement, mine, theirs)
+            entries.append(Entry(text=f"{improvement(mine, theirs):.2f} [{p_low:.2f}, {p_high:.2f}]"))
         if show_gap:
             g_low, g_high = stratified_bootstrap(optimality_gap, matrix)
             entries.append(Entry(text=f"{optimality_gap(matrix):.3f} [{g_low:.3f}, {g_high:.3f}]"))

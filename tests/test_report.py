@@ -14,6 +14,10 @@ from optuna.trial import TrialState
 import studies.runner as runner
 from flowkit.training import train
 from reports.builder import build_report
+from reports.collect import CellResult
+from reports.tables import aggregate_table
+from studies import load_study
+from studies.study import cell_key
 from tests.helpers import TINY, stored_trials, tiny_study
 
 
@@ -172,3 +176,22 @@ def test_methods_as_columns(tmp_path):
     for trial in stored_trials(study, tmp_path):
         score = trial.user_attrs["seeds"]["0"]["final"]["support"]
         assert f"{score:.3f} ± n/a" in text
+
+
+def test_improvement_is_measured_on_the_rows_both_arms_have():
+    """bptt-gradients sweeps alpha for FBRAC and lambda for Q-Flow: a lambda arm has no row in common with the
+    reference (alpha=10), so its P(better) is not a comparison across methods; alpha=1's is over FBRAC's row."""
+    study = load_study("bptt-gradients")
+    alpha_scores = {10.0: [0.5, 0.6, 0.7], 1.0: [0.65, 0.75, 0.8], 0.1: [0.4, 0.45, 0.5], 0.01: [0.1, 0.2, 0.3]}
+    results = {}
+    for cell in study.cells():
+        scores = alpha_scores[cell["alpha"]] if cell["agent"] == "fbrac" else [0.95, 0.97, 0.99]
+        results[cell_key(cell)] = CellResult(cell, scores=dict(zip(study.seeds, scores, strict=True)))
+    table = aggregate_table(study, results)
+    assert table.header[1] == "P(better than α=10) [95% CI]"
+    improvement = {row.label: row.entries[1].text for row in table.rows}
+    assert improvement["α=10"] == "reference"
+    assert improvement["α=1"].startswith("0.89 ["), "α=1 beats α=10 in 8 of 9 seed pairs"
+    assert improvement["α=0.01"].startswith("0.00 [")
+    for lam in ("0.1", "1", "10", "100"):
+        assert improvement[f"λ={lam}"] == "n/a: no row in common", "Q-Flow's scores (0.95-0.99) beat every α=10 one"
