@@ -112,3 +112,9 @@ def policy_value(
 ) -> jax.Array:
     """agg_i Q_i(s, a) with no gradient to the critic: the value a policy maximises (the papers use the mean)."""
     return aggregate(agent.apply("critic", jax.lax.stop_gradient(params), observations, actions), how)
+
+
+def q_maximisation_loss(q: jax.Array, normalize: bool) -> jax.Array:
+    """-mean Q; normalised, scaled by 1 / mean|Q| with no gradient through the scale (TD3+BC's, FQL's option)."""
+    scale = jax.lax.stop_gradient(1 / jnp.abs(q).mean()) if normalize else 1.0
+    return -q.mean() * scale

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, Params
-from flowkit.agents.common import flow_actions, flow_matching_loss, policy_value, td_loss
+from flowkit.agents.common import flow_actions, flow_matching_loss, policy_value, q_maximisation_loss, td_loss
 from flowkit.config import FBRACConfig
 from flowkit.datasets import Transitions
 from flowkit.networks import CriticEnsemble, FlowPolicy, VelocityField, derive_seed
@@ -45,9 +45,7 @@ class FBRAC(Agent[FBRACConfig]):
         noise = jax.random.normal(noise_key, batch.actions.shape)
         actions = jnp.clip(flow_actions(self, params, batch.observations, noise), -1, 1)
         q = policy_value(self, params, batch.observations, actions)
-        q_loss = -q.mean()
-        if c.normalize_q_loss:
-            q_loss = q_loss * jax.lax.stop_gradient(1 / jnp.abs(q).mean())
+        q_loss = q_maximisation_loss(q, c.normalize_q_loss)
 
         metrics.update(bc_flow_loss=bc_flow_loss, q_loss=q_loss, q_policy=q.mean())
         return {"critic": critic_loss, "bc_flow": c.alpha * bc_flow_loss, "q": q_loss}, metrics

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, Params
-from flowkit.agents.common import distillation_loss, flow_matching_loss, policy_value, td_loss
+from flowkit.agents.common import distillation_loss, flow_matching_loss, policy_value, q_maximisation_loss, td_loss
 from flowkit.config import FQLConfig
 from flowkit.datasets import Transitions
 from flowkit.networks import ClippedPolicy, CriticEnsemble, OneStepPolicy, VelocityField, derive_seed
@@ -49,9 +49,7 @@ class FQL(Agent[FQLConfig]):
 
         # Q: the one-step policy maximises the critic's mean value; no gradient to the critic.
         q = policy_value(self, params, batch.observations, jnp.clip(actions, -1, 1))
-        q_loss = -q.mean()
-        if c.normalize_q_loss:
-            q_loss = q_loss * jax.lax.stop_gradient(1 / jnp.abs(q).mean())
+        q_loss = q_maximisation_loss(q, c.normalize_q_loss)
 
         metrics.update(bc_flow_loss=bc_flow_loss, distill_loss=distill_loss, q_loss=q_loss, q_policy=q.mean())
         return {"critic": critic_loss, "bc_flow": bc_flow_loss, "distill": c.alpha * distill_loss, "q": q_loss}, metrics

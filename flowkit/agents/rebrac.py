@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, Params
-from flowkit.agents.common import aggregate, policy_value, q_regression
+from flowkit.agents.common import aggregate, policy_value, q_maximisation_loss, q_regression
 from flowkit.config import ReBRACConfig
 from flowkit.datasets import Transitions
 from flowkit.networks import CriticEnsemble, GaussianActing, GaussianPolicy, derive_seed
@@ -55,7 +55,7 @@ class ReBRAC(Agent[ReBRACConfig]):
         # Actor, on every actor_freq-th update: -Q / mean|Q| + alpha_actor * ||pi(s) - a||^2.
         actions = self.deterministic_action(params, batch.observations)
         q = policy_value(self, params, batch.observations, actions, c.q_agg)
-        q_loss = -(q * jax.lax.stop_gradient(1 / jnp.abs(q).mean())).mean()
+        q_loss = q_maximisation_loss(q, normalize=True)
         bc_loss = c.alpha_actor * jnp.mean(jnp.sum((actions - batch.actions) ** 2, axis=-1))
         actor_step = step % c.actor_freq == 0
         metrics.update(q_loss=q_loss, bc_loss=bc_loss)
