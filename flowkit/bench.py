@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from analysis.cost import CostFit, fit_cost
 from flowkit import solvers
 from flowkit._backend import COMPILATION_CACHE_ENV
 from flowkit.agents import AGENTS
@@ -374,6 +375,19 @@ def format_step(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def methods_cost_fits(rows: list[dict[str, Any]]) -> dict[tuple[str, str], CostFit]:
+    """Per method and solver timed at three or more K: the OLS line of ms per update on K, the fit the reports
+    draw for a study's runs (analysis.cost)."""
+    points: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for row in rows:
+        points.setdefault((row["agent"], row["solver"]), []).append((row["flow_steps"], row["ms_per_update"]))
+    return {
+        arm: fit_cost(*zip(*arm_points, strict=True))
+        for arm, arm_points in points.items()
+        if len({steps for steps, _ in arm_points}) >= 3
+    }
+
+
 def format_methods(rows: list[dict[str, Any]]) -> str:
     header = ("method", "solver", "K", "NFE", "ms/update", "IQR", "GFLOP", "compile s")
     lines = ["{:12s} {:9s} {:>3s} {:>4s} {:>10s} {:>7s} {:>8s} {:>10s}".format(*header)]
@@ -382,4 +396,13 @@ def format_methods(rows: list[dict[str, Any]]) -> str:
             f"{r['agent']:12s} {r['solver']:9s} {r['flow_steps']:3d} {r['nfe_per_solve']:4d} "
             f"{r['ms_per_update']:10.2f} {r['ms_iqr']:7.2f} {r['gflop_per_update']:8.3f} {r['compile_s']:10.2f}"
         )
+    fits = methods_cost_fits(rows)
+    if fits:
+        lines += ["", "ms per update = a + b K (OLS over the K above; b with its 95% interval)"]
+        header = ("method", "solver", "a", "b", "R2", "flat in K")
+        lines.append("{:12s} {:9s} {:>8s} {:>26s} {:>6s} {:>10s}".format(*header))
+        for (agent, solver), fit in fits.items():
+            slope = f"{fit.slope:.2f} [{fit.slope_low:.2f}, {fit.slope_high:.2f}]"
+            flat = "yes" if fit.flat() else "no"
+            lines.append(f"{agent:12s} {solver:9s} {fit.intercept:8.2f} {slope:>26s} {fit.r_squared:6.3f} {flat:>10s}")
     return "\n".join(lines)

@@ -1,7 +1,9 @@
 """The benchmark's cost figures: FBRAC's update cost grows with K (backpropagation through every step), FlowQ's
 does not (its training never solves the ODE). Asserted on XLA's FLOP count; times are measured, never asserted."""
 
-from flowkit.bench import bench_methods
+import pytest
+
+from flowkit.bench import bench_methods, format_methods, methods_cost_fits
 
 
 def test_update_cost_grows_with_flow_steps_for_fbrac_and_stays_flat_for_flowq():
@@ -22,3 +24,26 @@ def test_update_cost_grows_with_flow_steps_for_fbrac_and_stays_flat_for_flowq():
     gflop = {(r["agent"], r["flow_steps"]): r["gflop_per_update"] for r in rows}
     assert all(r["ms_per_update"] > 0 for r in rows)
     assert gflop["flowq", 16] == gflop["flowq", 1] and gflop["fbrac", 16] > 3 * gflop["fbrac", 1], gflop
+
+
+def test_the_methods_table_carries_the_cost_fit_of_the_reports():
+    """Rows on exact lines (FBRAC 50 + 6 K ms, FlowQ 40 ms whatever K) give back those lines; an arm timed at
+    fewer than three K has no fit."""
+    rows = [
+        {"agent": agent, "solver": "euler", "flow_steps": k, "nfe_per_solve": k, "ms_per_update": ms(k),
+         "ms_iqr": 0.1, "gflop_per_update": 1.0, "compile_s": 1.0}
+        for agent, ms in (("fbrac", lambda k: 50 + 6 * k), ("flowq", lambda k: 40 + 1e-3 * (-1) ** k))
+        for k in (1, 2, 4, 8, 16, 32)
+    ] + [
+        {"agent": "qflow", "solver": "euler", "flow_steps": k, "nfe_per_solve": k, "ms_per_update": 10.0 * k,
+         "ms_iqr": 0.1, "gflop_per_update": 1.0, "compile_s": 1.0}
+        for k in (1, 2)
+    ]  # fmt: skip
+    fits = methods_cost_fits(rows)
+    assert set(fits) == {("fbrac", "euler"), ("flowq", "euler")}
+    fbrac, flowq = fits["fbrac", "euler"], fits["flowq", "euler"]
+    assert fbrac.slope == pytest.approx(6.0) and fbrac.intercept == pytest.approx(50.0) and not fbrac.flat()
+    assert abs(flowq.slope) < 1e-3 and flowq.intercept == pytest.approx(40.0, abs=1e-3) and flowq.flat()
+    text = format_methods(rows)
+    assert "fbrac        euler        50.00" in text and "6.00 [6.00, 6.00]" in text
+    assert text.splitlines()[-1].endswith("yes") and "qflow" not in text.split("a + b K")[1]
