@@ -237,18 +237,28 @@ class _Run:
         return jax.random.PRNGKey(self.config.seed)
 
 
-def _start_run(agent: Agent, config: RunConfig, run_dir: Path) -> _Run:
+def _stored_checkpoint(config: RunConfig, run_dir: Path) -> tuple[list[np.ndarray], dict[str, Any]] | None:
+    """The checkpoint the run resumes from, if its folder holds one of these settings. A folder holding a
+    completed run or a checkpoint of other settings is refused, before anything in it is written."""
+    if (run_dir / runs.RESULT).exists():
+        raise ConfigError(f"run folder {run_dir} holds a completed run ({runs.RESULT}); move it away to rerun")
+    checkpoint = runs.load_checkpoint(run_dir)
+    if checkpoint is not None and checkpoint[1]["config"] != config.to_dict():
+        raise ConfigError(f"run folder {run_dir} holds a checkpoint of other settings; move it away to rerun")
+    return checkpoint
+
+
+def _start_run(
+    agent: Agent, config: RunConfig, run_dir: Path, checkpoint: tuple[list[np.ndarray], dict[str, Any]] | None
+) -> _Run:
     """A run's initial state and data key, or those of its checkpoint; writes its config.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
     runs.write_json_atomic(run_dir / runs.CONFIG, config.to_dict())
     state = agent.init(config.seed)
     data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), DATA_STREAM)
     loop = {"config": config.to_dict(), "step": 0, "eval_history": [], "chunk_seconds": [], "eval_s": 0.0}
-    checkpoint = runs.load_checkpoint(run_dir)
     if checkpoint is not None:
         leaves, loop = checkpoint
-        if loop["config"] != config.to_dict():
-            raise ConfigError(f"run folder {run_dir} holds a checkpoint of other settings; move it away to rerun")
         state, data_key = jax.tree.unflatten(jax.tree.structure((state, data_key)), leaves)
     loop.setdefault("checkpoint_s", 0.0)
     return _Run(config, run_dir, state, data_key, loop, checkpoint is not None)
@@ -273,9 +283,11 @@ def train_seeds(
     config = configs[0]
     if any(dataclasses.replace(other, seed=config.seed) != config for other in configs):
         raise ValueError("runs trained as one program must differ only in their seed")
+    folders = list(zip(configs, run_dirs, strict=True))
+    checkpoints = [_stored_checkpoint(run_config, run_dir) for run_config, run_dir in folders]
     trainer = Trainer.create(config, task)
     agent, train_config, count = trainer.agent, config.train, len(configs)
-    seed_runs = [_start_run(agent, run_config, run_dir) for run_config, run_dir in zip(configs, run_dirs, strict=True)]
+    seed_runs = [_start_run(agent, *folder, stored) for folder, stored in zip(folders, checkpoints, strict=True)]
     resumed_from = seed_runs[0].loop["step"]
     if any(run.loop["step"] != resumed_from for run in seed_runs):
         raise ValueError("runs trained as one program must resume from the same step; train them one by one")

@@ -11,7 +11,7 @@ import pytest
 
 from flowkit import runs, training
 from flowkit._backend import COMPILATION_CACHE_ENV, compilation_cache_dir, use_compilation_cache
-from flowkit.config import RunConfig, make_run_config
+from flowkit.config import ConfigError, RunConfig, make_run_config
 from flowkit.training import (
     DivergedError,
     Trainer,
@@ -73,6 +73,12 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path: Pa
             train(config, tmp_path / "killed", progress=False)
     assert runs.load_result(tmp_path / "killed") is None
     assert runs.load_checkpoint(tmp_path / "killed")[1]["step"] == 400
+    other = make_run_config("fql", "moons", 3, {**settings, "alpha": 3.0})
+    for folder, refusal in (("killed", "holds a checkpoint of other settings"), ("whole", "holds a completed run")):
+        stored = {path.name: path.read_bytes() for path in (tmp_path / folder).iterdir() if path.is_file()}
+        with pytest.raises(ConfigError, match=refusal):
+            train(other, tmp_path / folder, progress=False)
+        assert {path.name: path.read_bytes() for path in (tmp_path / folder).iterdir() if path.is_file()} == stored
     resumed = train(config, tmp_path / "killed", progress=False)
     assert resumed["timing"]["resumed_from_step"] == 400 and not (tmp_path / "killed" / runs.CHECKPOINT).exists()
     assert resumed["eval_history"] == uninterrupted["eval_history"], "same evaluations, to the last digit"
