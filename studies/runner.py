@@ -243,7 +243,9 @@ def claim_trial(optuna_study: optuna.Study) -> tuple[optuna.Trial, Cell] | None:
 
 @contextlib.contextmanager
 def heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
-    """Record the trial's heartbeat from a thread while it runs (databases with heartbeats only)."""
+    """Record the trial's heartbeat from a thread while it runs (databases with heartbeats only). A beat that
+    fails (the database restarting) is retried at the next interval: a silent thread would let another worker
+    take over the trial while it still runs."""
     storage = _database(optuna_study._storage)
     if storage is None or storage.get_heartbeat_interval() is None:
         yield
@@ -252,7 +254,10 @@ def heartbeat(optuna_study: optuna.Study, trial: optuna.Trial) -> Iterator[None]
 
     def beat() -> None:
         while True:
-            storage.record_heartbeat(trial._trial_id)
+            try:
+                storage.record_heartbeat(trial._trial_id)
+            except Exception as error:
+                warnings.warn(f"trial {trial.number}: its heartbeat was not recorded ({error}); retrying", stacklevel=1)
             if stopped.wait(storage.get_heartbeat_interval()):
                 return
 

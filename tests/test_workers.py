@@ -10,7 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 import studies.runner as runner
@@ -101,3 +103,25 @@ def test_postgres_worker_killed_mid_trial_is_taken_over_and_resumed(postgres_url
     assert runner.trial_cell(failed[0]) == runner.trial_cell(victim[0])
     resumed_from = runs.load_result(victim[1])["timing"]["resumed_from_step"]
     assert resumed_from >= 500, "the survivor resumed the killed run from its checkpoint"
+
+
+def test_a_heartbeat_that_fails_is_retried(tmp_path, monkeypatch):
+    """A database error in one beat (PostgreSQL restarting) must not end the heartbeat thread: two failed beats
+    at a 1 s interval, then the thread records beats again."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1)
+    optuna_study = optuna.create_study(storage=storage)
+    trial = optuna_study.ask()
+    record, calls = storage.record_heartbeat, []
+
+    def flaky_record(trial_id):
+        calls.append(trial_id)
+        if len(calls) <= 2:
+            raise sqlalchemy.exc.OperationalError("UPDATE", {}, Exception("server closed the connection"))
+        record(trial_id)
+
+    monkeypatch.setattr(storage, "record_heartbeat", flaky_record)
+    with pytest.warns(UserWarning, match="heartbeat was not recorded") as caught, runner.heartbeat(optuna_study, trial):
+        time.sleep(3.5)
+    assert len(calls) >= 4 and len(caught) == 2, (len(calls), len(caught))
+    optuna.storages.fail_stale_trials(optuna_study)
+    assert storage.get_trial(trial._trial_id).state == TrialState.RUNNING, "the last beats were recorded"
