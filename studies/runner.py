@@ -44,7 +44,8 @@ SAMPLER_ATTR = "flowkit:sampler"
 WORKER_ATTR = "flowkit:worker"
 FAILURE_ATTR = "failure"
 RETRYABLE_FAILURES = ("interrupted", "error", "worker died")
-"""Failures whose cell is enqueued again when the study is run again; 'diverged' is final."""
+"""Failures whose cell is enqueued again when the study is run again; 'diverged' is final. While it runs, a
+worker that runs out of cells retries only those whose worker died (a cell's error is not raised N times)."""
 HEARTBEAT_S = 60
 """On a database, a running trial records a heartbeat this often; one silent for 3 intervals is taken over."""
 POLL_S = 2.0
@@ -205,9 +206,9 @@ def study_lock(storage: BaseStorage, study_name: str, runs_dir: Path) -> Iterato
         yield
 
 
-def enqueue_missing(optuna_study: optuna.Study, study: Study) -> int:
-    """Fail the trials of dead workers, then enqueue each cell that has no waiting, running, complete or
-    finally failed trial; return how many. Call under `study_lock`."""
+def enqueue_missing(optuna_study: optuna.Study, study: Study, retried: tuple[str, ...] = RETRYABLE_FAILURES) -> int:
+    """Fail the trials of dead workers, then enqueue each cell that has no waiting, running or complete trial
+    and no failed one of a kind not `retried`; return how many. Call under `study_lock`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(optuna_study)
@@ -219,7 +220,7 @@ def enqueue_missing(optuna_study: optuna.Study, study: Study) -> int:
             )
             optuna_study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             continue
-        if trial.state != TrialState.FAIL or failure_of(trial)["kind"] not in RETRYABLE_FAILURES:
+        if trial.state != TrialState.FAIL or failure_of(trial)["kind"] not in retried:
             taken.add(trial_cell(trial))
     missing = [cell for cell in study.cells() if cell_key(cell) not in taken]
     for cell in missing:
@@ -479,8 +480,8 @@ def run_study(
                         vectorize_seeds=vectorize_seeds or study.vectorize_seeds,
                     )
                 continue
-            with study_lock(optuna_study._storage, study.name, runs_dir):
-                if enqueue_missing(optuna_study, study):
+            with study_lock(optuna_study._storage, study.name, runs_dir):  # an error is retried by the next run
+                if enqueue_missing(optuna_study, study, retried=("worker died",)):
                     continue
             if not optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 break

@@ -66,6 +66,19 @@ def test_trial_of_a_dead_worker_is_run_again(tmp_path):
     assert states == [(TrialState.FAIL, "worker died"), (TrialState.WAITING, None)]
 
 
+def test_a_cell_that_failed_with_an_error_waits_for_the_next_run(tmp_path):
+    """A worker out of cells retries those whose worker died, not one another worker's error raised (that
+    worker has stopped with it); running the study again retries it."""
+    study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,))
+    stored = runner.load_optuna_study(study, tmp_path, create=True)
+    runner.enqueue_missing(stored, study)
+    trial, _ = runner.claim_trial(stored)
+    stored._storage.set_trial_user_attr(trial._trial_id, runner.FAILURE_ATTR, {"kind": "error", "message": "bug"})
+    stored._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    assert runner.enqueue_missing(stored, study, retried=("worker died",)) == 0
+    assert runner.enqueue_missing(stored, study) == 1
+
+
 def test_changed_definition_is_refused_and_storage_left_unchanged(tmp_path):
     study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,))
     runner.run_study(study, tmp_path, progress=False)
