@@ -71,7 +71,8 @@ class ReferenceFQL:
         self,
         obs_dim: int,
         action_dim: int,
-        hidden: Sequence[int],
+        actor_hidden: Sequence[int],
+        critic_hidden: Sequence[int],
         *,
         solver: str,
         flow_steps: int,
@@ -80,17 +81,18 @@ class ReferenceFQL:
         discount: float = 0.99,
         tau: float = 0.005,
     ):
-        self.obs_dim, self.action_dim, self.hidden = obs_dim, action_dim, tuple(hidden)
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.actor_hidden, self.critic_hidden = tuple(actor_hidden), tuple(critic_hidden)
         self.solver, self.flow_steps, self.alpha = solver, flow_steps, alpha
         self.lr, self.discount, self.tau = lr, discount, tau
 
     def init(self, seed: int) -> ReferenceState:
         keys = jax.random.split(jax.random.PRNGKey(seed), 5)
-        o, a, h = self.obs_dim, self.action_dim, self.hidden
+        o, a, actor, critic = self.obs_dim, self.action_dim, self.actor_hidden, self.critic_hidden
         params = {
-            "critic": [init_mlp(keys[i], (o + a, *h, 1), layer_norm=True) for i in range(2)],
-            "flow": init_mlp(keys[2], (o + a + 1, *h, a), layer_norm=False),
-            "onestep": init_mlp(keys[3], (o + a, *h, a), layer_norm=False),
+            "critic": [init_mlp(keys[i], (o + a, *critic, 1), layer_norm=True) for i in range(2)],
+            "flow": init_mlp(keys[2], (o + a + 1, *actor, a), layer_norm=False),
+            "onestep": init_mlp(keys[3], (o + a, *actor, a), layer_norm=False),
         }
         return ReferenceState(
             params,

@@ -33,6 +33,13 @@ from flowkit.training import Trainer, coefficient_arrays, compiled_cost, make_ch
 
 DATASET_SIZE = 100_000
 """Transitions in the random dataset the timed chunks sample their minibatches from."""
+REFERENCE_IMPLEMENTS = {
+    "actor_layer_norm": False,
+    "critic_layer_norm": True,
+    "q_agg": "mean",
+    "normalize_q_loss": False,
+}
+"""FQL's settings that the pure-JAX reference has fixed, at FQL's defaults; bench step refuses others."""
 
 
 def random_dataset(key: jax.Array, size: int, obs_dim: int, action_dim: int) -> Transitions:
@@ -134,9 +141,15 @@ def bench_step(
     both a lax.scan of `updates_per_call` updates on minibatches sampled from the same dataset."""
     from benchmarks.reference_fql import ReferenceFQL
 
+    for name, implemented in REFERENCE_IMPLEMENTS.items():
+        if getattr(config, name) != implemented:
+            raise ConfigError(
+                f"{name}={getattr(config, name)}: the reference update implements only {name}={implemented}, "
+                "and bench step compares the same mathematics"
+            )
     reference = ReferenceFQL(
-        obs_dim, action_dim, config.actor_hidden, solver=config.solver, flow_steps=config.flow_steps,
-        alpha=config.alpha, lr=config.lr, discount=config.discount, tau=config.tau,
+        obs_dim, action_dim, config.actor_hidden, config.critic_hidden, solver=config.solver,
+        flow_steps=config.flow_steps, alpha=config.alpha, lr=config.lr, discount=config.discount, tau=config.tau,
     )  # fmt: skip
     dataset = random_dataset(jax.random.PRNGKey(1), DATASET_SIZE, obs_dim, action_dim)
     timed = time_chunks(

@@ -3,7 +3,8 @@ does not (its training never solves the ODE). Asserted on XLA's FLOP count; time
 
 import pytest
 
-from flowkit.bench import bench_methods, format_methods, methods_cost_fits
+from flowkit.bench import agent_config, bench_methods, bench_step, format_methods, methods_cost_fits
+from flowkit.config import ConfigError
 
 
 def test_update_cost_grows_with_flow_steps_for_fbrac_and_stays_flat_for_flowq():
@@ -47,3 +48,15 @@ def test_the_methods_table_carries_the_cost_fit_of_the_reports():
     text = format_methods(rows)
     assert "fbrac        euler        50.00" in text and "6.00 [6.00, 6.00]" in text
     assert text.splitlines()[-1].endswith("yes") and "qflow" not in text.split("a + b K")[1]
+
+
+def test_bench_step_times_the_same_update_on_both_sides():
+    """With the policy narrower than the critic, flowkit's and the reference's updates do the same arithmetic
+    (XLA's count; flowkit's per-update metrics add under 1%); a setting the reference does not implement is
+    refused before anything is compiled."""
+    config = agent_config("fql", {"actor_hidden": (32, 32), "critic_hidden": (128, 128), "batch_size": 64})
+    results = bench_step(8, 2, config, updates_per_call=2, iterations=1, warmup=1)
+    flowkit, reference = (results[side]["gflop_per_update"] for side in ("flowkit", "reference"))
+    assert reference <= flowkit <= 1.01 * reference, (flowkit, reference)
+    with pytest.raises(ConfigError, match="normalize_q_loss=True: the reference update implements only"):
+        bench_step(8, 2, agent_config("fql", {"normalize_q_loss": True}), updates_per_call=2, iterations=1, warmup=1)
