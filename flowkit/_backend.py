@@ -52,8 +52,9 @@ def compilation_cache_dir() -> Path | None:
 
 
 def use_compilation_cache() -> Path | None:
-    """Point JAX's persistent compilation cache at compilation_cache_dir(), so that a program compiled
-    before with the same shapes (the previous trial's training chunk) is loaded instead of compiled."""
+    """Point JAX's persistent compilation cache at compilation_cache_dir(), so that a program compiled before
+    with the same shapes (evaluation, acting) is loaded instead of compiled; training chunks are kept as
+    executables there instead (stored_executable)."""
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
@@ -108,7 +109,7 @@ def _load_or_compile(path: Path, compile_: Callable[[], Any], *, store: bool) ->
             with contextlib.suppress(OSError):
                 os.utime(path)  # recently used
             return executable
-    with _jax_cache_left_out():
+    with _jax_cache_left_out() if store else contextlib.nullcontext():
         executable = compile_()
     if not store:
         return executable
@@ -149,8 +150,9 @@ def _drop_least_recently_used(folder: Path) -> None:
         with contextlib.suppress(FileNotFoundError):  # removed by another worker meanwhile
             entries.append((entry.stat().st_mtime, entry))
     for _, stale in sorted(entries, reverse=True)[STORED_EXECUTABLES_KEPT:]:
-        stale.unlink(missing_ok=True)
-        stale.with_suffix(".lock").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # another user's entry in a shared folder stays
+            stale.unlink(missing_ok=True)
+            stale.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def code_fingerprint() -> str:
