@@ -126,6 +126,9 @@ def load_optuna_study(
                 stored = optuna.load_study(study_name=study.name, storage=storage, sampler=EnqueuedCellsOnly())
             except KeyError:
                 return _create(study, storage)
+    if create and DEFINITION_ATTR not in stored.user_attrs:  # another worker is creating it and holds the lock
+        with study_lock(storage, study.name, runs_dir):
+            stored = optuna.load_study(study_name=study.name, storage=storage, sampler=EnqueuedCellsOnly())
     if stored.user_attrs.get(DEFINITION_ATTR) != definition:
         changed = sorted(
             key for key in definition if stored.user_attrs.get(DEFINITION_ATTR, {}).get(key) != definition[key]

@@ -2,8 +2,11 @@
 
 import subprocess
 import sys
+import threading
+import time
 
 import jax.numpy as jnp
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -77,6 +80,29 @@ def test_a_cell_that_failed_with_an_error_waits_for_the_next_run(tmp_path):
     stored._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     assert runner.enqueue_missing(stored, study, retried=("worker died",)) == 0
     assert runner.enqueue_missing(stored, study) == 1
+
+
+def test_a_worker_starting_while_another_creates_the_study_waits_for_its_definition(tmp_path):
+    """Between Optuna's create_study and the definition's write, a worker that finds the study waits for the
+    creator's lock instead of reporting a different definition."""
+    study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,))
+    storage = runner.open_storage(None, tmp_path, study.name)
+    creating, created = threading.Event(), threading.Event()
+
+    def create_slowly():
+        with runner.study_lock(storage, study.name, tmp_path):
+            bare = optuna.create_study(study_name=study.name, storage=storage, direction="maximize")
+            creating.set()
+            time.sleep(0.5)
+            bare.set_user_attr(runner.DEFINITION_ATTR, study.definition())
+            created.set()
+
+    creator = threading.Thread(target=create_slowly)
+    creator.start()
+    creating.wait()
+    stored = runner.load_optuna_study(study, tmp_path, create=True)
+    assert created.is_set() and stored.user_attrs[runner.DEFINITION_ATTR] == study.definition()
+    creator.join()
 
 
 def test_changed_definition_is_refused_and_storage_left_unchanged(tmp_path):
