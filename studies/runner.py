@@ -112,7 +112,8 @@ def load_optuna_study(
 
     Without `create` nothing is written, not even an empty journal file.
     """
-    if storage_url is None and not create and not default_journal(runs_dir, study.name).exists():
+    journal = default_journal(runs_dir, study.name) if storage_url is None else Path(storage_url)
+    if not create and "://" not in str(storage_url) and not journal.exists():
         return None
     storage = open_storage(storage_url, runs_dir, study.name, heartbeat_s)
     definition = study.definition()

@@ -105,6 +105,14 @@ def test_a_worker_starting_while_another_creates_the_study_waits_for_its_definit
     creator.join()
 
 
+def test_looking_up_a_study_in_a_journal_that_does_not_exist_writes_nothing(tmp_path):
+    study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,))
+    journal = tmp_path / "elsewhere" / "new.journal"
+    assert runner.load_optuna_study(study, tmp_path, str(journal)) is None
+    assert runner.load_optuna_study(study, tmp_path) is None
+    assert list(tmp_path.iterdir()) == [], "no folder, no empty journal"
+
+
 def test_changed_definition_is_refused_and_storage_left_unchanged(tmp_path):
     study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,))
     runner.run_study(study, tmp_path, progress=False)
