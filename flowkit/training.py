@@ -231,6 +231,8 @@ class _Run:
     data_key: jax.Array
     loop: dict[str, Any]
     checkpointed: bool
+    earlier_wall_s: float = 0.0
+    earlier_compile_s: float = 0.0
 
     @property
     def seed_key(self) -> jax.Array:
@@ -261,7 +263,8 @@ def _start_run(
         leaves, loop = checkpoint
         state, data_key = jax.tree.unflatten(jax.tree.structure((state, data_key)), leaves)
     loop.setdefault("checkpoint_s", 0.0)
-    return _Run(config, run_dir, state, data_key, loop, checkpoint is not None)
+    earlier = (loop.get("wall_s", 0.0), loop.get("compile_s", 0.0))  # the killed processes' time, to the checkpoint
+    return _Run(config, run_dir, state, data_key, loop, checkpoint is not None, *earlier)
 
 
 def train_seeds(
@@ -344,6 +347,8 @@ def train_seeds(
                 if checkpoint:
                     checkpoint_started = time.perf_counter()
                     run.loop["step"] = step
+                    run.loop["wall_s"] = run.earlier_wall_s + (checkpoint_started - started) / count
+                    run.loop["compile_s"] = run.earlier_compile_s + compile_s / count
                     leaves = jax.tree.leaves(jax.device_get((seed_state, seed_data_key)))
                     runs.save_checkpoint(run.run_dir, leaves, run.loop)
                     run.loop["checkpoint_s"] += time.perf_counter() - checkpoint_started
@@ -365,17 +370,17 @@ def train_seeds(
     for run in seed_runs:
         per_update_s = [seconds / train_config.log_every for seconds in run.loop["chunk_seconds"]]
         timing = {
-            "compile_s": compile_s / count,
+            "compile_s": run.earlier_compile_s + compile_s / count,
             "ms_per_update": 1e3 * statistics.median(per_update_s),
             "ms_per_update_iqr": 1e3 * _iqr(per_update_s),
             "train_s": sum(run.loop["chunk_seconds"]),
             "eval_s": run.loop["eval_s"],
             "checkpoint_s": run.loop["checkpoint_s"],
-            "wall_s": wall_s,
+            "wall_s": run.earlier_wall_s + wall_s,
             "resumed_from_step": resumed_from,
             "seeds_in_program": count,
         }
-        timing["other_s"] = max(0.0, wall_s - timing["compile_s"] - timing["train_s"] - timing["eval_s"])
+        timing["other_s"] = max(0.0, timing["wall_s"] - timing["compile_s"] - timing["train_s"] - timing["eval_s"])
         result = {
             "config": run.config.to_dict(),
             "final": run.loop["eval_history"][-1],

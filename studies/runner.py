@@ -327,7 +327,7 @@ def run_trial(
     started = time.perf_counter()
     per_seed: dict[str, Any] = {}
     seed = None
-    runs_wall_s = 0.0
+    runs_wall_s = 0.0  # in train calls of this process
     try:
         space = study.search_space()
         for name in cell:
@@ -344,14 +344,16 @@ def run_trial(
         trained = {}
         if vectorize_seeds:
             waiting = [planned[seed] for seed in study.seeds if stored[seed] is None]
+            run_started = time.perf_counter()
             trained = train_vectorized(waiting, progress=progress, label=f"{cell_slug(cell)} seeds")
+            runs_wall_s += time.perf_counter() - run_started
         for seed in study.seeds:
             config, run_dir = planned[seed]
             result = stored[seed] or trained.get(seed)
             if result is None:
+                run_started = time.perf_counter()
                 result = train(config, run_dir, progress=progress, label=f"{cell_slug(cell)} seed {seed}")
-            if stored[seed] is None:
-                runs_wall_s += result["timing"]["wall_s"]
+                runs_wall_s += time.perf_counter() - run_started
             per_seed[str(seed)] = {
                 "score": run_score(result, metric, study.last_evals),
                 "final": result["final"],

@@ -79,8 +79,13 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path: Pa
         with pytest.raises(ConfigError, match=refusal):
             train(other, tmp_path / folder, progress=False)
         assert {path.name: path.read_bytes() for path in (tmp_path / folder).iterdir() if path.is_file()} == stored
+    before_kill = runs.load_checkpoint(tmp_path / "killed")[1]
+    assert before_kill["wall_s"] >= sum(before_kill["chunk_seconds"]) + before_kill["eval_s"] > 0
     resumed = train(config, tmp_path / "killed", progress=False)
     assert resumed["timing"]["resumed_from_step"] == 400 and not (tmp_path / "killed" / runs.CHECKPOINT).exists()
+    timing = resumed["timing"]
+    assert timing["wall_s"] > before_kill["wall_s"], "the wall time to the checkpoint counts"
+    assert timing["wall_s"] >= timing["compile_s"] + timing["train_s"] + timing["eval_s"], timing
     assert resumed["eval_history"] == uninterrupted["eval_history"], "same evaluations, to the last digit"
     assert learning_curves(tmp_path / "killed") == learning_curves(tmp_path / "whole"), "no record lost or repeated"
 
