@@ -172,6 +172,17 @@ def trial_cell(trial: optuna.trial.FrozenTrial) -> str:
     return cell_key(trial.system_attrs.get("fixed_params", trial.params))
 
 
+def _process_start(pid: int) -> str | None:
+    """When the process started, as the boot's id and the start time in clock ticks (Linux's /proc), so that a
+    process id the system gave again after the worker's end (or a reboot) is not taken for the worker."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{fields[19]}"
+
+
 def _worker_dead(trial: optuna.trial.FrozenTrial) -> bool:
     """A running trial claimed by a process of this machine that no longer exists."""
     worker = trial.system_attrs.get(WORKER_ATTR)
@@ -182,8 +193,9 @@ def _worker_dead(trial: optuna.trial.FrozenTrial) -> bool:
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
-    return False
+        pass
+    started = worker.get("started")
+    return started is not None and _process_start(worker["pid"]) not in (started, None)
 
 
 def _database(storage: BaseStorage) -> RDBStorage | None:
@@ -241,7 +253,8 @@ def claim_trial(optuna_study: optuna.Study) -> tuple[optuna.Trial, Cell] | None:
                 continue
         except UpdateFinishedTrialError:
             continue
-        storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
+        worker = {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
+        storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker)
         return optuna.Trial(optuna_study, trial._trial_id), trial.system_attrs["fixed_params"]
     return None
 

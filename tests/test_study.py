@@ -69,6 +69,21 @@ def test_trial_of_a_dead_worker_is_run_again(tmp_path):
     assert states == [(TrialState.FAIL, "worker died"), (TrialState.WAITING, None)]
 
 
+def test_a_process_id_given_again_is_not_taken_for_the_worker(tmp_path):
+    """A claim recorded by a worker whose process id now belongs to another process (ids come round again, and
+    start again after a reboot) is the claim of a dead worker; the live claimer's own is not."""
+    study = tiny_study(grid={"solver": ("euler", "rk4")}, seeds=(0,))
+    stored = runner.load_optuna_study(study, tmp_path, create=True)
+    runner.enqueue_missing(stored, study)
+    mine, _ = runner.claim_trial(stored)
+    other, _ = runner.claim_trial(stored)
+    earlier_owner = {**stored._storage.get_trial_system_attrs(other._trial_id)[runner.WORKER_ATTR], "started": "x:1"}
+    stored._storage.set_trial_system_attr(other._trial_id, runner.WORKER_ATTR, earlier_owner)
+    assert runner.enqueue_missing(stored, study) == 1
+    failures = {t.number: t.user_attrs.get("failure", {}).get("kind") for t in stored.get_trials()}
+    assert failures == {mine.number: None, other.number: "worker died", 2: None}
+
+
 def test_a_cell_that_failed_with_an_error_waits_for_the_next_run(tmp_path):
     """A worker out of cells retries those whose worker died, not one another worker's error raised (that
     worker has stopped with it); running the study again retries it."""
