@@ -34,8 +34,8 @@ def write_atomic(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes files private; others on a cluster read results
         with os.fdopen(handle, "wb") as stream:
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes files private; others on a cluster read results
             stream.write(content)
             stream.flush()
             os.fsync(stream.fileno())
@@ -50,9 +50,12 @@ def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the file `path` (created if missing) for the block: processes of this machine,
     or of machines sharing the file system, take turns; a dead holder's lock is released with its process."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # read-only: another user's lock file opens too
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(descriptor)
 
 
 def _umask() -> int:
