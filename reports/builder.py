@@ -105,6 +105,22 @@ def _tex(text: Any) -> str:
     return "".join(replacements.get(char, char) for char in str(text))
 
 
+def check_comparable(study: Study, other: Study) -> None:
+    """Two studies' scores can be set side by side only if they score a task's runs alike: the same metric
+    over the same number of last evaluations (their settings may differ: that is the comparison)."""
+    if study.last_evals != other.last_evals:
+        raise ConfigError(
+            f"report --against {other.name!r}: scores are means over the last {study.last_evals} evaluations "
+            f"here and over the last {other.last_evals} there; they cannot be compared"
+        )
+    for task in sorted(set(study.tasks) & set(other.tasks)):
+        if study.metric_for(task) != other.metric_for(task):
+            raise ConfigError(
+                f"report --against {other.name!r}: task {task} is scored by {study.metric_for(task)!r} here and "
+                f"by {other.metric_for(task)!r} there; they cannot be compared"
+            )
+
+
 def build_report(
     study: Study,
     runs_dir: Path,
@@ -114,6 +130,8 @@ def build_report(
     against_storage: str | None = None,
 ) -> Path:
     """Write the study's report folder (Markdown, HTML, LaTeX, PNGs) atomically; return report.md's path."""
+    if against is not None:
+        check_comparable(study, against)
     results = load_results(study, runs_dir, storage_url)
     other_results = load_results(against, runs_dir, against_storage) if against is not None else None
     out_dir = out_dir or study_dir(runs_dir, study.name) / "report"

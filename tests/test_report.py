@@ -12,6 +12,7 @@ import scipy.stats
 from optuna.trial import TrialState
 
 import studies.runner as runner
+from flowkit.config import ConfigError
 from flowkit.training import train
 from reports.builder import build_report
 from reports.collect import CellResult
@@ -125,6 +126,18 @@ def test_report_against_another_study(finished_study):
         assert rows[label][0].startswith(f"{statistics.fmean(a):.3f} ± {statistics.stdev(a):.3f}")
         assert rows[label][1].startswith(f"{statistics.fmean(b):.3f} ± {statistics.stdev(b):.3f}")
         assert rows[label][2] == f"{statistics.fmean(a) - statistics.fmean(b):+.3f}"
+
+
+def test_studies_scoring_runs_differently_are_not_compared(finished_study):
+    study, runs_dir, _ = finished_study
+    for changes, refusal in (
+        ({"metric": "support"}, "task moons is scored by 'reward_mean' here and by 'support' there"),
+        ({"last_evals": 3}, "over the last 1 evaluations here and over the last 3 there"),
+    ):
+        other = tiny_study(name="tiny-scored-otherwise", **changes)
+        with pytest.raises(ConfigError, match=refusal):
+            build_report(study, runs_dir, out_dir=runs_dir / "refused", against=other)
+        assert not (runs_dir / "refused").exists()
 
 
 def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
