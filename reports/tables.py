@@ -66,7 +66,7 @@ def _entry(study: Study, result: CellResult, best: float | None, note: str = "")
     if summary is None:
         return Entry(failure=result.failure or "missing", note=note)
     partial = f"{summary.n}/{len(study.seeds)}" if summary.n < len(study.seeds) else None
-    return Entry(summary=summary, best=summary.mean == best, partial=partial, note=note)
+    return Entry(summary=summary, best=partial is None and summary.mean == best, partial=partial, note=note)
 
 
 def _best(study: Study, results: list[CellResult]) -> float | None:

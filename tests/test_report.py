@@ -16,7 +16,7 @@ from flowkit.config import ConfigError
 from flowkit.training import train
 from reports.builder import build_report
 from reports.collect import CellResult
-from reports.tables import aggregate_table
+from reports.tables import aggregate_table, main_table
 from studies import load_study
 from studies.study import cell_key
 from tests.helpers import TINY, stored_trials, tiny_study
@@ -208,3 +208,14 @@ def test_improvement_is_measured_on_the_rows_both_arms_have():
     assert improvement["α=0.01"].startswith("0.00 [")
     for lam in ("0.1", "1", "10", "100"):
         assert improvement[f"λ={lam}"] == "n/a: no row in common", "Q-Flow's scores (0.95-0.99) beat every α=10 one"
+
+
+def test_a_partial_cell_is_never_bold_even_at_the_best_mean():
+    study = load_study("ode-solver")
+    scores = {"euler": [0.4, 0.5, 0.6], "midpoint": [0.5, 0.5], "rk4": [0.1, 0.2, 0.3]}
+    results = {
+        cell_key(cell): CellResult(cell, scores=dict(enumerate(scores[cell["solver"]]))) for cell in study.cells()
+    }
+    (row,) = main_table(study, results).rows
+    assert [entry.best for entry in row.entries] == [True, False, False], "midpoint's 0.500 has 2 of 3 seeds"
+    assert row.entries[1].partial == "2/3"
