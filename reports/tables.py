@@ -145,13 +145,13 @@ def iqm_row(study: Study, results: dict[str, CellResult], columns: list[str]) ->
 
 def aggregate_table(study: Study, results: dict[str, CellResult]) -> Table | None:
     """Per arm over rows and seeds: IQM, P(better than the reference) over the rows both arms have, and the
-    optimality gap for scores in [0, 1]; intervals by stratified bootstrap (runs resampled within each row)."""
+    optimality gap for scores that are fractions (success rates); intervals by stratified bootstrap (runs
+    resampled within each row)."""
     columns, reference = arm_columns(study), reference_column(study)
     if score_matrix(study, results, reference) is None:
         return None
     sign = -1.0 if study.lower_is_better() else 1.0
-    unit_scores = all(0.0 <= v <= 1.0 for r in results.values() for v in r.scores.values())
-    show_gap = unit_scores and not study.lower_is_better()
+    show_gap = study.scores_fractions()
     rows = []
     for column in columns:
         matrix = score_matrix(study, results, column)

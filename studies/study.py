@@ -92,6 +92,10 @@ class Study:
         """The evaluation metric a run on `task` is scored by."""
         return self.metric or task_class(task).score_metric
 
+    def scores_fractions(self) -> bool:
+        """Every task's score is a fraction with 1 the best possible (success rates): an optimality gap applies."""
+        return all(self.metric_for(task) in task_class(task).fractions for task in self.tasks)
+
     def lower_is_better(self, task: str | None = None) -> bool:
         task = task or self.tasks[0]
         return self.metric_for(task) in task_class(task).lower_is_better

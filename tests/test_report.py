@@ -201,7 +201,7 @@ def test_improvement_is_measured_on_the_rows_both_arms_have():
         scores = alpha_scores[cell["alpha"]] if cell["agent"] == "fbrac" else [0.95, 0.97, 0.99]
         results[cell_key(cell)] = CellResult(cell, scores=dict(zip(study.seeds, scores, strict=True)))
     table = aggregate_table(study, results)
-    assert table.header[1] == "P(better than α=10) [95% CI]"
+    assert table.header == ["IQM [95% CI]", "P(better than α=10) [95% CI]"], "reward is no fraction: no gap"
     improvement = {row.label: row.entries[1].text for row in table.rows}
     assert improvement["α=10"] == "reference"
     assert improvement["α=1"].startswith("0.89 ["), "α=1 beats α=10 in 8 of 9 seed pairs"
@@ -219,3 +219,17 @@ def test_a_partial_cell_is_never_bold_even_at_the_best_mean():
     (row,) = main_table(study, results).rows
     assert [entry.best for entry in row.entries] == [True, False, False], "midpoint's 0.500 has 2 of 3 seeds"
     assert row.entries[1].partial == "2/3"
+
+
+def test_the_optimality_gap_is_given_for_success_rates():
+    """OGBench's success is a fraction with 1 the best: each arm's gap is 1 - mean success over its runs."""
+    study = load_study("ode-solver-ogbench")
+    success = {"euler": 0.25, "midpoint": 0.5, "rk4": 0.75}
+    results = {
+        cell_key(cell): CellResult(cell, scores={seed: success[cell["solver"]] for seed in study.seeds})
+        for cell in study.cells()
+    }
+    table = aggregate_table(study, results)
+    assert table.header[2] == "optimality gap [95% CI]"
+    gaps = {row.label: row.entries[2].text.split(" [")[0] for row in table.rows}
+    assert gaps == {"Euler (Default)": "0.750", "Midpoint": "0.500", "RK4": "0.250"}

@@ -69,6 +69,8 @@ class Task(abc.ABC):
     """The metrics `evaluate` returns."""
     lower_is_better: frozenset[str] = frozenset()
     """Evaluation metrics for which a smaller value is better (all others: larger is better)."""
+    fractions: frozenset[str] = frozenset()
+    """Evaluation metrics that are fractions with 1 the best possible (reports give their optimality gap)."""
 
     def __init__(self, name: str, dataset: Transitions):
         self.name = name

@@ -151,6 +151,7 @@ def transitions(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 class SingleTask(OGBenchTask):
     score_metric = "success"
     metrics = frozenset({"success", "return", "episode_length"})
+    fractions = frozenset({"success"})
 
     def __init__(self, name: str):
         train, val = self.load(name)
@@ -247,6 +248,7 @@ class GoalConditionedTask(OGBenchTask):
 
     score_metric = "success"
     metrics = frozenset({"success", *(f"success/task{task}" for task in range(1, SINGLE_TASKS + 1))})
+    fractions = metrics
 
     def __init__(self, name: str):
         train, _ = self.load(name)

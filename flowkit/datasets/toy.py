@@ -147,6 +147,7 @@ class ToyBandit(Task):
     score_metric = "reward_mean"
     metrics = frozenset({"reward_mean", "reward_in_support", "support", "energy_distance"})
     lower_is_better = frozenset({"energy_distance"})
+    fractions = frozenset({"support"})
 
     def __init__(self, name: str):
         points, rewards = toy_points(name)
