@@ -152,9 +152,11 @@ def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "train", diverge_on_rk4)
     runner.run_study(study, tmp_path, progress=False)
-    text = build_report(study, tmp_path).read_text()
+    path = build_report(study, tmp_path)
+    text = path.read_text()
     rk4 = markdown_table(text, "Task")["moons"][1]
     assert rk4.endswith("(n=1) partial 1/2") and not rk4.startswith("**"), "a partial cell is never bold"
+    assert " (1/2) \\\\\n" in (path.parent / "table.tex").read_text(), "LaTeX's cell says its seeds too"
     assert "- moons / RK4: diverged at update 42: critic_loss became non-finite" in text
     assert calls == [0, 1, 0, 1]
 
