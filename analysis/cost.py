@@ -1,9 +1,8 @@
 """Training cost against the number of flow steps: an OLS line per method, so that "flat in K" is a test.
 
-ms per update = intercept + slope * K, fitted by ordinary least squares (statsmodels) on every run's median ms
-per update; a method's cost is flat in K when the 95% interval of its slope holds zero or lies below a
-tolerance that is negligible next to the intercept.
-"""
+ms per update = intercept + slope * K, fitted by ordinary least squares (statsmodels) on every timed program's
+median ms per update; a method's cost is flat in K when the 95% interval of its slope lies within a tolerance
+that is negligible next to the intercept (2% of it per extra step)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,8 @@ class CellResult:
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     consistency: dict[int, dict[str, Any]] = field(default_factory=dict)
     run_dirs: dict[int, Path] = field(default_factory=dict)
-    ms_per_update: dict[int, float] = field(default_factory=dict)
+    program_ms_per_update: list[float] = field(default_factory=list)
+    """ms per update of each separately timed program: seeds trained as one vmapped program share one figure."""
     timing: dict[str, float] = field(default_factory=dict)
     nfe_per_solve: int | None = None
     failure: str | None = None
@@ -56,24 +57,27 @@ def collect(study: Study, optuna_study: optuna.Study) -> dict[str, CellResult]:
             complete[-1] if complete else next((t for t in reversed(candidates) if t.user_attrs.get("seeds")), None)
         )
         if chosen is not None:
-            _read_seeds(result, chosen.user_attrs["seeds"])
+            read_seeds(result, chosen.user_attrs["seeds"])
         if not complete and candidates and candidates[-1].state == TrialState.FAIL:
             result.failure = failure_of(candidates[-1])["message"]
         results[key] = result
     return results
 
 
-def _read_seeds(result: CellResult, seeds: dict[str, Any]) -> None:
+def read_seeds(result: CellResult, seeds: dict[str, Any]) -> None:
+    """Fill `result` from a trial's per-seed record (its `seeds` attribute: score, curve, timing, cost)."""
     for seed_text, entry in seeds.items():
         seed = int(seed_text)
         result.scores[seed] = entry["score"]
         result.curves[seed] = [tuple(point) for point in entry["eval_history"]]
         result.run_dirs[seed] = Path(entry["run_dir"])
-        result.ms_per_update[seed] = entry["timing"]["ms_per_update"]
         result.nfe_per_solve = entry["nfe_per_solve"]
         if entry.get("consistency"):
             result.consistency[seed] = entry["consistency"]
     entries = list(seeds.values())
+    timings = [entry["timing"] for entry in entries]
+    result.program_ms_per_update = [t["ms_per_update"] for t in timings if t.get("seeds_in_program", 1) == 1]
+    result.program_ms_per_update += sorted({t["ms_per_update"] for t in timings if t.get("seeds_in_program", 1) > 1})
     result.timing = {
         "ms_per_update": float(np.median([e["timing"]["ms_per_update"] for e in entries])),
         "ms_iqr": float(np.median([e["timing"].get("ms_per_update_iqr", 0.0) for e in entries])),

@@ -237,13 +237,14 @@ def cost_table(study: Study, results: dict[str, CellResult]) -> Table:
 
 
 def cost_fits(study: Study, results: dict[str, CellResult]) -> dict[str, tuple[list[tuple[int, float]], CostFit]]:
-    """Per (method, task, other settings): every run's (K, ms per update) and the OLS fit of ms on K."""
+    """Per (method, task, other settings): every timed program's (K, ms per update) and the OLS fit of ms on K
+    (seeds trained as one program are one point, not one per seed)."""
     if "flow_steps" not in study.grid:
         return {}
     others = tuple(d for d in ("agent", "task", *study.grid) if d != "flow_steps")
     fits = {}
     for cells in groups([c for c in study.cells() if c["flow_steps"] is not None], others).values():
-        points = [(int(c["flow_steps"]), ms) for c in cells for ms in results[cell_key(c)].ms_per_update.values()]
+        points = [(int(c["flow_steps"]), ms) for c in cells for ms in results[cell_key(c)].program_ms_per_update]
         if len({k for k, _ in points}) >= 2 and len(points) >= 3:
             label = " / ".join(study.label(d, cells[0][d]) for d in others if cells[0][d] is not None)
             fits[label] = (points, fit_cost(*zip(*points, strict=True)))

@@ -15,7 +15,7 @@ import studies.runner as runner
 from flowkit.config import ConfigError
 from flowkit.training import train
 from reports.builder import build_report
-from reports.collect import CellResult
+from reports.collect import CellResult, read_seeds
 from reports.tables import aggregate_table, main_table
 from studies import load_study
 from studies.study import cell_key
@@ -235,3 +235,21 @@ def test_the_optimality_gap_is_given_for_success_rates():
     assert table.header[2] == "optimality gap [95% CI]"
     gaps = {row.label: row.entries[2].text.split(" [")[0] for row in table.rows}
     assert gaps == {"Euler (Default)": "0.750", "Midpoint": "0.500", "RK4": "0.250"}
+
+
+def test_seeds_trained_as_one_program_are_one_point_of_the_cost_fit():
+    """Three seeds vmapped in one program share its timing: one point for the cost fit, not three copies that
+    would narrow the slope's interval; separately trained seeds are a point each."""
+
+    def entry(ms: float, seeds_in_program: int) -> dict:
+        return {
+            "score": 0.5, "eval_history": [[100, 0.5]], "run_dir": "runs/x", "nfe_per_solve": 4,
+            "timing": {"ms_per_update": ms, "compile_s": 1.0, "seeds_in_program": seeds_in_program},
+            "cost": {"gflop_per_update": 0.1, "peak_memory_mb": 1.0},
+        }  # fmt: skip
+
+    vectorized, separate = CellResult({}), CellResult({})
+    read_seeds(vectorized, {str(seed): entry(2.0, 3) for seed in range(3)})
+    read_seeds(separate, {"0": entry(2.0, 1), "1": entry(2.1, 1), "2": entry(2.0, 1)})
+    assert vectorized.program_ms_per_update == [2.0]
+    assert separate.program_ms_per_update == [2.0, 2.1, 2.0]
