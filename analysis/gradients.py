@@ -47,8 +47,9 @@ def explosions(
     """(step, reason) wherever the norm passed the threshold or grew `factor`-fold within `window` intervals."""
     flags = []
     for index, (step, peak, mean) in enumerate(zip(curve.steps, curve.max, curve.mean, strict=True)):
+        lowest = curve.mean[max(0, index - window) : index].min(initial=np.inf)
         if not np.isfinite(peak) or peak > threshold:
             flags.append((int(step), f"max norm {peak:.3g} > {threshold:g}"))
-        elif index >= window and mean > factor * curve.mean[index - window] > 0:
-            flags.append((int(step), f"mean norm grew {mean / curve.mean[index - window]:.1f}x in {window} intervals"))
+        elif np.isfinite(lowest) and mean > factor * lowest > 0:
+            flags.append((int(step), f"mean norm grew {mean / lowest:.1f}x within {window} intervals"))
     return flags

@@ -78,6 +78,10 @@ def test_explosions_are_flagged():
     growing = Curve(steps, np.array([1, 1, 1, 2, 20, 40, 80.0]), np.array([1, 1, 1, 3, 30, 60, 2000.0]))
     flags = explosions(growing)
     assert [step for step, _ in flags] == [500, 600, 700] and "2e+03" in flags[-1][1]
+    at_once = Curve(steps[:3], np.array([0.1, 5.0, 5.0]), np.array([0.1, 5.0, 5.0]))
+    assert [step for step, _ in explosions(at_once)] == [200, 300], "in the first intervals too"
+    after_a_dip = Curve(steps[:4], np.array([5.0, 1.0, 1.0, 20.0]), np.array([5.0, 1.0, 1.0, 20.0]))
+    assert explosions(after_a_dip) == [(400, "mean norm grew 20.0x within 3 intervals")], "from the window's low"
 
 
 def test_gradient_norms_recorded_inside_the_step_equal_norms_computed_outside():
