@@ -4,7 +4,9 @@ For Q-Flow, W is its intermediate value V(s, x, t): a value consistent with the 
 where the flow takes it, so the gap is zero at every tau. For the other flow methods W is the critic's Q(s, x)
 used mid-flow, which shows how wrong it is to read Q off the data. Every evaluation records the gaps' mean,
 standard deviation and count per tau over 256 states from the data (each with its own noise), and a saved run
-can be probed again. Curves pool states and seeds; intervals are normal 95% intervals of the pooled mean.
+can be probed again. A curve is the mean over seeds of each seed's mean gap; its 95% interval is Student's t
+over the seeds' means (the seed is the replicate; states within a seed are not independent runs), or, for a
+single seed, the normal interval over its states.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import scipy.stats
 
 from flowkit.training import consistency_record, load_trained
 
@@ -28,20 +31,20 @@ class ConsistencyCurve:
     mean: np.ndarray
     low: np.ndarray
     high: np.ndarray
-    n: int
-    """States x seeds pooled at each tau."""
+    seeds: int
 
 
 def pool(records: Sequence[dict[str, Any]]) -> ConsistencyCurve:
-    """Pool per-seed records (same tau grid) into one curve: pooled mean and variance over all states."""
-    n = np.array([record["n"] for record in records], dtype=float)[:, None]
+    """Per-seed records (same tau grid) as one curve: the mean of the seeds' mean gaps with a 95% interval over
+    seeds (t with seeds - 1 degrees of freedom), or over one seed's states."""
     means = np.array([record["mean"] for record in records], dtype=float)
-    stds = np.array([record["std"] for record in records], dtype=float)
-    total = n.sum()
-    mean = (n * means).sum(axis=0) / total
-    variance = (((n - 1) * stds**2).sum(axis=0) + (n * (means - mean) ** 2).sum(axis=0)) / (total - 1)
-    half = Z_95 * np.sqrt(variance / total)
-    return ConsistencyCurve(np.array(records[0]["tau"]), mean, mean - half, mean + half, int(total))
+    mean = means.mean(axis=0)
+    if len(records) > 1:
+        half = scipy.stats.t.ppf(0.975, len(records) - 1) * means.std(axis=0, ddof=1) / np.sqrt(len(records))
+    else:
+        (record,) = records
+        half = Z_95 * np.array(record["std"], dtype=float) / np.sqrt(record["n"])
+    return ConsistencyCurve(np.array(records[0]["tau"]), mean, mean - half, mean + half, len(records))
 
 
 def consistency_of_run(run_dir: Path, seed: int = 0, states: int = 256) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def draw_figures(study: Study, results: dict[str, CellResult], metric: str, out:
             Figure(
                 "consistency.png",
                 "Value gap along the policy's flow at the final evaluation: Q-Flow's V, else the critic's Q used "
-                "mid-flow; pooled over 256 states per seed, 95% intervals.",
+                "mid-flow; the mean over seeds of each seed's mean over 256 states, 95% t-intervals over seeds.",
             )
         )
     if figures.samples(study, results, out / "samples.png"):

@@ -151,7 +151,7 @@ def gradient_norms(study: Study, results: dict[str, CellResult], path: Path) -> 
 
 
 def consistency(study: Study, results: dict[str, CellResult], path: Path) -> bool:
-    """Value gap along the flow against tau per arm, pooled over states and seeds with 95% intervals."""
+    """Value gap along the flow against tau per arm: mean over seeds with 95% intervals over seeds."""
     panels = {
         k: v for k, v in groups(study.cells(), study.rows).items() if any(results[cell_key(c)].consistency for c in v)
     }

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 
 from analysis.consistency import pool
 from analysis.cost import fit_cost
@@ -120,12 +121,17 @@ def test_an_exactly_consistent_value_has_zero_gap_and_an_inconsistent_one_does_n
     assert float(gaps[0].mean()) > 1e-2 and float(gaps[-1].max()) == 0.0
 
 
-def test_pooled_consistency_curve_matches_all_states_together():
+def test_the_consistency_interval_is_over_seeds():
+    """Seeds whose mean gaps are 1, 2 and 3 (256 states each, spread 0.5): the interval is t(2) over the three
+    means, 2 +- 4.303 * 1 / sqrt(3) = [-0.48, 4.48], not the +-0.04 that 768 states taken as independent give;
+    one seed's interval is over its states."""
     rng = np.random.default_rng(0)
-    seeds = [np.abs(rng.normal(1 + seed, 0.5, (5, 40 + 10 * seed))) for seed in range(3)]
+    seeds = [np.abs(rng.normal(1 + seed, 0.5, (5, 256))) for seed in range(3)]
     curve = pool([consistency_record(gaps) for gaps in seeds])
-    together = np.concatenate(seeds, axis=1)
-    np.testing.assert_allclose(curve.mean, together.mean(axis=1))
-    half = 1.959963984540054 * together.std(axis=1, ddof=1) / np.sqrt(together.shape[1])
+    means = np.array([gaps.mean(axis=1) for gaps in seeds])
+    np.testing.assert_allclose(curve.mean, means.mean(axis=0))
+    half = scipy.stats.t.ppf(0.975, 2) * means.std(axis=0, ddof=1) / np.sqrt(3)
     np.testing.assert_allclose(curve.high - curve.mean, half)
-    assert curve.n == together.shape[1]
+    assert curve.seeds == 3 and np.all(curve.high - curve.mean > 2.0)
+    single = pool([consistency_record(seeds[0])])
+    np.testing.assert_allclose(single.high - single.mean, 1.959963984540054 * seeds[0].std(axis=1, ddof=1) / 16)
