@@ -131,15 +131,19 @@ def score_matrix(
     return np.array([[s[seed] for s in scores] for seed in seeds])
 
 
+def iqm_text(study: Study, matrix: np.ndarray) -> str:
+    """IQM [95% CI] of a seeds x rows matrix, saying so where seeds missing from some row were left out."""
+    low, high = stratified_bootstrap(iqm, matrix)
+    text = f"{iqm(matrix):.3f} [{low:.3f}, {high:.3f}]"
+    seeds = matrix.shape[0]
+    return text if seeds == len(study.seeds) else f"{text} ({seeds} of {len(study.seeds)} seeds: those every row has)"
+
+
 def iqm_row(study: Study, results: dict[str, CellResult], columns: list[str]) -> Row:
     entries = []
     for column in columns:
         matrix = score_matrix(study, results, column)
-        if matrix is None:
-            entries.append(Entry(text="n/a"))
-            continue
-        low, high = stratified_bootstrap(iqm, matrix)
-        entries.append(Entry(text=f"{iqm(matrix):.3f} [{low:.3f}, {high:.3f}]"))
+        entries.append(Entry(text="n/a" if matrix is None else iqm_text(study, matrix)))
     return Row("IQM [95% CI]", entries)
 
 
@@ -157,8 +161,7 @@ def aggregate_table(study: Study, results: dict[str, CellResult]) -> Table | Non
         matrix = score_matrix(study, results, column)
         if matrix is None:
             continue
-        low, high = stratified_bootstrap(iqm, matrix)
-        entries = [Entry(text=f"{iqm(matrix):.3f} [{low:.3f}, {high:.3f}]")]
+        entries = [Entry(text=iqm_text(study, matrix))]
         shared = arm_rows(study, column) & arm_rows(study, reference)
         if column == reference:
             entries.append(Entry(text="reference"))

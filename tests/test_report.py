@@ -218,9 +218,13 @@ def test_a_partial_cell_is_never_bold_even_at_the_best_mean():
     results = {
         cell_key(cell): CellResult(cell, scores=dict(enumerate(scores[cell["solver"]]))) for cell in study.cells()
     }
-    (row,) = main_table(study, results).rows
+    table = main_table(study, results)
+    (row,) = table.rows
     assert [entry.best for entry in row.entries] == [True, False, False], "midpoint's 0.500 has 2 of 3 seeds"
     assert row.entries[1].partial == "2/3"
+    iqm_texts = [entry.text for entry in table.footer[0].entries]
+    assert iqm_texts[1] == "0.500 [0.500, 0.500] (2 of 3 seeds: those every row has)", iqm_texts
+    assert iqm_texts[0].startswith("0.500 [") and iqm_texts[0].endswith("]")
 
 
 def test_the_optimality_gap_is_given_for_success_rates():
