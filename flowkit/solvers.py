@@ -49,7 +49,7 @@ def integrate(
     """Integrate dx/dt = velocity(x, t) from t0 to 1 in `steps` steps.
 
     With a scalar t0 the steps are uniform, (1 - t0) / steps each. With a per-sample t0 (shape x.shape[:-1]
-    + (1,)) every sample takes `steps` iterations of size min(1 / steps, 1 - t): the same grid as a solve
+    + (1,)) every sample takes `steps` iterations of size min(1 / steps, 1 - t): the step size of a solve
     from 0, so shapes stay static and samples that reach t = 1 stop there. With `trajectory`, returns the
     states after each step, shape (steps, *x.shape); otherwise the end point.
     """
