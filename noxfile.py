@@ -41,6 +41,7 @@ def bench(session: nox.Session) -> None:
     """The benchmarks whose figures README.md reports ("Performance"), with README's commands."""
     session.install("-e", ".")
     session.run("flowkit", "bench", "step")
+    session.run("flowkit", "bench", "methods", "--solvers", "euler,midpoint,rk4")
     session.run("flowkit", "bench", "compile")
     session.run("flowkit", "bench", "seeds", "--seeds", "4", "--set", "log_every=200")
     session.run("python", "-m", "benchmarks.trial_overhead")
