@@ -156,13 +156,14 @@ def aggregate_table(study: Study, results: dict[str, CellResult]) -> Table | Non
         return None
     sign = -1.0 if study.lower_is_better() else 1.0
     show_gap = study.scores_fractions()
+    reference_rows = arm_rows(study, reference)
     rows = []
     for column in columns:
         matrix = score_matrix(study, results, column)
         if matrix is None:
             continue
         entries = [Entry(text=iqm_text(study, matrix))]
-        shared = arm_rows(study, column) & arm_rows(study, reference)
+        shared = arm_rows(study, column) & reference_rows
         if column == reference:
             entries.append(Entry(text="reference"))
         elif not shared:

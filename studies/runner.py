@@ -112,9 +112,10 @@ def load_optuna_study(
 
     Without `create` nothing is written, not even an empty journal file.
     """
-    journal = default_journal(runs_dir, study.name) if storage_url is None else Path(storage_url)
-    if not create and "://" not in str(storage_url) and not journal.exists():
-        return None
+    if not create and (storage_url is None or "://" not in storage_url):
+        journal = default_journal(runs_dir, study.name) if storage_url is None else Path(storage_url)
+        if not journal.exists():
+            return None
     storage = open_storage(storage_url, runs_dir, study.name, heartbeat_s)
     definition = study.definition()
     try:
