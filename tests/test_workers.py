@@ -22,9 +22,21 @@ from studies.study import cell_key, cell_slug
 from tests.helpers import TINY, stored_trials, tiny_study
 
 
+def worker_once_all_started(study, runs_dir, storage_url, **kwargs):
+    """trivial_worker, started once every worker process has (spawned processes import at different speeds,
+    and one could finish all trivial runs before another starts, leaving nothing concurrent to test)."""
+    started = runs_dir / "started"
+    started.mkdir(exist_ok=True)
+    (started / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(started.iterdir())) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trivial_worker(study, runs_dir, storage_url, **kwargs)
+
+
 def test_four_workers_on_a_journal_run_every_cell_exactly_once(tmp_path):
     study = load_study(24, seeds=(0, 1))
-    runner.run_workers(study, tmp_path, workers=4, progress=False, worker=trivial_worker)
+    runner.run_workers(study, tmp_path, workers=4, progress=False, worker=worker_once_all_started)
     counts = audit(study, tmp_path)
     assert counts == {
         "cells": 24, "trials": 24, "complete": 24, "lost": 0, "duplicated": 0, "stuck": 0, "runs": 48,
