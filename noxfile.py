@@ -44,8 +44,8 @@ def bench(session: nox.Session) -> None:
     session.run("flowkit", "bench", "methods", "--solvers", "euler,midpoint,rk4")
     session.run("flowkit", "bench", "compile")
     session.run("flowkit", "bench", "seeds", "--seeds", "4", "--set", "log_every=200")
-    session.run("python", "-m", "benchmarks.trial_overhead")
+    session.run("python", "-m", "flowkit.benchmarks.trial_overhead")
     data_dir = session.create_tmp()  # a small cube-single dataset: evaluation needs one to load the task
     session.run("flowkit", "data", "generate", "cube-single-play-v0", "--episodes", "5", "--data-dir", data_dir)
     session.run("flowkit", "bench", "eval", "--data-dir", data_dir)
-    session.run("python", "-m", "benchmarks.runner_load", "--trials", "200", "--workers", "4")
+    session.run("python", "-m", "flowkit.benchmarks.runner_load", "--trials", "200", "--workers", "4")

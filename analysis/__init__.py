@@ -1,1 +1,1 @@
-"""Analyses of studies and runs: statistics over seeds and tasks (more arrive with the analysis issues)."""
+"""Analyses of studies and runs: statistics over seeds and tasks, cost fits, gradient norms, value consistency."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import statsmodels.api as sm
 
-from analysis.statistics import CONFIDENCE
+from flowkit.analysis.statistics import CONFIDENCE
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The study runner under load: worker processes run a study of trivial runs through the kit's runner, then
 the storage is audited for lost, duplicated and stuck trials.
 
-    python -m benchmarks.runner_load --trials 200 --workers 4                     # journal file
-    python -m benchmarks.runner_load --trials 200 --workers 4 --storage postgresql://user@host/db
+    python -m flowkit.benchmarks.runner_load --trials 200 --workers 4                     # journal file
+    python -m flowkit.benchmarks.runner_load --trials 200 --workers 4 --storage postgresql://user@host/db
 
 Only the training is trivial (a few file writes): enqueueing, claiming, storing per-seed results and telling
 the storage go through `studies.runner` exactly as in a real study.
@@ -21,9 +21,9 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-import studies.runner as runner
+import flowkit.studies.runner as runner
 from flowkit.config import RunConfig
-from studies.study import Study, cell_key
+from flowkit.studies.study import Study, cell_key
 
 
 def trivial_train(config: RunConfig, run_dir: Path, **_: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 networks, three seeds), 10k updates per seed, run by a fresh worker from an empty compilation cache in a
 temporary folder.
 
-    python -m benchmarks.trial_overhead [--steps 10000]
+    python -m flowkit.benchmarks.trial_overhead [--steps 10000]
 
 Seed 0 pays the worker's start (the bandit's support radius, Keras' first builds) and the cold compile;
 seeds 1 and 2 take the compiled chunk the worker kept, as every later run of the same program in a worker
@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from flowkit._backend import COMPILATION_CACHE_ENV
-from studies.runner import load_optuna_study, run_study
-from studies.study import Study
+from flowkit.studies.runner import load_optuna_study, run_study
+from flowkit.studies.study import Study
 
 
 def overhead_study(steps: int) -> Study:

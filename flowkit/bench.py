@@ -23,12 +23,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from analysis.cost import CostFit, fit_cost
+from flowkit.analysis.cost import CostFit, fit_cost
 from flowkit import solvers
 from flowkit._backend import COMPILATION_CACHE_ENV
 from flowkit.agents import AGENTS
 from flowkit.config import AGENT_CONFIGS, AgentConfig, ConfigError, FQLConfig, RunConfig, TrainConfig
-from flowkit.datasets import Transitions
+from flowkit.tasks import Transitions
 from flowkit.training import Trainer, coefficient_arrays, compiled_cost, make_chunk, stack_seeds
 
 DATASET_SIZE = 100_000
@@ -139,7 +139,7 @@ def bench_step(
 ) -> dict[str, Any]:
     """Time FQL's update in flowkit's training chunk and in the pure-JAX reference's (benchmarks/reference_fql.py),
     both a lax.scan of `updates_per_call` updates on minibatches sampled from the same dataset."""
-    from benchmarks.reference_fql import ReferenceFQL
+    from flowkit.benchmarks.reference_fql import ReferenceFQL
 
     for name, implemented in REFERENCE_IMPLEMENTS.items():
         if getattr(config, name) != implemented:
@@ -285,7 +285,7 @@ def bench_evaluation(config: RunConfig, episodes: int, *, iterations: int) -> di
     """Environment steps per second of a run's evaluation (its compiled policy acting on all episodes' observations
     in one call per step) against the same environments stepped with random actions and no policy, the two timed
     in turn after one warm-up evaluation; medians."""
-    from flowkit.datasets.ogbench_tasks import SingleTask
+    from flowkit.tasks.ogbench_tasks import SingleTask
 
     trainer = Trainer.create(config)
     task = trainer.task

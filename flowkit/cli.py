@@ -19,7 +19,7 @@ from flowkit.config import (
     parse_overrides,
     parse_value,
 )
-from flowkit.datasets import DATA_DIR_ENV
+from flowkit.tasks import DATA_DIR_ENV
 from flowkit.solvers import SOLVERS
 
 
@@ -58,8 +58,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from studies import load_study, study_names
-    from studies.runner import load_optuna_study, progress_of, run_study, run_workers
+    from flowkit.studies import load_study, study_names
+    from flowkit.studies.runner import load_optuna_study, progress_of, run_study, run_workers
 
     runs_dir = Path(args.runs_dir)
     if args.study_command == "list":
@@ -107,8 +107,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.builder import build_report
-    from studies import load_study
+    from flowkit.reports.builder import build_report
+    from flowkit.studies import load_study
 
     study = load_study(args.name)
     against = load_study(args.against) if args.against else None
@@ -174,7 +174,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from flowkit.datasets import data_dir, ogbench_generate, ogbench_tasks, toy
+    from flowkit.tasks import data_dir, ogbench_generate, ogbench_tasks, toy
 
     folder = data_dir()
     if args.data_command == "generate":

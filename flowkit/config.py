@@ -393,9 +393,9 @@ def check_agent(agent: str) -> type[AgentConfig]:
 
 
 def check_task(task: str) -> str:
-    from flowkit import datasets  # datasets' errors are ConfigErrors: imported here, not at the top
+    from flowkit import tasks  # tasks' errors are ConfigErrors: imported here, not at the top
 
-    names = datasets.task_names()
+    names = tasks.task_names()
     if task not in names:
         allowed = ", ".join(names) if len(names) <= 12 else "the names `flowkit data list` prints"
         raise ConfigError(f"task: unknown task {task!r}{_closest(task, names)}; allowed: {allowed}")
@@ -438,9 +438,9 @@ def parse_overrides(agents: str | typing.Sequence[str], assignments: typing.Iter
 
 def family_defaults(agent: str, task: str) -> dict[str, Any]:
     """The defaults a task's family and name set for a method (see FAMILY_DEFAULTS and TASK_DEFAULTS)."""
-    from flowkit import datasets
+    from flowkit import tasks
 
-    family = FAMILY_DEFAULTS.get(datasets.task_class(task).family, {})
+    family = FAMILY_DEFAULTS.get(tasks.task_class(task).family, {})
     by_name = [defaults.get(agent, {}) for prefix, defaults in TASK_DEFAULTS.items() if task.startswith(prefix)]
     return {**family.get("*", {}), **family.get(agent, {}), **{k: v for d in by_name for k, v in d.items()}}
 

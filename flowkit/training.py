@@ -30,7 +30,7 @@ from flowkit.agents import Agent, TrainState, make_agent
 from flowkit.agents.base import Params
 from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps
 from flowkit.config import AgentConfig, ConfigError, FlowConfig, RunConfig
-from flowkit.datasets import Task, Transitions, load_task
+from flowkit.tasks import Task, Transitions, load_task
 
 DATA_STREAM, EVAL_STREAM = 1, 2
 """fold_in tags that give minibatch sampling and evaluation their own random streams per seed."""

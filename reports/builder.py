@@ -18,13 +18,13 @@ from typing import Any
 
 import jinja2
 
-from analysis.gradients import explosions, gradient_curve
+from flowkit.analysis.gradients import explosions, gradient_curve
 from flowkit.agents import AGENTS
 from flowkit.config import ConfigError
-from reports import figures, tables
-from reports.collect import CellResult, collect
-from studies.runner import load_optuna_study, study_dir
-from studies.study import Study, cell_key
+from flowkit.reports import figures, tables
+from flowkit.reports.collect import CellResult, collect
+from flowkit.studies.runner import load_optuna_study, study_dir
+from flowkit.studies.study import Study, cell_key
 
 TEMPLATES = Path(__file__).parent / "templates"
 OUTPUTS = ("report.md", "report.html", "table.tex")

@@ -15,9 +15,9 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from analysis.statistics import Summary, summarize
-from studies.runner import failure_of, trial_cell
-from studies.study import Cell, Study, cell_key
+from flowkit.analysis.statistics import Summary, summarize
+from flowkit.studies.runner import failure_of, trial_cell
+from flowkit.studies.study import Cell, Study, cell_key
 
 
 @dataclass

@@ -9,14 +9,14 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from analysis.consistency import pool
-from analysis.cost import CostFit
-from analysis.gradients import gradient_curve
+from flowkit.analysis.consistency import pool
+from flowkit.analysis.cost import CostFit
+from flowkit.analysis.gradients import gradient_curve
 from flowkit.agents import AGENTS
-from flowkit.datasets.toy import SAMPLES, TOY_TASKS, toy_points
-from reports.collect import CellResult
-from reports.tables import groups
-from studies.study import Cell, Study, cell_key
+from flowkit.tasks.toy import SAMPLES, TOY_TASKS, toy_points
+from flowkit.reports.collect import CellResult
+from flowkit.reports.tables import groups
+from flowkit.studies.study import Cell, Study, cell_key
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt

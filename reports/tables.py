@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.cost import CostFit, fit_cost
-from analysis.statistics import (
+from flowkit.analysis.cost import CostFit, fit_cost
+from flowkit.analysis.statistics import (
     Summary,
     compare_to_reference,
     iqm,
@@ -23,8 +23,8 @@ from analysis.statistics import (
     stratified_bootstrap,
 )
 from flowkit import solvers
-from reports.collect import CellResult
-from studies.study import Cell, Study, cell_key
+from flowkit.reports.collect import CellResult
+from flowkit.studies.study import Cell, Study, cell_key
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from flowkit.config import ConfigError
-from studies.study import Study
+from flowkit.studies.study import Study
 
 _NOT_STUDIES = {"study", "runner"}
 
@@ -30,7 +30,7 @@ def study_names() -> list[str]:
 
 def _module_name(name: str) -> str:
     module = name.replace("-", "_")
-    return f"studies.{module}_" if keyword.iskeyword(module) else f"studies.{module}"
+    return f"flowkit.studies.{module}_" if keyword.iskeyword(module) else f"flowkit.studies.{module}"
 
 
 def load_study(name: str) -> Study:

@@ -5,7 +5,7 @@ grid from 0.03 to 1000 spans the per-task values of the public code (10 to 1000)
 becomes unstable.
 """
 
-from studies.study import Study
+from flowkit import Study
 
 ALPHAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 

@@ -6,7 +6,7 @@ a large lambda is weak regularization. Each method sweeps its own coefficient (t
 cells) over the same range of strengths; every run records each loss term's gradient norm too.
 """
 
-from studies.study import Study
+from flowkit import Study
 
 ALPHAS = (10.0, 1.0, 0.1, 0.01)
 LAMBDAS = (0.1, 1.0, 10.0, 100.0)

@@ -1,6 +1,6 @@
 """Which energy schedule works for FlowQ? h(t) = t, t^2, t^2 / (1 - t), or a learnt one (FlowQ Fig. 2, 3b)."""
 
-from studies.study import Study
+from flowkit import Study
 
 STUDY = Study(
     name="energy-schedule",

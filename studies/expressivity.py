@@ -6,7 +6,7 @@ better): a Gaussian covers a multimodal dataset with one bump, acting with its m
 point. (`support` alone would not tell: on two-spirals the Gaussian's mode sits on the dense centre.)
 """
 
-from studies.study import Study
+from flowkit import Study
 
 STUDY = Study(
     name="expressivity",

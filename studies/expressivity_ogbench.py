@@ -6,7 +6,7 @@ Goals are later states of the same trajectory (hindsight relabelling); each eval
 puzzle-3x3-play-v0`.
 """
 
-from studies.study import Study
+from flowkit import Study
 
 STUDY = Study(
     name="expressivity-ogbench",

@@ -4,7 +4,7 @@ FQL's paper claims robustness to K "as long as it is not too small"; FlowQ's cla
 K; FBRAC backpropagates through all K steps. The report shows score and ms per update against K.
 """
 
-from studies.study import Study
+from flowkit import Study
 
 STUDY = Study(
     name="flow-steps",

@@ -4,7 +4,7 @@ FlowQ's lambda is the energy scale of pi_beta exp(lambda Q); Q-Flow's scales the
 gradient (its public code writes it as 1 / alpha: 0.2 to 5 across tasks). A log grid from 0.01 to 100.
 """
 
-from studies.study import Study
+from flowkit import Study
 
 LAMBDAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 

@@ -4,7 +4,7 @@ The FQL reviewers' question (seed 000): the flow BC policy that the one-step pol
 Euler (the default), the midpoint rule or RK4 at the same number of steps; everything else stays at its default.
 """
 
-from studies.study import Study
+from flowkit import Study
 
 STUDY = Study(
     name="ode-solver",

@@ -5,7 +5,7 @@ table compares the solvers at equal K; the report adds them side by side at equa
 K = 4 and RK4 K = 2 all cost 8 velocity evaluations per solve) and the score against NFE.
 """
 
-from studies.study import Study
+from flowkit import Study
 
 STUDY = Study(
     name="ode-solver-methods",

@@ -7,7 +7,7 @@ A run's score is its mean success over the last three evaluations (800k, 900k an
 reports it.
 """
 
-from studies.study import Study
+from flowkit import Study
 
 STUDY = Study(
     name="ode-solver-ogbench",

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from flowkit import runs
 from flowkit.config import ConfigError, RunConfig
 from flowkit.training import DivergedError, train, train_seeds
-from studies.study import Cell, Study, cell_key, cell_slug
+from flowkit.studies.study import Cell, Study, cell_key, cell_slug
 
 DEFINITION_ATTR = "flowkit:definition"
 SAMPLER_ATTR = "flowkit:sampler"

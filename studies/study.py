@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowkit.config import ConfigError, RunConfig, check_agent, check_task, make_run_config, setting_names
-from flowkit.datasets import task_class
+from flowkit.tasks import task_class
 
 Cell = dict[str, Any]
 """One grid cell: {"agent": ..., "task": ..., **swept settings (None where the method lacks one)}."""

@@ -5,11 +5,11 @@ from pathlib import Path
 import jax
 import optuna
 
-import studies.runner as runner
+import flowkit.studies.runner as runner
 from flowkit.agents import make_agent
 from flowkit.config import RunConfig, make_run_config, setting_names
-from flowkit.datasets import load_task
-from studies.study import Study
+from flowkit.tasks import load_task
+from flowkit.studies.study import Study
 
 TINY = {
     "actor_hidden": (32, 32),

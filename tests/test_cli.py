@@ -6,8 +6,8 @@ import re
 import pytest
 
 from flowkit.cli import main
-from studies import load_study
-from studies.runner import enqueue_missing, load_optuna_study
+from flowkit.studies import load_study
+from flowkit.studies.runner import enqueue_missing, load_optuna_study
 
 
 def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):
@@ -95,7 +95,7 @@ def test_bench_step_times_flowkit_and_the_reference_on_the_same_math(tmp_path, c
 
 
 GOOD_STUDY = """
-from studies.study import Study
+from flowkit.studies.study import Study
 STUDY = Study(name="mine", question="?", agents=("fql",), tasks=("moons",), grid={{"solver": ("euler", "rk4")}},
               seeds=(0,), fixed={{"steps": 100, "log_every": 100, "eval_every": 100, {extra}}})
 """
@@ -130,7 +130,7 @@ def test_bad_input_leaves_the_stored_study_unchanged(study_text, storage, messag
 
 
 PAIR_STUDY = """
-from studies.study import Study
+from flowkit.studies.study import Study
 STUDY = Study(name="pair", question="?", agents=("fql",), tasks=("moons",), grid={"solver": ("euler",)},
               seeds=(0, 1), fixed={"actor_hidden": (16,), "critic_hidden": (16,), "batch_size": 32, "steps": 100,
                                    "log_every": 50, "eval_every": 100, "eval_episodes": 100})

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowkit.datasets import DatasetError, load_task, task_class, task_names
+from flowkit.tasks import DatasetError, load_task, task_class, task_names
 
 tfds = pytest.importorskip("tensorflow_datasets")
-d4rl = pytest.importorskip("flowkit.datasets.d4rl")
+d4rl = pytest.importorskip("flowkit.tasks.d4rl")
 
 FIELDS = ("observation", "action", "reward", "discount", "is_first", "is_last", "is_terminal")
 
@@ -252,14 +252,14 @@ def test_a_hopper_task_evaluates_in_gymnasium(data_dir, monkeypatch):
 
 def test_import_flowkit_does_not_import_tensorflow_datasets():
     code = (
-        "import sys, flowkit, flowkit.config, flowkit.datasets as d; d.task_names(); "
+        "import sys, flowkit, flowkit.config, flowkit.tasks as d; d.task_names(); "
         "assert 'tensorflow_datasets' not in sys.modules and 'gymnasium' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_run_folders_of_tfds_names_are_one_folder():
-    from studies.study import cell_slug
+    from flowkit.studies.study import cell_slug
 
     assert "/" not in cell_slug({"agent": "fql", "task": "d4rl_mujoco_hopper/v2-medium", "alpha": 3.0})
 

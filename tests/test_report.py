@@ -11,14 +11,14 @@ import pytest
 import scipy.stats
 from optuna.trial import TrialState
 
-import studies.runner as runner
+import flowkit.studies.runner as runner
 from flowkit.config import ConfigError
 from flowkit.training import train
-from reports.builder import build_report
-from reports.collect import CellResult, read_seeds
-from reports.tables import aggregate_table, main_table
-from studies import load_study
-from studies.study import cell_key
+from flowkit.reports.builder import build_report
+from flowkit.reports.collect import CellResult, read_seeds
+from flowkit.reports.tables import aggregate_table, main_table
+from flowkit.studies import load_study
+from flowkit.studies.study import cell_key
 from tests.helpers import TINY, stored_trials, tiny_study
 
 

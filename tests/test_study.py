@@ -10,12 +10,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import studies.runner as runner
+import flowkit.studies.runner as runner
 from flowkit.agents.fql import FQL
 from flowkit.config import ConfigError
 from flowkit.training import train
-from studies import load_study, study_names
-from studies.study import cell_key
+from flowkit.studies import load_study, study_names
+from flowkit.studies.study import cell_key
 from tests.helpers import TINY, stored_trials, tiny_study
 
 

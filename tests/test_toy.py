@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowkit.datasets import load_task
-from flowkit.datasets.toy import SCALE, TOY_TASKS, toy_points
+from flowkit.tasks import load_task
+from flowkit.tasks.toy import SCALE, TOY_TASKS, toy_points
 
 
 @pytest.mark.parametrize("name", TOY_TASKS)

@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-import studies.runner as runner
-from benchmarks.runner_load import audit, load_study, trivial_worker
+import flowkit.studies.runner as runner
+from flowkit.benchmarks.runner_load import audit, load_study, trivial_worker
 from flowkit import runs
-from studies.study import cell_key, cell_slug
+from flowkit.studies.study import cell_key, cell_slug
 from tests.helpers import TINY, stored_trials, tiny_study
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.config import AgentConfig
-from flowkit.datasets import Transitions
+from flowkit.tasks import Transitions
 
 Params = dict[str, list[jax.Array]]
 """The trainable variables of each model, by model name, in Keras' variable order."""

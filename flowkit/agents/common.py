@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from flowkit import solvers
 from flowkit.agents.base import Agent, Params
 from flowkit.config import CriticConfig, FlowConfig
-from flowkit.datasets import Transitions
+from flowkit.tasks import Transitions
 
 
 def aggregate(values: jax.Array, how: str) -> jax.Array:

@@ -32,7 +32,7 @@ import keras
 from flowkit.agents.base import Agent, Params
 from flowkit.agents.common import aggregate, flow_actions, interpolate, policy_value, q_regression, td_loss
 from flowkit.config import FlowQConfig
-from flowkit.datasets import Transitions
+from flowkit.tasks import Transitions
 from flowkit.networks import CriticEnsemble, FlowPolicy, LearnedSchedule, StateValue, VelocityField, derive_seed
 
 

@@ -13,7 +13,7 @@ import keras
 
 from flowkit.agents.base import Agent, Params
 from flowkit.config import GaussianBCConfig
-from flowkit.datasets import Transitions
+from flowkit.tasks import Transitions
 from flowkit.networks import GaussianActing, GaussianPolicy, derive_seed
 
 EDGE = 1e-6

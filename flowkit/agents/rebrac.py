@@ -15,7 +15,7 @@ import keras
 from flowkit.agents.base import Agent, Params
 from flowkit.agents.common import aggregate, policy_value, q_maximisation_loss, q_regression
 from flowkit.config import ReBRACConfig
-from flowkit.datasets import Transitions
+from flowkit.tasks import Transitions
 from flowkit.networks import CriticEnsemble, GaussianActing, GaussianPolicy, derive_seed
 
 

@@ -99,7 +99,7 @@ class Task(abc.ABC):
 
 
 def _task_classes() -> dict[str, type[Task]]:
-    from flowkit.datasets import d4rl, ogbench_tasks, toy
+    from flowkit.tasks import d4rl, ogbench_tasks, toy
 
     return {**dict.fromkeys(toy.TOY_TASKS, toy.ToyBandit), **ogbench_tasks.TASKS, **d4rl.TASKS}
 

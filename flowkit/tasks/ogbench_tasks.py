@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowkit.datasets import DatasetError, Policy, Task, Transitions, clip_actions, data_dir
-from flowkit.datasets.ogbench_generate import RECIPES, dataset_paths, generate_command, import_ogbench, make_env
+from flowkit.tasks import DatasetError, Policy, Task, Transitions, clip_actions, data_dir
+from flowkit.tasks.ogbench_generate import RECIPES, dataset_paths, generate_command, import_ogbench, make_env
 
 SINGLE_TASKS = 5
 """OGBench's evaluation tasks per environment (task1 ... task5; the evaluation goals of goal-conditioned runs)."""

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.spatial
 
-from flowkit.datasets import Policy, Task, as_device_arrays
+from flowkit.tasks import Policy, Task, as_device_arrays
 
 SCALE = 4.0
 """Points live in [-SCALE, SCALE]^2; actions are points / SCALE."""

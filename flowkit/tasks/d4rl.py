@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowkit.datasets import DatasetError, Policy, Task, as_device_arrays, clip_actions
+from flowkit.tasks import DatasetError, Policy, Task, as_device_arrays, clip_actions
 
 REQUIRED_FIELDS = ("observation", "action", "reward", "is_last", "is_terminal")
 """RLDS step fields the reader needs (discount and is_first are implied by them)."""
