@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import statsmodels.api as sm
-
 from flowkit.analysis.statistics import CONFIDENCE
 
 

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import flowkit.studies.runner as runner
+from flowkit.studies.study import Study, cell_key
 from optuna.trial import TrialState
 
-import flowkit.studies.runner as runner
 from flowkit.config import RunConfig
-from flowkit.studies.study import Study, cell_key
 
 
 def trivial_train(config: RunConfig, run_dir: Path, **_: Any) -> dict[str, Any]:

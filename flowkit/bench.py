@@ -23,10 +23,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from flowkit.analysis.cost import CostFit, fit_cost
 from flowkit import solvers
 from flowkit._backend import COMPILATION_CACHE_ENV
 from flowkit.agents import AGENTS
+from flowkit.analysis.cost import CostFit, fit_cost
 from flowkit.config import AGENT_CONFIGS, AgentConfig, ConfigError, FQLConfig, RunConfig, TrainConfig
 from flowkit.tasks import Transitions
 from flowkit.training import Trainer, coefficient_arrays, compiled_cost, make_chunk, stack_seeds

@@ -19,8 +19,8 @@ from flowkit.config import (
     parse_overrides,
     parse_value,
 )
-from flowkit.tasks import DATA_DIR_ENV
 from flowkit.solvers import SOLVERS
+from flowkit.tasks import DATA_DIR_ENV
 
 
 def _settings_help() -> str:

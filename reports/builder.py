@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-
 from flowkit.analysis.gradients import explosions, gradient_curve
-from flowkit.agents import AGENTS
-from flowkit.config import ConfigError
 from flowkit.reports import figures, tables
 from flowkit.reports.collect import CellResult, collect
 from flowkit.studies.runner import load_optuna_study, study_dir
 from flowkit.studies.study import Study, cell_key
+
+from flowkit.agents import AGENTS
+from flowkit.config import ConfigError
 
 TEMPLATES = Path(__file__).parent / "templates"
 OUTPUTS = ("report.md", "report.html", "table.tex")

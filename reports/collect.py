@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
-
 from flowkit.analysis.statistics import Summary, summarize
 from flowkit.studies.runner import failure_of, trial_cell
 from flowkit.studies.study import Cell, Study, cell_key
+from optuna.trial import TrialState
 
 
 @dataclass

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-
 from flowkit.analysis.consistency import pool
 from flowkit.analysis.cost import CostFit
 from flowkit.analysis.gradients import gradient_curve
-from flowkit.agents import AGENTS
-from flowkit.tasks.toy import SAMPLES, TOY_TASKS, toy_points
 from flowkit.reports.collect import CellResult
 from flowkit.reports.tables import groups
 from flowkit.studies.study import Cell, Study, cell_key
+
+from flowkit.agents import AGENTS
+from flowkit.tasks.toy import SAMPLES, TOY_TASKS, toy_points
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt

@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from flowkit.analysis.cost import CostFit, fit_cost
 from flowkit.analysis.statistics import (
     Summary,
@@ -22,9 +21,10 @@ from flowkit.analysis.statistics import (
     probability_of_improvement,
     stratified_bootstrap,
 )
-from flowkit import solvers
 from flowkit.reports.collect import CellResult
 from flowkit.studies.study import Cell, Study, cell_key
+
+from flowkit import solvers
 
 
 @dataclass

@@ -14,8 +14,9 @@ import pkgutil
 from pathlib import Path
 from types import ModuleType
 
-from flowkit.config import ConfigError
 from flowkit.studies.study import Study
+
+from flowkit.config import ConfigError
 
 _NOT_STUDIES = {"study", "runner"}
 

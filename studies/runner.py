@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from flowkit.studies.study import Cell, Study, cell_key, cell_slug
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
@@ -37,7 +38,6 @@ from tqdm.auto import tqdm
 from flowkit import runs
 from flowkit.config import ConfigError, RunConfig
 from flowkit.training import DivergedError, train, train_seeds
-from flowkit.studies.study import Cell, Study, cell_key, cell_slug
 
 DEFINITION_ATTR = "flowkit:definition"
 SAMPLER_ATTR = "flowkit:sampler"

@@ -2,14 +2,14 @@
 
 from pathlib import Path
 
+import flowkit.studies.runner as runner
 import jax
 import optuna
+from flowkit.studies.study import Study
 
-import flowkit.studies.runner as runner
 from flowkit.agents import make_agent
 from flowkit.config import RunConfig, make_run_config, setting_names
 from flowkit.tasks import load_task
-from flowkit.studies.study import Study
 
 TINY = {
     "actor_hidden": (32, 32),

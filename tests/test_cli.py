@@ -4,10 +4,10 @@ import json
 import re
 
 import pytest
-
-from flowkit.cli import main
 from flowkit.studies import load_study
 from flowkit.studies.runner import enqueue_missing, load_optuna_study
+
+from flowkit.cli import main
 
 
 def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):

@@ -5,20 +5,20 @@ import shutil
 import statistics
 import subprocess
 
+import flowkit.studies.runner as runner
 import matplotlib.image
 import numpy as np
 import pytest
 import scipy.stats
-from optuna.trial import TrialState
-
-import flowkit.studies.runner as runner
-from flowkit.config import ConfigError
-from flowkit.training import train
 from flowkit.reports.builder import build_report
 from flowkit.reports.collect import CellResult, read_seeds
 from flowkit.reports.tables import aggregate_table, main_table
 from flowkit.studies import load_study
 from flowkit.studies.study import cell_key
+from optuna.trial import TrialState
+
+from flowkit.config import ConfigError
+from flowkit.training import train
 from tests.helpers import TINY, stored_trials, tiny_study
 
 

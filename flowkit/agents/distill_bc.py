@@ -13,8 +13,8 @@ import keras
 from flowkit.agents.base import Agent, Params
 from flowkit.agents.common import distillation_loss, flow_matching_loss
 from flowkit.config import DistillBCConfig
-from flowkit.tasks import Transitions
 from flowkit.networks import ClippedPolicy, OneStepPolicy, VelocityField, derive_seed
+from flowkit.tasks import Transitions
 
 
 class DistillBC(Agent[DistillBCConfig]):

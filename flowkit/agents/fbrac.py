@@ -14,8 +14,8 @@ import keras
 from flowkit.agents.base import Agent, Params
 from flowkit.agents.common import flow_actions, flow_matching_loss, policy_value, q_maximisation_loss, td_loss
 from flowkit.config import FBRACConfig
-from flowkit.tasks import Transitions
 from flowkit.networks import CriticEnsemble, FlowPolicy, VelocityField, derive_seed
+from flowkit.tasks import Transitions
 
 
 class FBRAC(Agent[FBRACConfig]):

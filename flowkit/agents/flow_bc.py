@@ -13,8 +13,8 @@ import keras
 from flowkit.agents.base import Agent, Params
 from flowkit.agents.common import flow_actions, flow_matching_loss
 from flowkit.config import FlowBCConfig
-from flowkit.tasks import Transitions
 from flowkit.networks import FlowPolicy, VelocityField, derive_seed
+from flowkit.tasks import Transitions
 
 
 class FlowBC(Agent[FlowBCConfig]):

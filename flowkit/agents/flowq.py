@@ -32,8 +32,8 @@ import keras
 from flowkit.agents.base import Agent, Params
 from flowkit.agents.common import aggregate, flow_actions, interpolate, policy_value, q_regression, td_loss
 from flowkit.config import FlowQConfig
-from flowkit.tasks import Transitions
 from flowkit.networks import CriticEnsemble, FlowPolicy, LearnedSchedule, StateValue, VelocityField, derive_seed
+from flowkit.tasks import Transitions
 
 
 def energy_schedule(schedule: str, t: jax.Array) -> jax.Array:

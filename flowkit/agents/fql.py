@@ -15,8 +15,8 @@ import keras
 from flowkit.agents.base import Agent, Params
 from flowkit.agents.common import distillation_loss, flow_matching_loss, policy_value, q_maximisation_loss, td_loss
 from flowkit.config import FQLConfig
-from flowkit.tasks import Transitions
 from flowkit.networks import ClippedPolicy, CriticEnsemble, OneStepPolicy, VelocityField, derive_seed
+from flowkit.tasks import Transitions
 
 
 class FQL(Agent[FQLConfig]):

@@ -13,8 +13,8 @@ import keras
 
 from flowkit.agents.base import Agent, Params
 from flowkit.config import GaussianBCConfig
-from flowkit.tasks import Transitions
 from flowkit.networks import GaussianActing, GaussianPolicy, derive_seed
+from flowkit.tasks import Transitions
 
 EDGE = 1e-6
 """Actions are kept this far inside (-1, 1) before atanh, and the tanh Jacobian this far from 0."""

@@ -19,8 +19,8 @@ import keras
 from flowkit.agents.base import Agent, Params
 from flowkit.agents.common import aggregate, flow_actions, interpolate, td_loss
 from flowkit.config import QFlowConfig
-from flowkit.tasks import Transitions
 from flowkit.networks import CriticEnsemble, FlowPolicy, FlowValueEnsemble, VelocityField, derive_seed
+from flowkit.tasks import Transitions
 
 
 class QFlow(Agent[QFlowConfig]):

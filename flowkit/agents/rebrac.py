@@ -15,8 +15,8 @@ import keras
 from flowkit.agents.base import Agent, Params
 from flowkit.agents.common import aggregate, policy_value, q_maximisation_loss, q_regression
 from flowkit.config import ReBRACConfig
-from flowkit.tasks import Transitions
 from flowkit.networks import CriticEnsemble, GaussianActing, GaussianPolicy, derive_seed
+from flowkit.tasks import Transitions
 
 
 class ReBRAC(Agent[ReBRACConfig]):
