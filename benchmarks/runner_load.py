@@ -23,7 +23,7 @@ import flowkit.studies.runner as runner
 from flowkit.studies.study import Study, cell_key
 from optuna.trial import TrialState
 
-from flowkit.config import RunConfig
+from flowkit.run_config import RunConfig
 
 
 def trivial_train(config: RunConfig, run_dir: Path, **_: Any) -> dict[str, Any]:

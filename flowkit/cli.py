@@ -10,31 +10,30 @@ import sys
 import time
 from pathlib import Path
 
-from flowkit.config import (
-    AGENT_CONFIGS,
-    FLOW_AGENTS,
-    ConfigError,
-    TrainConfig,
-    make_run_config,
-    parse_overrides,
-    parse_value,
-)
+from flowkit.agents import AGENT_CONFIGS, FLOW_AGENTS
+from flowkit.run_config import make_run_config, parse_overrides
+from flowkit.settings import ConfigError, TrainConfig, parse_value
 from flowkit.solvers import SOLVERS
-from flowkit.tasks import DATA_DIR_ENV
+from flowkit.tasks import DATA_DIR_ENV, task_families
 
 
 def _settings_help() -> str:
     lines = []
-    for title, config_class in (("training", TrainConfig), *AGENT_CONFIGS.items()):
+    methods = [(f"{name} ({config.display_name})", config) for name, config in AGENT_CONFIGS.items()]
+    for title, config_class in (("training", TrainConfig), *methods):
         lines.append(f"{title} settings:")
         for name, allowed, default, doc in config_class.describe():
-            default_text = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            lines.append(f"  {name:18s} {doc} [{allowed}; default {default_text}]")
-    lines.append(
-        "The 2D bandits change some defaults (smaller networks, shorter runs) and OGBench tasks set FQL's alpha "
-        "per environment (cube and scene 300, puzzle 1000): the run's config.json records every value used."
-    )
+            lines.append(f"  {name:18s} {doc} [{allowed}; default {_text(default)}]")
+    lines.append("task family defaults, on top of the methods' (config.json records every value a run used):")
+    for family in task_families():
+        for where, method, settings in family.defaults_table():
+            values = ", ".join(f"{name}={_text(value)}" for name, value in settings.items())
+            lines.append(f"  {where:18s} {'every method' if method == '*' else method}: {values}")
     return "\n".join(lines)
+
+
+def _text(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _positive_int(text: str) -> int:

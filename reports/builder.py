@@ -24,7 +24,7 @@ from flowkit.studies.runner import load_optuna_study, study_dir
 from flowkit.studies.study import Study, cell_key
 
 from flowkit.agents import AGENTS
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
 
 TEMPLATES = Path(__file__).parent / "templates"
 OUTPUTS = ("report.md", "report.html", "table.tex")

@@ -16,7 +16,7 @@ from types import ModuleType
 
 from flowkit.studies.study import Study
 
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
 
 _NOT_STUDIES = {"study", "runner"}
 

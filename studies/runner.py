@@ -36,7 +36,8 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from flowkit import runs
-from flowkit.config import ConfigError, RunConfig
+from flowkit.run_config import RunConfig
+from flowkit.settings import ConfigError
 from flowkit.training import DivergedError, train, train_seeds
 
 DEFINITION_ATTR = "flowkit:definition"

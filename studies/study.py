@@ -3,7 +3,7 @@
 A study is a grid: every combination of method, task and swept settings is one cell, and one Optuna trial
 runs a cell for all of the study's seeds. A swept setting a method lacks is None in that method's cells, so
 FBRAC's alpha and Q-Flow's lambda can be swept in one study without running Q-Flow once per alpha.
-Each cell's run settings go through flowkit.config, so a study with an unknown setting or a bad value is
+Each cell's run settings go through flowkit.run_config, so a study with an unknown setting or a bad value is
 refused when it is loaded, before anything runs or is stored.
 """
 
@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowkit.config import ConfigError, RunConfig, check_agent, check_task, make_run_config, setting_names
+from flowkit.run_config import RunConfig, check_agent, check_task, make_run_config, setting_names
+from flowkit.settings import ConfigError
 from flowkit.tasks import task_class
 
 Cell = dict[str, Any]

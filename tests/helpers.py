@@ -8,7 +8,7 @@ import optuna
 from flowkit.studies.study import Study
 
 from flowkit.agents import make_agent
-from flowkit.config import RunConfig, make_run_config, setting_names
+from flowkit.run_config import RunConfig, make_run_config, setting_names
 from flowkit.tasks import load_task
 
 TINY = {

@@ -2,15 +2,10 @@
 
 import pytest
 
-from flowkit.config import (
-    AGENT_CONFIGS,
-    FAMILY_DEFAULTS,
-    ConfigError,
-    TrainConfig,
-    make_run_config,
-    parse_overrides,
-    setting_names,
-)
+from flowkit.agents import AGENT_CONFIGS
+from flowkit.run_config import make_run_config, parse_overrides, setting_names
+from flowkit.settings import ConfigError, TrainConfig
+from flowkit.tasks import task_families
 
 
 @pytest.mark.parametrize(
@@ -58,8 +53,9 @@ def test_run_config_round_trips_through_json_form():
 def test_setting_names_are_unique_and_family_defaults_are_settings():
     for agent, config_class in AGENT_CONFIGS.items():
         assert not set(config_class.setting_types()) & set(TrainConfig.setting_types()), agent
-    for family, by_agent in FAMILY_DEFAULTS.items():
-        for agent, settings in by_agent.items():
+    for family in task_families():
+        for where, agent, settings in family.defaults_table():
+            assert agent == "*" or agent in AGENT_CONFIGS, (where, agent)
             agents = AGENT_CONFIGS if agent == "*" else [agent]
             for name in settings:
-                assert any(name in setting_names(a) for a in agents), (family, agent, name)
+                assert any(name in setting_names(a) for a in agents), (where, agent, name)

@@ -19,7 +19,7 @@ import pytest
 
 from flowkit.bench import bench_evaluation
 from flowkit.cli import main
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
 from flowkit.tasks import ACTION_CLIP, DATA_DIR_ENV, DatasetError, load_task, ogbench_generate
 from flowkit.tasks.ogbench_generate import dataset_paths, generate, import_ogbench
 from flowkit.tasks.ogbench_tasks import SINGLE_TASKS

@@ -14,7 +14,7 @@ from flowkit.studies.study import cell_key
 from optuna.trial import TrialState
 
 from flowkit.agents.fql import FQL
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
 from flowkit.training import train
 from tests.helpers import TINY, stored_trials, tiny_study
 

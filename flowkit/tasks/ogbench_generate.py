@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from flowkit import runs
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
 
 PART_EPISODES = 10
 """Episodes per part file: the unit of work of a worker process and of resumption."""
