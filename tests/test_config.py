@@ -1,11 +1,13 @@
 """Settings are refused with a message naming the setting, what was wrong and what is allowed."""
 
+from pathlib import Path
+
 import pytest
 
 from flowkit.agents import AGENT_CONFIGS
 from flowkit.run_config import make_run_config, parse_overrides, setting_names
 from flowkit.settings import ConfigError, TrainConfig
-from flowkit.tasks import task_families
+from flowkit.tasks import defaults_markdown, task_families
 
 
 @pytest.mark.parametrize(
@@ -59,3 +61,12 @@ def test_setting_names_are_unique_and_family_defaults_are_settings():
             agents = AGENT_CONFIGS if agent == "*" else [agent]
             for name in settings:
                 assert any(name in setting_names(a) for a in agents), (where, agent, name)
+
+
+def test_docs_list_the_task_families_declared_defaults():
+    """docs/methods.md's defaults table is the one the task classes declare (regenerate it with
+    flowkit.tasks.defaults_markdown() after changing a declaration)."""
+    text = (Path(__file__).parents[1] / "docs" / "methods.md").read_text()
+    start = text.index("-->\n", text.index("<!-- defaults-table")) + len("-->\n")
+    documented = text[start : text.index("<!-- end defaults-table -->")].strip()
+    assert documented == defaults_markdown(), f"docs/methods.md:\n{documented}\ndeclared:\n{defaults_markdown()}"

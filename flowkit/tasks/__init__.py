@@ -130,6 +130,19 @@ def task_families() -> list[type[Task]]:
     return list(families.values())
 
 
+def defaults_markdown() -> str:
+    """Every task family's declared defaults as a Markdown table (docs/methods.md holds it, checked by a test)."""
+    lines = ["| where | method | settings |", "|---|---|---|"]
+    for family in task_families():
+        for where, method, settings in family.defaults_table():
+            values = ", ".join(
+                f"`{name}={','.join(map(str, value)) if isinstance(value, tuple) else value}`"
+                for name, value in settings.items()
+            )
+            lines.append(f"| {where} | {'every method' if method == '*' else f'`{method}`'} | {values} |")
+    return "\n".join(lines)
+
+
 def task_names() -> tuple[str, ...]:
     return tuple(_task_classes())
 
