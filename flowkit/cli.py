@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
 
 from flowkit.agents import AGENT_CONFIGS, FLOW_AGENTS
@@ -37,21 +38,38 @@ def _text(value: object) -> str:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes end as one `flowkit: error: ...` line, like every other refusal."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"flowkit: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from flowkit.training import train
+    from flowkit.training import DivergedError, train
 
     config = make_run_config(args.agent, args.task, args.seed, parse_overrides(args.agent, args.set))
     run_dir = args.run_dir or Path(args.runs_dir) / "train" / (
         f"{args.agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     )
     print(f"run folder: {run_dir}", file=sys.stderr)
-    result = train(config, run_dir, progress=not args.quiet)
+    try:
+        result = train(config, run_dir, progress=not args.quiet)
+    except DivergedError as error:
+        print(
+            f"flowkit: error: the run in {run_dir} {error}; a smaller lr or a stronger alpha may help", file=sys.stderr
+        )
+        return 1
     print(json.dumps({"final": result["final"], "timing": result["timing"]}, indent=2))
     return 0
 
@@ -199,7 +217,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowkit", description=__doc__)
+    parser = _Parser(prog="flowkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add_data_dir(sub: argparse.ArgumentParser) -> None:

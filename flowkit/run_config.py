@@ -85,7 +85,8 @@ def check_setting_names(agents: str | typing.Sequence[str], names: typing.Iterab
 def parse_overrides(agents: str | typing.Sequence[str], assignments: typing.Iterable[str]) -> dict[str, Any]:
     """Parse ``name=value`` words of ``--set`` into typed values for one or more methods.
 
-    A name must be a setting of at least one of the methods; unknown names and bad text raise ConfigError.
+    A name must be a setting of at least one of the methods, given once; unknown or repeated names and bad text
+    raise ConfigError.
     """
     overrides: dict[str, Any] = {}
     for assignment in assignments:
@@ -93,6 +94,8 @@ def parse_overrides(agents: str | typing.Sequence[str], assignments: typing.Iter
         name = name.strip()
         if not sep or not name:
             raise ConfigError(f"--set: {assignment!r} is not of the form name=value (for example alpha=3)")
+        if name in overrides:
+            raise ConfigError(f"--set: {name!r} is given twice; allowed: each setting once")
         known = check_setting_names(agents, [name])
         overrides[name] = parse_value(name, known[name], text)
     return overrides
