@@ -61,7 +61,14 @@ def _spaces(env_id: str) -> tuple[int, int]:
 
 
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-REQUIRED_KEYS = {"observations": np.floating, "actions": np.floating, "terminals": np.bool_, "qpos": np.floating}
+REQUIRED_KEYS = {
+    "observations": np.floating,
+    "actions": np.floating,
+    "terminals": np.bool_,
+    "qpos": np.floating,
+    "qvel": np.floating,
+}
+"""The arrays every OGBench dataset file holds (button_states too in scene and puzzle files), with their kinds."""
 
 
 def check_dataset_file(path: Path, obs_dim: int, action_dim: int, generate: str) -> None:
