@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 import typing
@@ -70,8 +71,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"flowkit: error: the run in {run_dir} {error}; a smaller lr or a stronger alpha may help", file=sys.stderr
         )
         return 1
+    except KeyboardInterrupt:
+        print(f"flowkit: interrupted; resume with: {_resume_command(args, run_dir)}", file=sys.stderr)
+        return 130
     print(json.dumps({"final": result["final"], "timing": result["timing"]}, indent=2))
     return 0
+
+
+def _resume_command(args: argparse.Namespace, run_dir: Path) -> str:
+    """The train command that continues this run from its checkpoint (its folder named, not a new one)."""
+    words = ["flowkit", "train", "--agent", args.agent, "--task", args.task, "--seed", str(args.seed)]
+    words += ["--set", *args.set] if args.set else []
+    words += ["--data-dir", args.data_dir] if args.data_dir else []
+    return shlex.join([*words, "--run-dir", str(run_dir)])
 
 
 def cmd_study(args: argparse.Namespace) -> int:

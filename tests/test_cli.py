@@ -2,12 +2,13 @@
 
 import json
 import re
+import shlex
 
 import pytest
 from flowkit.studies import load_study
 from flowkit.studies.runner import enqueue_missing, load_optuna_study
 
-from flowkit.cli import main
+from flowkit.cli import build_parser, main
 
 
 def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):
@@ -49,6 +50,22 @@ def test_a_diverging_run_is_one_error_line(tmp_path, capsys):
     error = capsys.readouterr().err.splitlines()
     assert code == 1 and error[-1].startswith("flowkit: error: the run in "), error
     assert "diverged at update" in error[-1] and "Traceback" not in "\n".join(error), error
+
+
+def test_an_interrupted_train_prints_the_command_that_resumes_it(tmp_path, capsys, monkeypatch):
+    """Without --run-dir the same command would start a new folder: the message names the run's own folder."""
+
+    def interrupted(config, run_dir, **_):
+        run_dir.mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("flowkit.training.train", interrupted)
+    code = main(["train", "--task", "moons", "--set", "alpha=3", "--runs-dir", str(tmp_path)])
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert code == 130 and error.startswith("flowkit: interrupted; resume with: flowkit train "), error
+    resume = build_parser().parse_args(shlex.split(error.split("resume with: ")[1])[1:])
+    (run_dir,) = (tmp_path / "train").iterdir()
+    assert (resume.run_dir, resume.task, resume.set) == (run_dir, "moons", ["alpha=3"]), error
 
 
 def test_status_and_list_of_a_study_not_started_write_nothing(tmp_path, capsys):
