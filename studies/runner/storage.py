@@ -294,8 +294,8 @@ def suggest_cell(trial: Trial, cell: Cell, space: Mapping[str, tuple[Any, ...]])
         trial.suggest_categorical(name, space[name])
 
 
-def write_seed_records(trial: Trial, seed_records: Mapping[int, SeedRecord]) -> None:
-    trial.set_user_attr(SEEDS_ATTR, {str(seed): records.to_json(r) for seed, r in seed_records.items()})
+def write_seed_records(trial: Trial, by_seed: Mapping[int, SeedRecord]) -> None:
+    trial.set_user_attr(SEEDS_ATTR, {str(seed): records.to_json(r) for seed, r in by_seed.items()})
 
 
 def seed_records(trial: FrozenTrial) -> dict[int, SeedRecord]:
