@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import flowkit.studies.runner as runner
+import flowkit.studies.runner.trial as runner_trial
 from flowkit.studies.study import Study, cell_key
 from optuna.trial import TrialState
 
@@ -45,7 +46,7 @@ def trivial_train(config: RunConfig, run_dir: Path, **_: Any) -> dict[str, Any]:
 
 def trivial_worker(study: Study, runs_dir: Path, storage_url: str | None, **kwargs: Any) -> None:
     """A worker process (a `run_workers` target) whose runs are `trivial_train`."""
-    runner.train = trivial_train
+    runner_trial.train = trivial_train
     runner.run_study(study, runs_dir, storage_url, **kwargs)
 
 

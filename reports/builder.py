@@ -40,7 +40,7 @@ def load_results(study: Study, runs_dir: Path, storage_url: str | None) -> dict[
     optuna_study = load_optuna_study(study, runs_dir, storage_url)
     if optuna_study is None:
         raise ConfigError(f"study {study.name!r} has no stored results yet; run `flowkit study run {study.name}`")
-    return collect(study, optuna_study)
+    return collect(study, optuna_study, study_dir(runs_dir, study.name))
 
 
 def draw_figures(study: Study, results: dict[str, CellResult], metric: str, out: Path, fits: dict) -> list[Figure]:
