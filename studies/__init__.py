@@ -18,7 +18,7 @@ from flowkit.studies.study import Study
 
 from flowkit.config import ConfigError
 
-_NOT_STUDIES = {"study", "runner"}
+_NOT_STUDIES = {"study", "runner", "storage"}
 
 
 def study_names() -> list[str]:
