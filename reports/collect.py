@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import optuna
 from flowkit.analysis.statistics import Summary, summarize
-from flowkit.studies.runner import failure_of, trial_cell
+from flowkit.studies.storage import failure_of, trial_cell
 from flowkit.studies.study import Cell, Study, cell_key
 from optuna.trial import TrialState
 

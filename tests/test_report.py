@@ -4,6 +4,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 
 import flowkit.studies.runner as runner
 import matplotlib.image
@@ -81,6 +82,56 @@ def test_figures_and_cost_table(finished_study):
         assert costs[label][3] == f"{gflop:.4f}"
     euler, rk4 = (float(costs[f"moons / {arm}"][3]) for arm in ("Euler (Default)", "RK4"))
     assert rk4 > euler, f"RK4's update does more arithmetic than Euler's: {rk4} vs {euler} GFLOP"
+
+
+def test_sections_follow_the_study_declaration(finished_study):
+    """The tiny study sweeps the solver but not K, on bandits, with two seeds: no equal-NFE table nor cost
+    against K; an aggregate, the consistency of FQL's flow and the bandits' samples."""
+    _, _, path = finished_study
+    titles = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    assert titles == [
+        "# Study `tiny`",
+        "## Aggregate over tasks",
+        "## Figures",
+        "## Cost per update",
+        "## Settings of the first cell",
+    ], titles
+    assert not (path.parent / "cost_vs_flow_steps.png").exists() and not (path.parent / "score_vs_nfe.png").exists()
+    html = (path.parent / "report.html").read_text()
+    for title in ("Aggregate over tasks", "Figures", "Cost per update", "Settings of the first cell"):
+        assert f"<h2>{title}</h2>" in html, title
+    prose = "Medians over logging intervals (compile excluded)"
+    assert prose in path.read_text() and prose in html, "one source of prose for Markdown and HTML"
+
+
+def test_a_report_reads_artefacts_without_loading_the_methods(finished_study, tmp_path):
+    """Building a report reads the storage and the run folders: it imports neither the agents nor Keras, and
+    the gradient figure names the policy network the runs' results name (FQL's one-step policy)."""
+    study, runs_dir, _ = finished_study
+    names = ("name", "question", "agents", "tasks", "grid", "seeds", "fixed", "labels")
+    fields = {name: getattr(study, name) for name in names}
+    out = tmp_path / "report"
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from flowkit import Study\n"
+        "from flowkit.reports.builder import build_report\n"
+        f"build_report(Study(**{fields!r}), Path({str(runs_dir)!r}), out_dir=Path({str(out)!r}))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'keras' or m.startswith(('flowkit.agents', "
+        "'flowkit.training'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", f"modules a report should not load: {done.stdout}"
+    assert "Gradient norm of the policy network (onestep)" in (out / "report.md").read_text()
+
+
+def test_methods_and_solvers_have_display_names_without_study_labels():
+    study = tiny_study(labels={})
+    assert [study.cell_label(cell) for cell in study.cells()] == ["moons / Euler (Default)", "moons / RK4"]
+    assert study.label("agent", "qflow") == "Q-Flow" and study.label("flow_steps", 4) == "flow_steps=4"
+    relabelled = tiny_study(labels={"solver": {"rk4": "Runge-Kutta 4"}})
+    assert relabelled.label("solver", "rk4") == "Runge-Kutta 4", "a study's own label overrides the default"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
