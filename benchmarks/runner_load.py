@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import flowkit.studies.runner as runner
-import flowkit.studies.runner.trial as runner_trial
-from flowkit.studies.study import Study, cell_key
 from optuna.trial import TrialState
 
+import flowkit.studies.runner as runner
+import flowkit.studies.runner.trial as runner_trial
 from flowkit.run_config import RunConfig
+from flowkit.studies.study import Study, cell_key
 
 
 def trivial_train(config: RunConfig, run_dir: Path, **_: Any) -> dict[str, Any]:

@@ -18,10 +18,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from flowkit._backend import COMPILATION_CACHE_ENV
 from flowkit.studies.runner import load_optuna_study, run_study, seed_records
 from flowkit.studies.study import Study
-
-from flowkit._backend import COMPILATION_CACHE_ENV
 
 
 def overhead_study(steps: int) -> Study:

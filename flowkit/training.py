@@ -391,6 +391,7 @@ def train_seeds(
             else 0,
             "timing": timing,
             "cost": cost,
+            "policy_network": agent.policy_network,
         }
         runs.write_json_atomic(run.run_dir / runs.RESULT, result)
         (run.run_dir / runs.CHECKPOINT).unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from flowkit.analysis.statistics import Summary, summarize
 from flowkit.studies.runner import storage
 from flowkit.studies.runner.records import SeedRecord, resolve_run_dir

@@ -15,9 +15,8 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from flowkit.studies.study import Study
-
 from flowkit.settings import ConfigError
+from flowkit.studies.study import Study
 
 _NOT_STUDIES = {"study", "runner"}
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowkit.display import display_name
 from flowkit.run_config import RunConfig, check_agent, check_task, make_run_config, setting_names
 from flowkit.settings import ConfigError
 from flowkit.tasks import task_class
@@ -36,7 +37,8 @@ class Study:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     """Settings shared by every run, on top of the method's and the task family's defaults."""
     labels: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
-    """Display names of swept values in reports, e.g. {"solver": {"rk4": "RK4"}}."""
+    """Display names of values in reports where the study means something particular, e.g.
+    {"alpha": {0.1: "α=0.1"}}; methods and solvers have their own (flowkit.display)."""
     compare: tuple[str, ...] | None = None
     """The dimensions ("agent" or swept settings) whose values are the report's columns; the others make
     its rows. None compares the swept settings (or the methods, when nothing is swept)."""
@@ -168,8 +170,12 @@ class Study:
         return {dim: cell[dim] for dim in self.rows}
 
     def label(self, name: str, value: Any) -> str:
-        text = self.labels.get(name, {}).get(value, str(value))
-        return text if name in ("agent", "task") or name in self.labels else f"{name}={text}"
+        """The study's label of a value, else the method's or solver's display name, else the value itself
+        (as name=value for a setting the study does not label)."""
+        text = self.labels.get(name, {}).get(value) or display_name(name, value)
+        if text is not None:
+            return text
+        return str(value) if name in ("agent", "task") or name in self.labels else f"{name}={value}"
 
     def arm_label(self, arm: Mapping[str, Any]) -> str:
         text = ", ".join(self.label(name, value) for name, value in arm.items() if value is not None)

@@ -5,10 +5,10 @@ import re
 import shlex
 
 import pytest
-from flowkit.studies import load_study
-from flowkit.studies.runner import enqueue_missing, load_optuna_study
 
 from flowkit.cli import build_parser, main
+from flowkit.studies import load_study
+from flowkit.studies.runner import enqueue_missing, load_optuna_study
 
 
 def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):

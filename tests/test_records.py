@@ -4,14 +4,14 @@ from a runs folder moved elsewhere."""
 import shutil
 from pathlib import Path
 
-import flowkit.reports.builder as builder
-import flowkit.studies.runner as runner
 import optuna
 import pytest
+
+import flowkit.reports.builder as builder
+import flowkit.studies.runner as runner
 from flowkit.analysis.gradients import explosions
 from flowkit.reports.builder import build_report
 from flowkit.studies.runner import records
-
 from tests.helpers import tiny_study
 
 

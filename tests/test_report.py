@@ -1,26 +1,27 @@
 """Reports built from real (small) studies carry every arm, every seed count and the storage's numbers."""
 
+import ast
 import re
 import shutil
 import statistics
 import subprocess
 from pathlib import Path
 
-import flowkit.studies.runner as runner
-import flowkit.studies.runner.trial as runner_trial
 import matplotlib.image
 import numpy as np
 import pytest
 import scipy.stats
+from optuna.trial import TrialState
+
+import flowkit.studies.runner as runner
+import flowkit.studies.runner.trial as runner_trial
 from flowkit.reports.builder import build_report
 from flowkit.reports.collect import CellResult, read_seeds
 from flowkit.reports.tables import aggregate_table, main_table
+from flowkit.settings import ConfigError
 from flowkit.studies import load_study
 from flowkit.studies.runner.records import Cost, SeedRecord, Timing
 from flowkit.studies.study import cell_key
-from optuna.trial import TrialState
-
-from flowkit.settings import ConfigError
 from flowkit.training import DivergedError, train
 from tests.helpers import TINY, stored_trials, tiny_study
 
@@ -84,6 +85,52 @@ def test_figures_and_cost_table(finished_study):
         assert costs[label][3] == f"{gflop:.4f}"
     euler, rk4 = (float(costs[f"moons / {arm}"][3]) for arm in ("Euler (Default)", "RK4"))
     assert rk4 > euler, f"RK4's update does more arithmetic than Euler's: {rk4} vs {euler} GFLOP"
+
+
+def test_sections_follow_the_study_declaration(finished_study):
+    """The tiny study sweeps the solver but not K, on bandits, with two seeds: no equal-NFE table nor cost
+    against K; an aggregate, the consistency of FQL's flow and the bandits' samples."""
+    _, _, path = finished_study
+    titles = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    assert titles == [
+        "# Study `tiny`",
+        "## Aggregate over tasks",
+        "## Figures",
+        "## Cost per update",
+        "## Settings of the first cell",
+    ], titles
+    assert not (path.parent / "cost_vs_flow_steps.png").exists() and not (path.parent / "score_vs_nfe.png").exists()
+    html = (path.parent / "report.html").read_text()
+    for title in ("Aggregate over tasks", "Figures", "Cost per update", "Settings of the first cell"):
+        assert f"<h2>{title}</h2>" in html, title
+    prose = "Medians over logging intervals (compile excluded)"
+    assert prose in path.read_text() and prose in html, "one source of prose for Markdown and HTML"
+
+
+def test_a_report_reads_artefacts_not_the_methods(finished_study, tmp_path):
+    """The report's modules import neither the agents, the training loop nor Keras (a study's settings classes,
+    beside their methods, are the study's concern), and the gradient figure names the policy network the runs'
+    results record (FQL's one-step policy)."""
+    import flowkit.reports
+
+    forbidden = ("flowkit.agents", "flowkit.training", "keras")
+    for path in Path(flowkit.reports.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                bad = [name for name in names if name.startswith(forbidden)]
+                assert not bad, f"{path.name}:{node.lineno} imports {bad}"
+    study, runs_dir, _ = finished_study
+    build_report(study, runs_dir, out_dir=tmp_path / "report")
+    assert "Gradient norm of the policy network (onestep)" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_methods_and_solvers_have_display_names_without_study_labels():
+    study = tiny_study(labels={})
+    assert [study.cell_label(cell) for cell in study.cells()] == ["moons / Euler (Default)", "moons / RK4"]
+    assert study.label("agent", "qflow") == "Q-Flow" and study.label("flow_steps", 4) == "flow_steps=4"
+    relabelled = tiny_study(labels={"solver": {"rk4": "Runge-Kutta 4"}})
+    assert relabelled.label("solver", "rk4") == "Runge-Kutta 4", "a study's own label overrides the default"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")

@@ -5,17 +5,17 @@ import sys
 import threading
 import time
 
-import flowkit.studies.runner as runner
-import flowkit.studies.runner.trial as runner_trial
 import jax.numpy as jnp
 import optuna
 import pytest
-from flowkit.studies import load_study, study_names
-from flowkit.studies.study import cell_key
 from optuna.trial import TrialState
 
+import flowkit.studies.runner as runner
+import flowkit.studies.runner.trial as runner_trial
 from flowkit.agents.fql import FQL
 from flowkit.settings import ConfigError
+from flowkit.studies import load_study, study_names
+from flowkit.studies.study import cell_key
 from flowkit.training import train
 from tests.helpers import TINY, stored_trials, tiny_study
 

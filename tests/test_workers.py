@@ -10,15 +10,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import flowkit.studies.runner as runner
 import optuna
 import pytest
 import sqlalchemy
-from flowkit.benchmarks.runner_load import audit, load_study, trivial_worker
-from flowkit.studies.study import cell_key, cell_slug
 from optuna.trial import TrialState
 
+import flowkit.studies.runner as runner
 from flowkit import runs
+from flowkit.benchmarks.runner_load import audit, load_study, trivial_worker
+from flowkit.studies.study import cell_key, cell_slug
 from tests.helpers import TINY, stored_trials, tiny_study
 
 

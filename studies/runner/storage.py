@@ -16,9 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from flowkit.studies.runner import records
-from flowkit.studies.runner.records import SeedRecord
-from flowkit.studies.study import Cell, Study, cell_key
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
@@ -26,6 +23,9 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flowkit import runs
 from flowkit.settings import ConfigError
+from flowkit.studies.runner import records
+from flowkit.studies.runner.records import SeedRecord
+from flowkit.studies.study import Cell, Study, cell_key
 
 DEFINITION_ATTR = "flowkit:definition"
 SAMPLER_ATTR = "flowkit:sampler"

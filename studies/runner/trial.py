@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flowkit.studies.runner import storage
-from flowkit.studies.runner.records import SeedRecord, Timing, seed_record
-from flowkit.studies.runner.storage import Trial, study_dir
-from flowkit.studies.study import Cell, Study, cell_slug
 from tqdm.auto import tqdm
 
 from flowkit import runs
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
+from flowkit.studies.runner import storage
+from flowkit.studies.runner.records import SeedRecord, Timing, seed_record
+from flowkit.studies.runner.storage import Trial, study_dir
+from flowkit.studies.study import Cell, Study, cell_slug
 from flowkit.training import DivergedError, train, train_seeds
 
 T = TypeVar("T")

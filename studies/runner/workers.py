@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from flowkit.studies.runner import storage
 from flowkit.studies.runner.claims import claim_trial, enqueue_missing
 from flowkit.studies.runner.heartbeat import heartbeat
@@ -18,7 +20,6 @@ from flowkit.studies.runner.progress import StudyProgress, progress_of
 from flowkit.studies.runner.storage import HEARTBEAT_S, StoredStudy, load_optuna_study, stored_study_lock
 from flowkit.studies.runner.trial import run_trial
 from flowkit.studies.study import Study
-from tqdm.auto import tqdm
 
 POLL_S = 2.0
 """How often an idle worker of a journal study looks for trials to take over."""
