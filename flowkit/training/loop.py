@@ -46,7 +46,8 @@ def train_seeds(
     label: str = "",
 ) -> list[dict[str, Any]]:
     """Train runs that differ only in their seed as one program, each into its own folder exactly as `train`
-    would. Results equal separate runs' up to float rounding. All runs must resume from the same step.
+    would. Results equal separate runs' up to float rounding; the program's time is shared among the seeds
+    (progress.py). All runs must resume from the same step.
     """
     program = SeedProgram.prepare(configs, run_dirs, task)
     schedule = configs[0].train
