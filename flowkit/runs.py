@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -68,6 +68,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
+class Checkpoint(NamedTuple):
+    """A checkpoint's training-state leaves and the loop's progress record (flowkit.training's RunProgress)."""
+
+    leaves: list[np.ndarray]
+    progress: dict[str, Any]
+
+
 def save_checkpoint(run_dir: Path, arrays: list[Any], progress: dict[str, Any]) -> None:
     """The training state's leaves and the loop's progress (JSON) in one file, replaced atomically."""
     buffer = io.BytesIO()
@@ -76,14 +83,14 @@ def save_checkpoint(run_dir: Path, arrays: list[Any], progress: dict[str, Any]) 
     write_atomic(run_dir / CHECKPOINT, buffer.getvalue())
 
 
-def load_checkpoint(run_dir: Path) -> tuple[list[np.ndarray], dict[str, Any]] | None:
+def load_checkpoint(run_dir: Path) -> Checkpoint | None:
     """The last checkpoint's leaves and progress, or None if the run has none."""
     path = run_dir / CHECKPOINT
     if not path.exists():
         return None
     with np.load(path) as stored:
         leaves = [stored[f"leaf{index}"] for index in range(len(stored.files) - 1)]
-        return leaves, json.loads(str(stored["progress"]))
+        return Checkpoint(leaves, json.loads(str(stored["progress"])))
 
 
 def read_json(path: Path) -> Any:

@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import pytest
 
-from flowkit import runs, training
+from flowkit import runs
 from flowkit._backend import COMPILATION_CACHE_ENV, compilation_cache_dir, use_compilation_cache
 from flowkit.run_config import RunConfig, make_run_config
 from flowkit.settings import ConfigError
 from flowkit.training import (
     DivergedError,
+    RunProgress,
+    Seeds,
     Trainer,
     coefficient_arrays,
     compiled_cost,
@@ -23,6 +26,7 @@ from flowkit.training import (
     train,
     train_seeds,
 )
+from flowkit.training import chunk as chunk_module
 from tests.helpers import TINY
 
 
@@ -80,15 +84,41 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path: Pa
         with pytest.raises(ConfigError, match=refusal):
             train(other, tmp_path / folder, progress=False)
         assert {path.name: path.read_bytes() for path in (tmp_path / folder).iterdir() if path.is_file()} == stored
-    before_kill = runs.load_checkpoint(tmp_path / "killed")[1]
-    assert before_kill["wall_s"] >= sum(before_kill["chunk_seconds"]) + before_kill["eval_s"] > 0
+    before_kill = RunProgress.from_dict(runs.load_checkpoint(tmp_path / "killed").progress, tmp_path)
+    assert before_kill.step == 400 and [record["step"] for record in before_kill.eval_history] == [200, 400]
+    assert before_kill.wall_s >= sum(before_kill.chunk_seconds) + before_kill.eval_s > 0, before_kill
     resumed = train(config, tmp_path / "killed", progress=False)
     assert resumed["timing"]["resumed_from_step"] == 400 and not (tmp_path / "killed" / runs.CHECKPOINT).exists()
     timing = resumed["timing"]
-    assert timing["wall_s"] > before_kill["wall_s"], "the wall time to the checkpoint counts"
+    assert timing["wall_s"] > before_kill.wall_s, "the wall time to the checkpoint counts"
     assert timing["wall_s"] >= timing["compile_s"] + timing["train_s"] + timing["eval_s"], timing
     assert resumed["eval_history"] == uninterrupted["eval_history"], "same evaluations, to the last digit"
     assert learning_curves(tmp_path / "killed") == learning_curves(tmp_path / "whole"), "no record lost or repeated"
+
+
+def test_a_checkpoint_from_an_older_flowkit_is_refused_plainly(tmp_path: Path):
+    """A checkpoint whose progress has other fields than this version stores (an older kit's, without
+    checkpoint_s) is refused with a ConfigError that says so, before anything in its folder is written."""
+    config = make_run_config("fql", "moons", 0, TINY)
+    progress = RunProgress(config.to_dict()).to_dict()
+    del progress["checkpoint_s"]
+    runs.save_checkpoint(tmp_path, [np.zeros(3)], progress)
+    stored = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with pytest.raises(ConfigError, match="is a checkpoint from an older flowkit"):
+        train(config, tmp_path, progress=False)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == stored
+
+
+def test_seeds_stack_and_split_back_and_one_seed_is_kept_as_it_is():
+    """Several seeds' pytrees stack on a leading axis and split back to each seed's; one seed's pass unchanged
+    (its chunk is not vmapped), so the loop stacks and splits alike for one seed and many."""
+    trees = [{"w": np.full(2, seed, np.float32), "k": np.uint32(seed)} for seed in (3, 5, 7)]
+    stacked = Seeds(3).stack(trees)
+    assert stacked["w"].shape == (3, 2) and Seeds(3).vectorized, stacked
+    split = [{name: leaf.tolist() for name, leaf in tree.items()} for tree in Seeds(3).split(stacked)]
+    assert split == [{"w": [seed] * 2, "k": seed} for seed in (3, 5, 7)], split
+    assert Seeds(1).stack(trees[:1]) is trees[0] and Seeds(1).split(trees[0])[0] is trees[0]
+    assert not Seeds(1).vectorized
 
 
 def test_divergence_stops_the_run_at_the_update_it_happened(tmp_path: Path):
@@ -120,7 +150,7 @@ def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tm
     afresh, and the coefficients still act: alpha 3 and 10, and learning rates 3e-4 and 1e-3, on one program give
     different learning curves."""
     traced = []
-    monkeypatch.setattr(training, "make_chunk", lambda *args: traced.append(args) or make_chunk(*args))
+    monkeypatch.setattr(chunk_module, "make_chunk", lambda *args: traced.append(args) or make_chunk(*args))
     monkeypatch.setenv(COMPILATION_CACHE_ENV, "off")  # the process's kept chunks only, none stored on disk
     forget_compiled_chunks()
 
@@ -164,7 +194,7 @@ def test_a_fresh_process_loads_the_stored_executable_without_tracing(tmp_path: P
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         (stored,) = pool.submit(_train_in_this_process, config.to_dict(), tmp_path / "first").result()
     traced = []
-    monkeypatch.setattr(training, "make_chunk", lambda *args: traced.append(args) or make_chunk(*args))
+    monkeypatch.setattr(chunk_module, "make_chunk", lambda *args: traced.append(args) or make_chunk(*args))
     train(config, tmp_path / "loaded", progress=False)
     assert traced == [] and learning_curves(tmp_path / "loaded") == learning_curves(tmp_path / "first")
 
@@ -207,8 +237,8 @@ def test_seeds_in_one_program_give_the_results_of_separate_runs(tmp_path: Path):
 
 def _compile_after_barrier(config: dict, barrier: Any) -> tuple[int, list[float]]:
     traced = []
-    original = training.make_chunk
-    training.make_chunk = lambda *args: traced.append(args) or original(*args)
+    original = chunk_module.make_chunk
+    chunk_module.make_chunk = lambda *args: traced.append(args) or original(*args)
     trainer = Trainer.create(RunConfig.from_dict(config))
     state, key = trainer.agent.init(0), jax.random.PRNGKey(0)
     barrier.wait()

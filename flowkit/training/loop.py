@@ -1,0 +1,154 @@
+"""The training loop: prepare the program, then for each chunk of updates train, log, evaluate and checkpoint,
+then save the models and results.
+
+Runs that differ only in seed train as one program (Seeds: vmapped over their states and keys, the dataset
+shared), each into its own folder exactly as it would alone; one run is the program of one seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+from tqdm.auto import tqdm
+
+from flowkit.agents import TrainState
+from flowkit.run_config import RunConfig
+from flowkit.tasks import Task
+from flowkit.training.chunk import Chunk, compiled_cost
+from flowkit.training.progress import ProgramClock
+from flowkit.training.seed_run import SeedRun, stored_checkpoint
+from flowkit.training.seeds import Seeds
+from flowkit.training.trainer import Trainer
+
+
+def train(
+    config: RunConfig, run_dir: Path, *, progress: bool = True, task: Task | None = None, label: str = ""
+) -> dict[str, Any]:
+    """Train one run into `run_dir` and return its result (also written to run_dir/result.json).
+
+    A run folder holding a checkpoint (of a run with these settings, killed or interrupted) is resumed from
+    it; the result equals that of an uninterrupted run with the same seed.
+    """
+    return train_seeds([config], [run_dir], progress=progress, task=task, label=label)[0]
+
+
+def train_seeds(
+    configs: list[RunConfig],
+    run_dirs: list[Path],
+    *,
+    progress: bool = True,
+    task: Task | None = None,
+    label: str = "",
+) -> list[dict[str, Any]]:
+    """Train runs that differ only in their seed as one program, each into its own folder exactly as `train`
+    would. Results equal separate runs' up to float rounding; the program's time is shared among the seeds
+    (progress.py). All runs must resume from the same step.
+    """
+    program = SeedProgram.prepare(configs, run_dirs, task)
+    schedule = configs[0].train
+    bar = tqdm(
+        total=schedule.steps, initial=program.resumed_from, desc=label or configs[0].agent, unit="update",
+        disable=not progress, leave=False,
+    )  # fmt: skip
+    with program, bar:
+        for start in range(program.resumed_from, schedule.steps, schedule.log_every):
+            step = program.train_chunk(start)
+            bar.update(schedule.log_every)
+            if step % schedule.eval_every == 0 or step == schedule.steps:
+                bar.set_postfix_str(program.evaluate())
+            if step % schedule.checkpoint_every == 0 and step < schedule.steps:
+                program.checkpoint()
+    return program.finish()
+
+
+@dataclass
+class SeedProgram:
+    """Runs that differ only in seed as one compiled program: the trainer, each seed's run, the seeds' training
+    state and data key as the program holds them (Seeds), the compiled chunk and the program's clock."""
+
+    trainer: Trainer
+    runs: list[SeedRun]
+    seeds: Seeds
+    state: TrainState
+    data_key: jax.Array
+    chunk: Chunk
+    clock: ProgramClock
+    resumed_from: int
+
+    @classmethod
+    def prepare(cls, configs: list[RunConfig], run_dirs: list[Path], task: Task | None) -> SeedProgram:
+        """Check the runs, start (or resume) each seed's, compile the chunk and open the metrics streams."""
+        clock = ProgramClock(len(configs))
+        _check_only_seeds_differ(configs)
+        checkpoints = [stored_checkpoint(*folder) for folder in zip(configs, run_dirs, strict=True)]
+        trainer = Trainer.create(configs[0], task)
+        started = [SeedRun.start(trainer.agent, *run) for run in zip(configs, run_dirs, checkpoints, strict=True)]
+        seed_runs = [run for run, _ in started]
+        resumed_from = _common_step(seed_runs)
+        seeds = Seeds(len(configs))
+        state, data_key = seeds.stack([carry for _, carry in started])
+        compile_started = time.perf_counter()
+        chunk = trainer.compiled_chunk(state, data_key, vectorized=seeds.vectorized)
+        compile_s = time.perf_counter() - compile_started
+        for run in seed_runs:
+            run.progress.compile_s += compile_s / seeds.count
+            run.open_metrics()
+        return cls(trainer, seed_runs, seeds, state, data_key, chunk, clock, resumed_from)
+
+    def __enter__(self) -> SeedProgram:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        for run in self.runs:
+            run.writer.close()
+
+    def train_chunk(self, start: int) -> int:
+        """Run the chunk of updates after `start` and log each seed's summary; return the step reached."""
+        length = self.trainer.config.train.log_every
+        started = time.perf_counter()
+        self.state, self.data_key, summary, first_bad = self.chunk(self.state, self.trainer.task.dataset, self.data_key)
+        outcomes = self.seeds.split(jax.device_get((summary, first_bad)))
+        seconds = (time.perf_counter() - started) / self.seeds.count
+        for run, (seed_summary, seed_first_bad) in zip(self.runs, outcomes, strict=True):
+            run.log_chunk(start, length, seed_summary, int(seed_first_bad), seconds)
+        return start + length
+
+    def evaluate(self) -> str:
+        """Evaluate each seed's policy; the last seed's score, for the progress bar."""
+        for run, state in zip(self.runs, self.seeds.split(self.state), strict=True):
+            metrics = run.evaluate(self.trainer, state.params)
+        score = self.trainer.task.score_metric
+        return f"{score}={metrics[score]:.3f}"
+
+    def checkpoint(self) -> None:
+        """Store each seed's state, data key and progress, with the wall time to now."""
+        wall_share = self.clock.lap_share()
+        for run, carry in zip(self.runs, self.seeds.split((self.state, self.data_key)), strict=True):
+            run.checkpoint(carry, wall_share)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Save each seed's models, then write its result (with the program's cost per seed), which completes it."""
+        for run, state in zip(self.runs, self.seeds.split(self.state), strict=True):
+            run.save(self.trainer, state)
+        cost = compiled_cost(self.chunk.compiled)
+        cost["gflop_per_update"] /= self.seeds.count
+        wall_share = self.clock.lap_share()
+        return [run.finish(self.trainer, cost, wall_share, self.resumed_from, self.seeds.count) for run in self.runs]
+
+
+def _check_only_seeds_differ(configs: list[RunConfig]) -> None:
+    if any(dataclasses.replace(other, seed=configs[0].seed) != configs[0] for other in configs):
+        raise ValueError("runs trained as one program must differ only in their seed")
+
+
+def _common_step(seed_runs: list[SeedRun]) -> int:
+    """The step every run resumes from (0 for new runs)."""
+    steps = {run.progress.step for run in seed_runs}
+    if len(steps) > 1:
+        raise ValueError("runs trained as one program must resume from the same step; train them one by one")
+    return steps.pop()

@@ -1,0 +1,93 @@
+"""One run's compiled pieces: its agent and task, its training chunk, the acting policy and the evaluation.
+
+Every evaluation of a flow method with a critic also probes the consistency of its value along the flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from flowkit import runs
+from flowkit._backend import use_compilation_cache
+from flowkit.agents import Agent, TrainState, make_agent
+from flowkit.agents.base import Params
+from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps
+from flowkit.run_config import RunConfig
+from flowkit.tasks import Task, load_task
+from flowkit.training.chunk import Chunk, compiled_chunk
+
+
+@dataclass
+class Trainer:
+    """One run's compiled pieces: the agent, its task, the acting policy and the consistency probe."""
+
+    config: RunConfig
+    task: Task
+    agent: Agent
+
+    def __post_init__(self) -> None:
+        self._act = jax.jit(self.agent.act)
+        self._gaps = jax.jit(lambda params, s, noise: flow_value_gaps(self.agent, params, s, noise))
+
+    @classmethod
+    def create(cls, config: RunConfig, task: Task | None = None) -> Trainer:
+        use_compilation_cache()
+        task = task or load_task(config.task)
+        return cls(config, task, make_agent(config, task.obs_dim, task.action_dim))
+
+    def compiled_chunk(self, state: TrainState, data_key: jax.Array, *, vectorized: bool = False) -> Chunk:
+        """The training chunk compiled for these shapes (kept and stored: chunk.compiled_chunk); `vectorized`
+        maps it over a leading seed axis of the state and key, the dataset and coefficients shared."""
+        return compiled_chunk(self.agent, self.config.train, self.task.dataset, state, data_key, vectorized)
+
+    @property
+    def probes_consistency(self) -> bool:
+        return {"flow", "critic"} <= set(self.agent.models)
+
+    def policy(self, params: Params) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        return lambda observations, key: self._act(params, observations, key)
+
+    def evaluate(self, params: Params, key: jax.Array) -> dict[str, Any]:
+        """The task's metrics and, for flow methods with a critic, the value gaps along the flow per tau."""
+        policy_key, probe_key = jax.random.split(key)
+        metrics: dict[str, Any] = self.task.evaluate(self.policy(params), policy_key, self.config.train.eval_episodes)
+        if self.probes_consistency:
+            metrics["consistency"] = consistency_record(self.consistency_gaps(params, probe_key))
+        return metrics
+
+    def consistency_gaps(self, params: Params, key: jax.Array, states: int = CONSISTENCY_STATES) -> jax.Array:
+        """Value gaps (K + 1, states) along the policy's flow from the data's observations, each with its noise."""
+        index_key, noise_key = jax.random.split(key)
+        observations = self.task.dataset.sample(index_key, states).observations
+        noise = jax.random.normal(noise_key, (states, self.agent.action_dim))
+        return self._gaps(params, observations, noise)
+
+
+def consistency_record(gaps: jax.Array) -> dict[str, Any]:
+    """Value gaps of shape (K + 1, states) as an evaluation records them: per tau, mean, std and count."""
+    gaps = np.asarray(gaps, dtype=float)
+    return {
+        "tau": np.linspace(0, 1, len(gaps)).tolist(),
+        "mean": gaps.mean(axis=1).tolist(),
+        "std": gaps.std(axis=1, ddof=1).tolist(),
+        "n": gaps.shape[1],
+    }
+
+
+def load_trained(run_dir: Path) -> tuple[Trainer, Params]:
+    """A finished run's trainer and trained variables, rebuilt from its config.json and models/*.keras."""
+    config = RunConfig.from_dict(runs.read_json(run_dir / runs.CONFIG))
+    trainer = Trainer.create(config)
+    params = {}
+    for name in trainer.agent.models:
+        saved = keras.saving.load_model(run_dir / runs.MODELS / f"{name}.keras")
+        params[name] = [jnp.asarray(variable.value) for variable in saved.trainable_variables]
+    return trainer, params
