@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import keras
 
 from flowkit import solvers
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
+from flowkit.networks import CriticEnsemble, VelocityField, derive_seed
 from flowkit.tasks import Transitions
+
+
+def critic_and_flow(agent: Agent, seed: int) -> dict[str, keras.Model]:
+    """The critic ensemble and the velocity field of a flow method with a critic, seeded as every method seeds them
+    (the same seed gives every method the same initial critic and flow)."""
+    c, obs, act = agent.config, agent.obs_dim, agent.action_dim
+    return {
+        "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
+        "flow": VelocityField(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)),
+    }
 
 
 def aggregate(values: jax.Array, how: str) -> jax.Array:

@@ -14,8 +14,15 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
-from flowkit.agents.common import flow_actions, flow_matching_loss, policy_value, q_maximisation_loss, td_loss
-from flowkit.networks import CriticEnsemble, FlowPolicy, VelocityField, derive_seed
+from flowkit.agents.common import (
+    critic_and_flow,
+    flow_actions,
+    flow_matching_loss,
+    policy_value,
+    q_maximisation_loss,
+    td_loss,
+)
+from flowkit.networks import FlowPolicy
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
 
@@ -35,11 +42,7 @@ class FBRAC(Agent[FBRACConfig]):
     target_models = ("critic",)
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
-        c, obs, act = self.config, self.obs_dim, self.action_dim
-        return {
-            "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
-            "flow": VelocityField(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)),
-        }
+        return critic_and_flow(self, seed)
 
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config

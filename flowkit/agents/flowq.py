@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
-from flowkit.agents.common import flow_actions, interpolate, iql_losses, policy_value, td_loss
-from flowkit.networks import CriticEnsemble, FlowPolicy, LearnedSchedule, StateValue, VelocityField, derive_seed
+from flowkit.agents.common import critic_and_flow, flow_actions, interpolate, iql_losses, policy_value, td_loss
+from flowkit.networks import FlowPolicy, LearnedSchedule, StateValue, derive_seed
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
 
@@ -73,10 +73,9 @@ class FlowQ(Agent[FlowQConfig]):
     target_models = ("critic",)
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
-        c, obs, act = self.config, self.obs_dim, self.action_dim
+        c, obs = self.config, self.obs_dim
         models = {
-            "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
-            "flow": VelocityField(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)),
+            **critic_and_flow(self, seed),
         }
         if c.critic == "iql":
             models["value"] = StateValue(obs, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 3))

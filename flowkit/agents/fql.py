@@ -15,8 +15,15 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
-from flowkit.agents.common import distillation_loss, flow_matching_loss, policy_value, q_maximisation_loss, td_loss
-from flowkit.networks import ClippedPolicy, CriticEnsemble, OneStepPolicy, VelocityField, derive_seed
+from flowkit.agents.common import (
+    critic_and_flow,
+    distillation_loss,
+    flow_matching_loss,
+    policy_value,
+    q_maximisation_loss,
+    td_loss,
+)
+from flowkit.networks import ClippedPolicy, OneStepPolicy, derive_seed
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
 
@@ -38,8 +45,7 @@ class FQL(Agent[FQLConfig]):
     def build_models(self, seed: int) -> dict[str, keras.Model]:
         c, obs, act = self.config, self.obs_dim, self.action_dim
         return {
-            "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
-            "flow": VelocityField(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)),
+            **critic_and_flow(self, seed),
             "onestep": OneStepPolicy(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 2)),
         }
 

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
-from flowkit.agents.common import aggregate, flow_actions, flow_matching_loss, iql_losses
-from flowkit.networks import BestOfNPolicy, CriticEnsemble, StateValue, VelocityField, best_of, derive_seed
+from flowkit.agents.common import aggregate, critic_and_flow, flow_actions, flow_matching_loss, iql_losses
+from flowkit.networks import BestOfNPolicy, StateValue, best_of, derive_seed
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
 
@@ -41,10 +41,9 @@ class IFQL(Agent[IFQLConfig]):
     target_models = ("critic",)
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:
-        c, obs, act = self.config, self.obs_dim, self.action_dim
+        c, obs = self.config, self.obs_dim
         return {
-            "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
-            "flow": VelocityField(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)),
+            **critic_and_flow(self, seed),
             "value": StateValue(obs, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 3)),
         }
 

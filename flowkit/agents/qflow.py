@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
-from flowkit.agents.common import aggregate, flow_actions, interpolate, td_loss
-from flowkit.networks import CriticEnsemble, FlowPolicy, FlowValueEnsemble, VelocityField, derive_seed
+from flowkit.agents.common import aggregate, critic_and_flow, flow_actions, interpolate, td_loss
+from flowkit.networks import FlowPolicy, FlowValueEnsemble, derive_seed
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
 
@@ -44,8 +44,7 @@ class QFlow(Agent[QFlowConfig]):
     def build_models(self, seed: int) -> dict[str, keras.Model]:
         c, obs, act = self.config, self.obs_dim, self.action_dim
         return {
-            "critic": CriticEnsemble(obs, act, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 0)),
-            "flow": VelocityField(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)),
+            **critic_and_flow(self, seed),
             "value": FlowValueEnsemble(
                 obs, act, c.critic_hidden, c.critic_layer_norm, time_kind=c.time_features, seed=derive_seed(seed, 3)
             ),
