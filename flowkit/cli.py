@@ -28,9 +28,11 @@ def _settings_help() -> str:
             lines.append(f"  {name:18s} {doc} [{allowed}; default {_text(default)}]")
     lines.append("task family defaults, on top of the methods' (config.json records every value a run used):")
     for family in task_families():
-        for where, method, settings in family.defaults_table():
+        for where, method, settings, _ in family.defaults_table():
             values = ", ".join(f"{name}={_text(value)}" for name, value in settings.items())
-            lines.append(f"  {where:18s} {'every method' if method == '*' else method}: {values}")
+            if values:
+                lines.append(f"  {where:18s} {'every method' if method == '*' else method}: {values}")
+    lines.append("  (their sources, and where none is published: docs/methods.md, Task family defaults)")
     return "\n".join(lines)
 
 

@@ -229,7 +229,8 @@ class StateValue(_ConfiguredModel):
 
 @register
 class GaussianPolicy(_ConfiguredModel):
-    """A Gaussian over pre-squash actions: returns (mean, log_std), the log-std clipped to [-5, 2]."""
+    """A Gaussian over pre-squash actions: returns (mean, log_std), the log-std clipped to [-5, 2]. Without
+    `state_std` the network outputs only the mean and the std is 1 for every state (OGBench's const_std)."""
 
     def __init__(
         self,
@@ -239,6 +240,7 @@ class GaussianPolicy(_ConfiguredModel):
         layer_norm: bool = False,
         final_scale: float = 1.0,
         seed: int = 0,
+        state_std: bool = True,
         **kwargs: Any,
     ):
         super().__init__(
@@ -248,15 +250,19 @@ class GaussianPolicy(_ConfiguredModel):
             layer_norm=layer_norm,
             final_scale=final_scale,
             seed=seed,
+            state_std=state_std,
             **kwargs,
         )
-        self.action_dim = action_dim
-        self.mlp = MLP(obs_dim, hidden, 2 * action_dim, layer_norm, seed, final_scale)
+        self.action_dim, self.state_std = action_dim, state_std
+        self.mlp = MLP(obs_dim, hidden, (2 if state_std else 1) * action_dim, layer_norm, seed, final_scale)
         self.built = True
 
     def call(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
         outputs = self.mlp(observations)
-        return outputs[..., : self.action_dim], jnp.clip(outputs[..., self.action_dim :], -5.0, 2.0)
+        mean = outputs[..., : self.action_dim]
+        if not self.state_std:
+            return mean, jnp.zeros_like(mean)
+        return mean, jnp.clip(outputs[..., self.action_dim :], -5.0, 2.0)
 
 
 @register

@@ -168,3 +168,30 @@ def test_ifql_flow_learns_by_behaviour_cloning_alone():
         assert norm == 0.0, f"{metric} moves {untouched}: gradient norm {norm}"
     value_grad = float(global_norm(grads_of(agent, state, batch, "bc_flow_loss")["value"]))
     assert value_grad == 0.0, f"bc_flow_loss moves the value network: {value_grad}"
+
+
+def test_gaussian_bc_constant_std_is_state_independent_and_acts_with_the_mean(tmp_path: Path):
+    """OGBench's GCBC variant (std="constant", squash="clip"): std 1 in every state, a squared-error likelihood,
+    and the action is the clipped mean whatever the noise; the default variant's std varies with the state."""
+    agent, state, batch = tiny_agent("gaussian-bc", **SMALL, std="constant", squash="clip")
+    observations = jnp.linspace(-3.0, 3.0, 16)[:, None] * jnp.ones((1, agent.obs_dim))
+    mean, log_std = agent.apply("actor", state.params, observations)
+    assert float(jnp.abs(log_std).max()) == 0.0, f"log-std {np.asarray(log_std)} is not 0 in every state"
+    assert float(jnp.std(mean, axis=0).min()) > 0.0, "the mean varies with the state (so the check above bites)"
+    for seed in (1, 2):
+        noise = jax.random.normal(jax.random.PRNGKey(seed), agent.noise_shape((16,)))
+        actions = jax.jit(agent.policy)(state.params, observations, noise)
+        np.testing.assert_allclose(actions, jnp.clip(mean, -1, 1), atol=1e-6, err_msg=f"noise seed {seed}")
+    agent.save(state, tmp_path)
+    loaded = keras.saving.load_model(tmp_path / "policy.keras")
+    np.testing.assert_allclose(np.asarray(loaded(observations, noise)), np.asarray(actions), atol=1e-6)
+
+    batch_mean = agent.apply("actor", state.params, batch.observations)[0]
+    d = agent.action_dim
+    expected = float(jnp.mean(0.5 * jnp.sum((batch.actions - batch_mean) ** 2, -1)) + 0.5 * d * np.log(2 * np.pi))
+    nll = float(agent.loss(state.params, state.target_params, batch, jax.random.PRNGKey(0), state.step)[0]["nll"])
+    assert abs(nll - expected) < 1e-5 * abs(expected), f"nll {nll} vs squared error + constant {expected}"
+
+    default, default_state, _ = tiny_agent("gaussian-bc", **SMALL)
+    stds = jnp.exp(default.apply("actor", default_state.params, observations)[1])
+    assert float(jnp.std(stds, axis=0).max()) > 1e-4, f"the default std varies with the state: {np.asarray(stds)}"

@@ -7,7 +7,7 @@ import pytest
 from flowkit.agents import AGENT_CONFIGS
 from flowkit.run_config import make_run_config, parse_overrides, setting_names
 from flowkit.settings import ConfigError, TrainConfig
-from flowkit.tasks import defaults_markdown, task_families
+from flowkit.tasks import covers, defaults_markdown, task_families, task_names
 
 
 @pytest.mark.parametrize(
@@ -56,11 +56,47 @@ def test_setting_names_are_unique_and_family_defaults_are_settings():
     for agent, config_class in AGENT_CONFIGS.items():
         assert not set(config_class.setting_types()) & set(TrainConfig.setting_types()), agent
     for family in task_families():
-        for where, agent, settings in family.defaults_table():
+        for where, agent, settings, _ in family.defaults_table():
             assert agent == "*" or agent in AGENT_CONFIGS, (where, agent)
             agents = AGENT_CONFIGS if agent == "*" else [agent]
             for name in settings:
                 assert any(name in setting_names(a) for a in agents), (where, agent, name)
+
+
+def test_every_family_default_has_a_source_and_reaches_a_task():
+    """Each declared default cites where it comes from, and each prefix (declared or only cited) names tasks."""
+    names = task_names()
+    for family in task_families():
+        for where, agent, settings, source in family.defaults_table():
+            assert source, f"{where} {agent} {settings}: no source declared in default_sources"
+        for prefix, _ in [*family.default_sources, *((p, None) for p in family.task_defaults)]:
+            reached = [name for name in names if prefix == "*" or covers(prefix, name)]
+            assert reached, f"{family.family} prefix {prefix!r} covers none of the kit's tasks"
+
+
+def test_family_defaults_resolve_per_task():
+    """The longest matching prefix wins, and each value reaches the run's settings."""
+    adroit = make_run_config("fql", "d4rl_adroit_pen/v1-expert")
+    assert (adroit.agent_config.alpha, adroit.agent_config.q_agg, adroit.train.steps) == (3000.0, "min", 500_000), (
+        adroit.agent_config.alpha,
+        adroit.agent_config.q_agg,
+        adroit.train.steps,
+    )
+    assert make_run_config("fql", "d4rl_adroit_pen/v0-expert").agent_config.alpha == 10.0
+    lams = {
+        task: make_run_config("qflow", task).agent_config.lam
+        for task in (
+            "cube-single-play-singletask-task1-v0",
+            "cube-double-play-singletask-v0",
+            "scene-play-singletask-task2-v0",
+            "puzzle-4x4-play-singletask-task4-v0",
+            "pointmaze-medium-navigate-singletask-v0",
+            "eight-gaussians",
+        )
+    }
+    assert list(lams.values()) == [0.2, 0.5, 0.2, 0.05, 1.0, 1.0], lams
+    assert make_run_config("qflow", "puzzle-3x3-play-singletask-v0").agent_config.q_agg == "min"
+    assert make_run_config("fql", "cube-double-noisy-singletask-v0").agent_config.alpha == 300.0
 
 
 def test_docs_list_the_task_families_declared_defaults():

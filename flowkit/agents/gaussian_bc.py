@@ -1,8 +1,11 @@
 """Gaussian behaviour cloning: maximum likelihood of the data's actions under a state-conditioned Gaussian.
 
-The "Gaussian" column of the expressivity ablation. The Gaussian lives on pre-squash actions and is mapped to
-[-1, 1]^d by tanh (likelihood with the change of variables) or by clipping (likelihood of the raw Gaussian).
-It acts with its mode, as the public code evaluates, or with a sample.
+The "Gaussian" column of the expressivity ablation, in two variants. By default the network outputs a mean and
+a state-dependent std over pre-squash actions, mapped to [-1, 1]^d by tanh (likelihood with the change of
+variables). OGBench's goal-conditioned BC (impls/agents/gcbc.py: GCActor with state_dependent_std=False and
+const_std=True, no tanh) is std="constant", squash="clip": the std is 1 for every state, so the likelihood is a
+squared error on the raw actions, and acting with the mode takes the mean, clipped to the action box as
+OGBench's evaluation does. Either acts with its mode (the public codes' evaluation) or a sample.
 """
 
 from __future__ import annotations
@@ -30,7 +33,16 @@ def gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_std: jax.Array) -
 class GaussianBCConfig(AgentConfig):
     display_name = "Gaussian BC"
 
-    squash: str = setting("tanh", "map from the Gaussian to [-1, 1]^d: tanh or clip", choices=("tanh", "clip"))
+    std: str = setting(
+        "state",
+        "state: a learnt state-dependent std; constant: std 1 in every state (OGBench's GCBC)",
+        choices=("state", "constant"),
+    )
+    squash: str = setting(
+        "tanh",
+        "map from the Gaussian to [-1, 1]^d: tanh, or clip (no squashing: OGBench's GCBC)",
+        choices=("tanh", "clip"),
+    )
     act_with: str = setting(
         "mode", "act with the mode (the public code's evaluation) or a sample", choices=("mode", "sample")
     )
@@ -45,7 +57,12 @@ class GaussianBC(Agent[GaussianBCConfig]):
         c = self.config
         return {
             "actor": GaussianPolicy(
-                self.obs_dim, self.action_dim, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 1)
+                self.obs_dim,
+                self.action_dim,
+                c.actor_hidden,
+                c.actor_layer_norm,
+                seed=derive_seed(seed, 1),
+                state_std=c.std == "state",
             )
         }
 

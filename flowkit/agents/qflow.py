@@ -3,7 +3,8 @@
 Flow dynamics are deterministic, so the value of a point x_t at flow time t is the value of where the flow
 takes it: V(s, x_t, t) = Q(s, Psi_{t->1}(s, x_t)). Q-Flow learns this intermediate value V_phi and guides the
 flow policy with its gradient at the data interpolant, so the policy never backpropagates through the solver.
-Reference: github.com/jaehyeokdoo2/qflow, agents/qflow.py (its lambda is written there as 1 / alpha).
+Reference: github.com/jaehyeokdoo2/qflow, agents/qflow.py, where lambda is written 1 / guidance_lambda (1 / alpha
+in earlier versions); per-domain values are the task families' defaults (docs/methods.md).
 
 Losses, in the paper's order: the outer critic (TD, next actions from the full flow); the intermediate value,
 regressed onto the target critic at the flow's end point from x_t; the guided flow-matching loss. Every solve
@@ -29,7 +30,9 @@ from flowkit.tasks import Transitions
 class QFlowConfig(FlowConfig, CriticConfig):
     display_name = "Q-Flow"
 
-    lam: float = setting(1.0, "Q-Flow: scale of the intermediate value's gradient (the public code's 1/alpha)", low=0)
+    lam: float = setting(
+        1.0, "Q-Flow: scale of the intermediate value's gradient (the public code's 1/guidance_lambda)", low=0
+    )
     time_features: str = setting(
         "fourier", "time input of V(s, x, t): 16 Fourier features or raw t", choices=("fourier", "raw")
     )

@@ -19,6 +19,15 @@ DEFAULT_DATA_DIR = "~/.ogbench/data"
 """OGBench's own default, so that official files a user already downloaded are found."""
 
 
+FQL_README = "seohongpark/fql README.md @719d044"
+QFLOW_PARAMS = "jaehyeokdoo2/qflow qflow_config.py @db93bbe QFLOW_PARAMS (lam = 1 / alpha)"
+NOT_RETRIEVED = (
+    "the FQL paper's appendix (arXiv 2502.02538) tabulates them; no stored copy reached here, so none declared "
+    "(method defaults)"
+)
+"""Sources the task families cite for their defaults (Task.default_sources)."""
+
+
 class DatasetError(ConfigError):
     """A dataset file or folder is missing, truncated or does not match its environment."""
 
@@ -73,22 +82,35 @@ class Task(abc.ABC):
     """Evaluation metrics that are fractions with 1 the best possible (reports give their optimality gap)."""
     method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     """Settings the family changes from the methods' own defaults, by method name ("*": every method)."""
-    domain_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {}
-    """On top of those, settings by domain (a task name's first word, as "cube" in cube-single-play), by method."""
+    task_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {}
+    """On top of those, settings by task-name prefix (a domain such as "cube", a dataset such as "cube-double",
+    one task such as "d4rl_adroit_pen/v1-human"), by method; a longer prefix overrides a shorter one."""
+    default_sources: ClassVar[Mapping[tuple[str, str], str]] = {}
+    """Where each declared default comes from, by (prefix, method); prefix "*" for `method_defaults`. An entry
+    without declared values records that its source gives none (the method's defaults apply there)."""
 
     @classmethod
     def defaults(cls, name: str, method: str) -> dict[str, Any]:
         """The settings this family sets for `method` on the task called `name`."""
-        by_domain = cls.domain_defaults.get(name.split("-")[0], {})
-        return {**cls.method_defaults.get("*", {}), **cls.method_defaults.get(method, {}), **by_domain.get(method, {})}
+        values = {**cls.method_defaults.get("*", {}), **cls.method_defaults.get(method, {})}
+        for prefix in sorted(filter(lambda prefix: covers(prefix, name), cls.task_defaults), key=len):
+            values.update(cls.task_defaults[prefix].get(method, {}))
+        return values
 
     @classmethod
-    def defaults_table(cls) -> list[tuple[str, str, dict[str, Any]]]:
-        """(where, method, settings) for every default the family declares, for help texts and docs."""
-        rows = [(f"{cls.family} tasks", method, dict(values)) for method, values in cls.method_defaults.items()]
-        for domain, by_method in cls.domain_defaults.items():
-            rows += [(f"{cls.family} {domain}-*", method, dict(values)) for method, values in by_method.items()]
-        return rows
+    def defaults_table(cls) -> list[tuple[str, str, dict[str, Any], str]]:
+        """(where, method, settings, source) for every default the family declares and every source it cites
+        for none, for help texts and docs."""
+        declared = {("*", method): values for method, values in cls.method_defaults.items()}
+        for prefix, by_method in cls.task_defaults.items():
+            declared |= {(prefix, method): values for method, values in by_method.items()}
+        keys = [*declared, *(key for key in cls.default_sources if key not in declared)]
+        names = task_names()
+        return [
+            (f"{cls.family} {'tasks' if prefix == '*' else prefix if prefix in names else prefix + '*'}", method,
+             dict(declared.get((prefix, method), {})), cls.default_sources.get((prefix, method), ""))
+            for prefix, method in keys
+        ]  # fmt: skip
 
     def __init__(self, name: str, dataset: Transitions):
         self.name = name
@@ -116,6 +138,11 @@ class Task(abc.ABC):
         del policy, key, run_dir
 
 
+def covers(prefix: str, name: str) -> bool:
+    """Whether `prefix` names the task `name` or a group it belongs to (cut at a "-", "/" or "_")."""
+    return name == prefix or (name.startswith(prefix) and name[len(prefix)] in "-/_")
+
+
 def _task_classes() -> dict[str, type[Task]]:
     from flowkit.tasks import d4rl, ogbench_tasks, toy
 
@@ -131,16 +158,18 @@ def task_families() -> list[type[Task]]:
 
 
 def defaults_markdown() -> str:
-    """Every task family's declared defaults as a Markdown table (docs/methods.md holds it, checked by a test)."""
-    lines = ["| where | method | settings |", "|---|---|---|"]
+    """Every task family's declared defaults and their sources as a Markdown table (docs/methods.md holds it,
+    checked by a test)."""
+    lines = ["| where | method | settings | source |", "|---|---|---|---|"]
     for family in task_families():
-        for where, method, settings in family.defaults_table():
-            values = ", ".join(
-                f"`{name}={','.join(map(str, value)) if isinstance(value, tuple) else value}`"
-                for name, value in settings.items()
-            )
-            lines.append(f"| {where} | {'every method' if method == '*' else f'`{method}`'} | {values} |")
+        for where, method, settings, source in family.defaults_table():
+            values = ", ".join(f"`{name}={_text(value)}`" for name, value in settings.items()) or "none declared"
+            lines.append(f"| {where} | {'every method' if method == '*' else f'`{method}`'} | {values} | {source} |")
     return "\n".join(lines)
+
+
+def _text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def task_names() -> tuple[str, ...]:

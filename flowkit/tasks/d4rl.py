@@ -40,14 +40,15 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowkit.tasks import DatasetError, Policy, Task, as_device_arrays, clip_actions
+from flowkit.tasks import FQL_README, NOT_RETRIEVED, DatasetError, Policy, Task, as_device_arrays, clip_actions
 
 REQUIRED_FIELDS = ("observation", "action", "reward", "is_last", "is_terminal")
 """RLDS step fields the reader needs (discount and is_first are implied by them)."""
@@ -76,6 +77,24 @@ MUJOCO_CONFIGS = (
 
 ADROIT_CONFIGS = ("v0-human", "v0-cloned", "v0-expert", "v1-human", "v1-cloned", "v1-expert")
 """The TFDS catalog's configs of d4rl_adroit_{door,hammer,pen,relocate}."""
+
+
+FQL_ADROIT: dict[str, tuple[float, int]] = {
+    "pen/v1-human": (10_000.0, 203),
+    "pen/v1-cloned": (10_000.0, 205),
+    "pen/v1-expert": (3_000.0, 207),
+    "door/v1-human": (30_000.0, 209),
+    "door/v1-cloned": (30_000.0, 211),
+    "door/v1-expert": (30_000.0, 213),
+    "hammer/v1-human": (30_000.0, 215),
+    "hammer/v1-cloned": (10_000.0, 217),
+    "hammer/v1-expert": (30_000.0, 219),
+    "relocate/v1-human": (10_000.0, 221),
+    "relocate/v1-cloned": (30_000.0, 223),
+    "relocate/v1-expert": (30_000.0, 225),
+}
+"""FQL's alpha on each Adroit dataset and the line of the public README that gives it (every one with q_agg=min
+and 500k updates)."""
 
 
 class Environment(NamedTuple):
@@ -310,6 +329,18 @@ class D4RLTask(Task):
     family = "d4rl"
     score_metric = "normalized_score"
     metrics = frozenset({"return", "normalized_score"})
+    task_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
+        f"d4rl_adroit_{task}": {"fql": {"alpha": alpha, "q_agg": "min", "steps": 500_000}}
+        for task, (alpha, _) in FQL_ADROIT.items()
+    }
+    default_sources: ClassVar[Mapping[tuple[str, str], str]] = {
+        **{(f"d4rl_adroit_{task}", "fql"): f"{FQL_README} line {line}" for task, (_, line) in FQL_ADROIT.items()},
+        ("d4rl_adroit", "*"): "none for the v0 datasets: the public codes run Adroit v1",
+        **{("d4rl_adroit", method): NOT_RETRIEVED for method in ("rebrac", "fbrac", "ifql")},
+        ("d4rl_adroit", "qflow"): "none: Q-Flow's D4RL values (qflow_config.py) are for antmaze, which the kit reads "
+        "but does not evaluate",
+        ("d4rl_mujoco", "*"): "none: FQL, Q-Flow and value-flows report no locomotion runs",
+    }
 
     def __init__(self, name: str):
         columns = read_rlds(name)

@@ -25,7 +25,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowkit.tasks import DatasetError, Policy, Task, Transitions, clip_actions, data_dir
+from flowkit.tasks import (
+    FQL_README,
+    NOT_RETRIEVED,
+    QFLOW_PARAMS,
+    DatasetError,
+    Policy,
+    Task,
+    Transitions,
+    clip_actions,
+    data_dir,
+)
 from flowkit.tasks.ogbench_generate import RECIPES, dataset_paths, generate_command, import_ogbench, make_env
 
 SINGLE_TASKS = 5
@@ -108,11 +118,30 @@ class OGBenchTask(Task):
     """Common to single-task and goal-conditioned OGBench tasks: finding, checking and loading the files."""
 
     family = "ogbench"
-    # OGBench runs keep the methods' paper-sized defaults; FQL's alpha is the public code's per domain.
-    domain_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
+    # OGBench runs keep the methods' paper-sized defaults. Per-dataset values are the public codes' for the play
+    # datasets, applied to the same environment's noisy datasets too (no source gives values for those).
+    task_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
         "cube": {"fql": {"alpha": 300.0}},
-        "scene": {"fql": {"alpha": 300.0}},
-        "puzzle": {"fql": {"alpha": 1000.0}},
+        "cube-single": {"qflow": {"lam": 1 / 5}},
+        "cube-double": {"qflow": {"lam": 1 / 2}},
+        "scene": {"fql": {"alpha": 300.0}, "qflow": {"lam": 1 / 5}},
+        "puzzle": {"fql": {"alpha": 1000.0}, "qflow": {"lam": 1 / 20, "q_agg": "min"}},
+    }
+    default_sources: ClassVar[Mapping[tuple[str, str], str]] = {
+        ("cube", "fql"): FQL_README + " lines 96, 98, 141-151 (cube-single, cube-double)",
+        ("scene", "fql"): FQL_README + " lines 100, 153-157",
+        ("puzzle", "fql"): FQL_README + " lines 102, 104, 159-169 (puzzle-3x3, puzzle-4x4)",
+        ("cube-single", "qflow"): QFLOW_PARAMS + ' "cube-single-play": alpha=5',
+        ("cube-double", "qflow"): QFLOW_PARAMS + ' "cube-double-play": alpha=2',
+        ("scene", "qflow"): QFLOW_PARAMS + ' "scene-play": alpha=5',
+        ("puzzle", "qflow"): QFLOW_PARAMS + ' "puzzle-3x3-play", "puzzle-4x4-play": alpha=20, q_agg=min',
+        ("*", "rebrac"): NOT_RETRIEVED,
+        ("*", "fbrac"): NOT_RETRIEVED + "; value-flows README: its FBRAC reuses those numbers",
+        ("*", "ifql"): "FQL README lines 236, 242 (IFQL examples): num_samples=32, the method default; "
+        "other per-task values: " + NOT_RETRIEVED,
+        ("*", "flowq"): "none: FlowQ's code is not public (the kit's FlowQ is a reconstruction)",
+        ("pointmaze", "*"): "none: no source runs these methods on pointmaze (FQL and Q-Flow use antmaze, "
+        "humanoidmaze, antsoccer, cube, scene, puzzle)",
     }
 
     @classmethod

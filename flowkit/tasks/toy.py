@@ -171,6 +171,13 @@ class ToyBandit(Task):
         "flowq": {"lam": 3.0},
         "rebrac": {"alpha_actor": 0.1},
     }
+    default_sources: ClassVar[Mapping[tuple[str, str], str]] = {
+        ("*", "*"): "the kit: bandit-sized networks and runs (minutes on a CPU)",
+        **{("*", method): "the kit: measured on eight-gaussians (the comment on ToyBandit in flowkit/tasks/toy.py)"
+           for method in ("fql", "fbrac", "flowq", "rebrac")},
+        ("*", "qflow"): "none: no public value for the bandits; lam=1, the method default (the `lambda` study "
+        "sweeps it)",
+    }  # fmt: skip
 
     def __init__(self, name: str):
         points, rewards = toy_points(name)
