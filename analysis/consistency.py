@@ -20,8 +20,6 @@ import jax
 import numpy as np
 import scipy.stats
 
-from flowkit.training import consistency_record, load_trained
-
 Z_95 = 1.959963984540054
 
 
@@ -48,7 +46,10 @@ def pool(records: Sequence[dict[str, Any]]) -> ConsistencyCurve:
 
 
 def consistency_of_run(run_dir: Path, seed: int = 0, states: int = 256) -> dict[str, Any]:
-    """Probe a saved run again: its value gaps along its own flow, as an evaluation would record them."""
+    """Probe a saved run again: its value gaps along its own flow, as an evaluation would record them.
+    (Training is imported here: pooling the recorded curves, as a report does, needs no agents.)"""
+    from flowkit.training import consistency_record, load_trained
+
     trainer, params = load_trained(run_dir)
     if not trainer.probes_consistency:
         raise ValueError(f"{run_dir}: method {trainer.config.agent!r} has no flow with a value to probe")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import statsmodels.api as sm
+
 from flowkit.analysis.statistics import CONFIDENCE
 
 

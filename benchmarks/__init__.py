@@ -1,1 +1,1 @@
-"""Benchmarks beyond `flowkit bench`: the hand-written reference FQL update, a trial's overhead, the runner under load."""
+"""Benchmarks beyond `flowkit bench`: the hand-written reference FQL update, a trial's overhead, runner load."""

@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import flowkit.studies.runner as runner
-from flowkit.studies.study import Study, cell_key
 from optuna.trial import TrialState
 
-from flowkit.config import RunConfig
+import flowkit.studies.runner as runner
+import flowkit.studies.runner.trial as runner_trial
+from flowkit.run_config import RunConfig
+from flowkit.studies.study import Study, cell_key
 
 
 def trivial_train(config: RunConfig, run_dir: Path, **_: Any) -> dict[str, Any]:
@@ -45,7 +46,7 @@ def trivial_train(config: RunConfig, run_dir: Path, **_: Any) -> dict[str, Any]:
 
 def trivial_worker(study: Study, runs_dir: Path, storage_url: str | None, **kwargs: Any) -> None:
     """A worker process (a `run_workers` target) whose runs are `trivial_train`."""
-    runner.train = trivial_train
+    runner_trial.train = trivial_train
     runner.run_study(study, runs_dir, storage_url, **kwargs)
 
 

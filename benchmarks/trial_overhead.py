@@ -18,10 +18,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from flowkit.studies.runner import load_optuna_study, run_study
-from flowkit.studies.study import Study
-
 from flowkit._backend import COMPILATION_CACHE_ENV
+from flowkit.studies.runner import load_optuna_study, run_study, seed_records
+from flowkit.studies.study import Study
 
 
 def overhead_study(steps: int) -> Study:
@@ -53,9 +52,8 @@ def main() -> None:
         os.environ[COMPILATION_CACHE_ENV] = str(Path(folder) / "compilation-cache")
         run_study(study, Path(folder), progress=False)
         (trial,) = load_optuna_study(study, Path(folder)).get_trials()
-    for seed, entry in trial.user_attrs["seeds"].items():
-        timing = entry["timing"]
-        spent = {part: timing[f"{part}_s"] for part in ("compile", "train", "eval", "other")}
+    for seed, record in seed_records(trial).items():
+        spent = {part: getattr(record.timing, f"{part}_s") for part in ("compile", "train", "eval", "other")}
         print(json.dumps({"run": f"seed {seed}", "steps": args.steps, **shares(spent)}))
     print(json.dumps({"run": "trial", "steps": args.steps, **shares(trial.user_attrs["time_s"])}))
 

@@ -25,9 +25,11 @@ import jax.numpy as jnp
 
 from flowkit import solvers
 from flowkit._backend import COMPILATION_CACHE_ENV
-from flowkit.agents import AGENTS
+from flowkit.agents import AGENT_CONFIGS, AGENTS, AgentConfig
+from flowkit.agents.fql import FQLConfig
 from flowkit.analysis.cost import CostFit, fit_cost
-from flowkit.config import AGENT_CONFIGS, AgentConfig, ConfigError, FQLConfig, RunConfig, TrainConfig
+from flowkit.run_config import RunConfig
+from flowkit.settings import ConfigError, TrainConfig
 from flowkit.tasks import Transitions
 from flowkit.training import Trainer, coefficient_arrays, compiled_cost, make_chunk, stack_seeds
 

@@ -6,55 +6,84 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
+import typing
 from pathlib import Path
 
-from flowkit.config import (
-    AGENT_CONFIGS,
-    FLOW_AGENTS,
-    ConfigError,
-    TrainConfig,
-    make_run_config,
-    parse_overrides,
-    parse_value,
-)
+from flowkit.agents import AGENT_CONFIGS, FLOW_AGENTS
+from flowkit.run_config import make_run_config, parse_overrides
+from flowkit.settings import ConfigError, TrainConfig, parse_value
 from flowkit.solvers import SOLVERS
-from flowkit.tasks import DATA_DIR_ENV
+from flowkit.tasks import DATA_DIR_ENV, task_families
 
 
 def _settings_help() -> str:
     lines = []
-    for title, config_class in (("training", TrainConfig), *AGENT_CONFIGS.items()):
+    methods = [(f"{name} ({config.display_name})", config) for name, config in AGENT_CONFIGS.items()]
+    for title, config_class in (("training", TrainConfig), *methods):
         lines.append(f"{title} settings:")
         for name, allowed, default, doc in config_class.describe():
-            default_text = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            lines.append(f"  {name:18s} {doc} [{allowed}; default {default_text}]")
-    lines.append(
-        "The 2D bandits change some defaults (smaller networks, shorter runs) and OGBench tasks set FQL's alpha "
-        "per environment (cube and scene 300, puzzle 1000): the run's config.json records every value used."
-    )
+            lines.append(f"  {name:18s} {doc} [{allowed}; default {_text(default)}]")
+    lines.append("task family defaults, on top of the methods' (config.json records every value a run used):")
+    for family in task_families():
+        for where, method, settings in family.defaults_table():
+            values = ", ".join(f"{name}={_text(value)}" for name, value in settings.items())
+            lines.append(f"  {where:18s} {'every method' if method == '*' else method}: {values}")
     return "\n".join(lines)
 
 
+def _text(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes end as one `flowkit: error: ...` line, like every other refusal."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"flowkit: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from flowkit.training import train
+    from flowkit.training import DivergedError, train
 
     config = make_run_config(args.agent, args.task, args.seed, parse_overrides(args.agent, args.set))
     run_dir = args.run_dir or Path(args.runs_dir) / "train" / (
         f"{args.agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     )
     print(f"run folder: {run_dir}", file=sys.stderr)
-    result = train(config, run_dir, progress=not args.quiet)
+    try:
+        result = train(config, run_dir, progress=not args.quiet)
+    except DivergedError as error:
+        print(
+            f"flowkit: error: the run in {run_dir} {error}; a smaller lr or a stronger alpha may help", file=sys.stderr
+        )
+        return 1
+    except KeyboardInterrupt:
+        print(f"flowkit: interrupted; resume with: {_resume_command(args, run_dir)}", file=sys.stderr)
+        return 130
     print(json.dumps({"final": result["final"], "timing": result["timing"]}, indent=2))
     return 0
+
+
+def _resume_command(args: argparse.Namespace, run_dir: Path) -> str:
+    """The train command that continues this run from its checkpoint (its folder named, not a new one)."""
+    words = ["flowkit", "train", "--agent", args.agent, "--task", args.task, "--seed", str(args.seed)]
+    words += ["--set", *args.set] if args.set else []
+    words += ["--data-dir", args.data_dir] if args.data_dir else []
+    return shlex.join([*words, "--run-dir", str(run_dir)])
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -200,7 +229,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flowkit", description=__doc__)
+    parser = _Parser(prog="flowkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add_data_dir(sub: argparse.ArgumentParser) -> None:

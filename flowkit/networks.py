@@ -332,6 +332,34 @@ class FlowPolicy(_ActingModel):
         return jnp.clip(actions, -1.0, 1.0)
 
 
+def best_of(candidates: jax.Array, values: jax.Array) -> jax.Array:
+    """candidates (..., n, d) and their values (..., n) -> each row's candidate of highest value, (..., d)."""
+    best = jnp.argmax(values, axis=-1)
+    return jnp.take_along_axis(candidates, best[..., None, None], axis=-2)[..., 0, :]
+
+
+@register
+class BestOfNPolicy(_ActingModel):
+    """The acting policy of rejection sampling (IFQL): of the flow's actions from n noises per observation, the
+    one the critic ensemble (aggregated by min or mean) values most. Noise has shape (batch, n, action_dim)."""
+
+    settings = ("critic", "solver", "steps", "q_agg")
+
+    def call(self, observations: jax.Array, noise: jax.Array) -> jax.Array:
+        repeated = jnp.broadcast_to(observations[..., None, :], (*noise.shape[:-1], observations.shape[-1]))
+        velocity = lambda x, t: self.network(repeated, x, t)  # noqa: E731
+        candidates = jnp.clip(solvers.integrate(velocity, noise, solver=self.solver, steps=self.steps), -1.0, 1.0)
+        values = self.critic(repeated, candidates)
+        return best_of(candidates, values.min(axis=0) if self.q_agg == "min" else values.mean(axis=0))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "critic": keras.saving.serialize_keras_object(self.critic)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> BestOfNPolicy:
+        return super().from_config({**config, "critic": keras.saving.deserialize_keras_object(config["critic"])})
+
+
 @register
 class GaussianActing(_ActingModel):
     """The acting policy of a Gaussian method: its mode or a sample, squashed by tanh or clipped to [-1, 1]."""

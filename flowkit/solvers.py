@@ -14,6 +14,8 @@ Velocity = Callable[[jax.Array, jax.Array], jax.Array]
 
 SOLVERS: dict[str, int] = {"euler": 1, "midpoint": 2, "rk4": 4}
 """Each solver and the velocity evaluations one of its steps costs."""
+SOLVER_NAMES: dict[str, str] = {"euler": "Euler", "midpoint": "Midpoint", "rk4": "RK4"}
+"""Each solver's name in reports."""
 
 
 def nfe(solver: str, steps: int) -> int:

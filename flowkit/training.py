@@ -26,10 +26,11 @@ from tqdm.auto import tqdm
 
 from flowkit import runs, solvers
 from flowkit._backend import stored_executable, use_compilation_cache
-from flowkit.agents import Agent, TrainState, make_agent
+from flowkit.agents import Agent, AgentConfig, FlowConfig, TrainState, make_agent
 from flowkit.agents.base import Params
 from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps
-from flowkit.config import AgentConfig, ConfigError, FlowConfig, RunConfig
+from flowkit.run_config import RunConfig
+from flowkit.settings import ConfigError
 from flowkit.tasks import Task, Transitions, load_task
 
 DATA_STREAM, EVAL_STREAM = 1, 2
@@ -390,6 +391,7 @@ def train_seeds(
             else 0,
             "timing": timing,
             "cost": cost,
+            "policy_network": agent.policy_network,
         }
         runs.write_json_atomic(run.run_dir / runs.RESULT, result)
         (run.run_dir / runs.CHECKPOINT).unlink(missing_ok=True)

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+
+from flowkit import runs
 from flowkit.analysis.consistency import pool
 from flowkit.analysis.cost import CostFit
-from flowkit.analysis.gradients import gradient_curve
+from flowkit.analysis.gradients import Curve, gradient_curve
 from flowkit.reports.collect import CellResult
 from flowkit.reports.tables import groups
 from flowkit.studies.study import Cell, Study, cell_key
-
-from flowkit.agents import AGENTS
 from flowkit.tasks.toy import SAMPLES, TOY_TASKS, toy_points
 
 matplotlib.use("Agg")
@@ -126,28 +126,39 @@ def cost_vs_steps(fits: dict[str, tuple[list[tuple[int, float]], CostFit]], path
     _save(figure, axes, path)
 
 
+def policy_gradient_curve(run_dir: Path) -> tuple[str, Curve] | None:
+    """The policy network's name (as the run's result names it) and its gradient norm over training; None for
+    a run that did not complete (or completed before results named their policy network)."""
+    result = runs.load_result(run_dir) if run_dir.exists() else None
+    if result is None or "policy_network" not in result:
+        return None
+    return result["policy_network"], gradient_curve(run_dir, result["policy_network"])
+
+
 def gradient_norms(study: Study, results: dict[str, CellResult], path: Path) -> list[str]:
     """The policy network's gradient norm over training per arm (mean over seeds, log scale); returns the
     networks plotted. Read from the run folders."""
     panels = groups(study.cells(), study.rows)
     figure, axes = _subplots(len(panels))
+    plotted = set()
     for axis, cells in zip(axes, panels.values(), strict=True):
         for cell in cells:
-            network = AGENTS[cell["agent"]].policy_network
-            curves = [gradient_curve(d, network) for d in results[cell_key(cell)].run_dirs.values() if d.exists()]
-            curves = [c for c in curves if len(c.steps)]
-            if not curves:
+            found = [policy_gradient_curve(d) for d in results[cell_key(cell)].run_dirs.values()]
+            found = [(network, curve) for network, curve in filter(None, found) if len(curve.steps)]
+            if not found:
                 continue
-            length = min(len(c.steps) for c in curves)
-            values = np.array([c.mean[:length] for c in curves])
+            network = found[0][0]
+            plotted.add(network)
+            length = min(len(curve.steps) for _, curve in found)
+            values = np.array([curve.mean[:length] for _, curve in found])
             label = f"{study.arm_label(study.arm(cell))}: {network} (n={len(values)})"
-            axis.plot(curves[0].steps[:length], np.exp(np.log(np.maximum(values, 1e-12)).mean(axis=0)), label=label)
+            axis.plot(found[0][1].steps[:length], np.exp(np.log(np.maximum(values, 1e-12)).mean(axis=0)), label=label)
         axis.set_yscale("log")
         axis.set(title=_panel_title(study, cells[0], study.rows), xlabel="training step")
         axis.set_ylabel("gradient norm of the policy network")
         axis.title.set_fontsize(9)
     _save(figure, axes, path)
-    return sorted({AGENTS[agent].policy_network for agent in study.agents})
+    return sorted(plotted)
 
 
 def consistency(study: Study, results: dict[str, CellResult], path: Path) -> bool:

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from flowkit import solvers
 from flowkit.analysis.cost import CostFit, fit_cost
 from flowkit.analysis.statistics import (
     Summary,
@@ -23,8 +25,6 @@ from flowkit.analysis.statistics import (
 )
 from flowkit.reports.collect import CellResult
 from flowkit.studies.study import Cell, Study, cell_key
-
-from flowkit import solvers
 
 
 @dataclass

@@ -11,12 +11,12 @@ import importlib
 import importlib.util
 import keyword
 import pkgutil
+import traceback
 from pathlib import Path
 from types import ModuleType
 
+from flowkit.settings import ConfigError
 from flowkit.studies.study import Study
-
-from flowkit.config import ConfigError
 
 _NOT_STUDIES = {"study", "runner"}
 
@@ -52,7 +52,7 @@ def load_study(name: str) -> Study:
     except ConfigError:
         raise
     except Exception as error:
-        raise ConfigError(f"{where} failed to load: {error!r}") from error
+        raise _load_failure(where, error) from error
     study = _declared(module, where)
     if study.name != name:
         raise ConfigError(f"{where} declares name {study.name!r}, expected {name!r}")
@@ -70,8 +70,19 @@ def _load_file(path: Path) -> Study:
     except ConfigError:
         raise
     except Exception as error:
-        raise ConfigError(f"{where} failed to load: {error!r}") from error
+        raise _load_failure(where, error) from error
     return _declared(module, where)
+
+
+def _load_failure(where: str, error: Exception) -> ConfigError:
+    """A study file that does not run, in one line: the error, and the file, line number and line it points at."""
+    if isinstance(error, SyntaxError):
+        filename, lineno, line = error.filename, error.lineno, error.text or ""
+    else:
+        frame = traceback.extract_tb(error.__traceback__)[-1]
+        filename, lineno, line = frame.filename, frame.lineno, frame.line or ""
+    text = error.msg if isinstance(error, SyntaxError) else str(error)
+    return ConfigError(f"{where} failed to load: {type(error).__name__} at {filename}:{lineno}: {text}: {line.strip()}")
 
 
 def _declared(module: ModuleType, where: str) -> Study:

@@ -16,5 +16,5 @@ STUDY = Study(
     tasks=("eight-gaussians",),
     grid={"alpha": ALPHAS},
     seeds=(0, 1, 2),
-    labels={"alpha": {a: f"α={a:g}" for a in ALPHAS}, "agent": {"fql": "FQL", "fbrac": "FBRAC"}},
+    labels={"alpha": {a: f"α={a:g}" for a in ALPHAS}},
 )

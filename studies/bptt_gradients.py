@@ -22,6 +22,5 @@ STUDY = Study(
     labels={
         "alpha": {a: f"α={a:g}" for a in ALPHAS},
         "lam": {v: f"λ={v:g}" for v in LAMBDAS},
-        "agent": {"fbrac": "FBRAC", "qflow": "Q-Flow"},
     },
 )

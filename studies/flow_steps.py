@@ -13,8 +13,5 @@ STUDY = Study(
     tasks=("eight-gaussians",),
     grid={"flow_steps": (1, 2, 4, 8, 16, 32)},
     seeds=(0, 1, 2),
-    labels={
-        "flow_steps": {k: f"K={k}" for k in (1, 2, 4, 8, 16, 32)},
-        "agent": {"fql": "FQL", "fbrac": "FBRAC", "flowq": "FlowQ", "qflow": "Q-Flow"},
-    },
+    labels={"flow_steps": {k: f"K={k}" for k in (1, 2, 4, 8, 16, 32)}},
 )

@@ -15,5 +15,5 @@ STUDY = Study(
     tasks=("eight-gaussians",),
     grid={"lam": LAMBDAS},
     seeds=(0, 1, 2),
-    labels={"lam": {v: f"λ={v:g}" for v in LAMBDAS}, "agent": {"flowq": "FlowQ", "qflow": "Q-Flow"}},
+    labels={"lam": {v: f"λ={v:g}" for v in LAMBDAS}},
 )

@@ -13,5 +13,4 @@ STUDY = Study(
     tasks=("eight-gaussians",),
     grid={"solver": ("euler", "midpoint", "rk4")},
     seeds=(0, 1, 2),
-    labels={"solver": {"euler": "Euler", "midpoint": "Midpoint", "rk4": "RK4"}},
 )

@@ -15,8 +15,4 @@ STUDY = Study(
     grid={"solver": ("euler", "midpoint", "rk4"), "flow_steps": (2, 4, 8)},
     compare=("solver",),
     seeds=(0, 1, 2),
-    labels={
-        "solver": {"euler": "Euler", "midpoint": "Midpoint", "rk4": "RK4"},
-        "agent": {"fql": "FQL", "fbrac": "FBRAC", "flowq": "FlowQ", "qflow": "Q-Flow"},
-    },
 )

@@ -20,6 +20,5 @@ STUDY = Study(
     ),
     grid={"solver": ("euler", "midpoint", "rk4")},
     seeds=tuple(range(8)),
-    labels={"solver": {"euler": "Euler", "midpoint": "Midpoint", "rk4": "RK4"}},
     last_evals=3,
 )

@@ -3,7 +3,7 @@
 A study is a grid: every combination of method, task and swept settings is one cell, and one Optuna trial
 runs a cell for all of the study's seeds. A swept setting a method lacks is None in that method's cells, so
 FBRAC's alpha and Q-Flow's lambda can be swept in one study without running Q-Flow once per alpha.
-Each cell's run settings go through flowkit.config, so a study with an unknown setting or a bad value is
+Each cell's run settings go through flowkit.run_config, so a study with an unknown setting or a bad value is
 refused when it is loaded, before anything runs or is stored.
 """
 
@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowkit.config import ConfigError, RunConfig, check_agent, check_task, make_run_config, setting_names
+from flowkit.display import display_name
+from flowkit.run_config import RunConfig, check_agent, check_task, make_run_config, setting_names
+from flowkit.settings import ConfigError
 from flowkit.tasks import task_class
 
 Cell = dict[str, Any]
@@ -35,7 +37,8 @@ class Study:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     """Settings shared by every run, on top of the method's and the task family's defaults."""
     labels: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
-    """Display names of swept values in reports, e.g. {"solver": {"rk4": "RK4"}}."""
+    """Display names of values in reports where the study means something particular, e.g.
+    {"alpha": {0.1: "α=0.1"}}; methods and solvers have their own (flowkit.display)."""
     compare: tuple[str, ...] | None = None
     """The dimensions ("agent" or swept settings) whose values are the report's columns; the others make
     its rows. None compares the swept settings (or the methods, when nothing is swept)."""
@@ -167,8 +170,12 @@ class Study:
         return {dim: cell[dim] for dim in self.rows}
 
     def label(self, name: str, value: Any) -> str:
-        text = self.labels.get(name, {}).get(value, str(value))
-        return text if name in ("agent", "task") or name in self.labels else f"{name}={text}"
+        """The study's label of a value, else the method's or solver's display name, else the value itself
+        (as name=value for a setting the study does not label)."""
+        text = self.labels.get(name, {}).get(value) or display_name(name, value)
+        if text is not None:
+            return text
+        return str(value) if name in ("agent", "task") or name in self.labels else f"{name}={value}"
 
     def arm_label(self, arm: Mapping[str, Any]) -> str:
         text = ", ".join(self.label(name, value) for name, value in arm.items() if value is not None)

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-import flowkit.studies.runner as runner
 import jax
 import optuna
-from flowkit.studies.study import Study
 
+import flowkit.studies.runner as runner
 from flowkit.agents import make_agent
-from flowkit.config import RunConfig, make_run_config, setting_names
+from flowkit.run_config import RunConfig, make_run_config, setting_names
+from flowkit.studies.study import Study
 from flowkit.tasks import load_task
 
 TINY = {

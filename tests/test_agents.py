@@ -9,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from flowkit.agents import AGENTS
+from flowkit.agents import AGENTS, FLOW_AGENTS
 from flowkit.agents.base import global_norm
-from flowkit.agents.flowq import energy_schedule
-from flowkit.config import FLOW_AGENTS, SCHEDULES
+from flowkit.agents.common import flow_actions
+from flowkit.agents.flowq import SCHEDULES, energy_schedule
 from flowkit.networks import LearnedSchedule
 from tests.helpers import tiny_agent, tiny_config
 
@@ -38,7 +38,7 @@ def test_every_method_and_solver_updates_and_acts(agent_name, solver, tmp_path: 
     agent, state, batch = tiny_agent(agent_name, **settings)
     state, metrics = jax.jit(agent.update)(state, batch)
     assert all(np.isfinite(float(value)) for value in metrics.values()), metrics
-    noise = jax.random.normal(jax.random.PRNGKey(5), batch.actions.shape)
+    noise = jax.random.normal(jax.random.PRNGKey(5), agent.noise_shape(batch.observations.shape[:-1]))
     actions = jax.jit(agent.policy)(state.params, batch.observations, noise)
     assert actions.shape == batch.actions.shape and float(jnp.abs(actions).max()) <= 1.0
     if solver in (None, "euler"):
@@ -138,3 +138,33 @@ def test_learnable_schedule_stays_non_negative_and_normalised():
         [a - b for a, b in zip(state.params["schedule"], agent.init(0).params["schedule"], strict=True)]
     )
     assert float(moved) > 0.0, "the schedule is trained by the flow loss"
+
+
+def test_ifql_acts_with_the_candidate_its_critic_values_most():
+    """IFQL's action is, per observation, the flow sample of highest min-Q among num_samples: recomputed here from
+    the flow's solves and the critic one candidate at a time."""
+    agent, state, batch = tiny_agent("ifql", **SMALL, critic_hidden=(16,), num_samples=8, flow_steps=3)
+    noise = jax.random.normal(jax.random.PRNGKey(7), agent.noise_shape(batch.observations.shape[:-1]))
+    actions = np.asarray(jax.jit(agent.policy)(state.params, batch.observations, noise))
+    candidates = np.stack(
+        [np.clip(flow_actions(agent, state.params, batch.observations, noise[:, k]), -1, 1) for k in range(8)], 1
+    )
+    values = np.stack(
+        [agent.apply("critic", state.params, batch.observations, candidates[:, k]).min(0) for k in range(8)], 1
+    )
+    best = values.argmax(axis=1)
+    np.testing.assert_allclose(actions, candidates[np.arange(len(best)), best], atol=1e-5)
+    assert len(set(best.tolist())) > 1, f"the best sample's index varies with the observation: {best.tolist()}"
+    chosen, first = values.max(axis=1).mean(), values[:, 0].mean()
+    assert chosen > first, f"mean Q of the chosen action {chosen:.4f} exceeds that of one flow sample {first:.4f}"
+
+
+def test_ifql_flow_learns_by_behaviour_cloning_alone():
+    """The critic and value losses give the flow no gradient and the flow loss gives the critic and value none:
+    the policy improves only through acting's rejection step."""
+    agent, state, batch = tiny_agent("ifql", **SMALL, critic_hidden=(16,))
+    for metric, untouched in (("critic_loss", "flow"), ("value_loss", "flow"), ("bc_flow_loss", "critic")):
+        norm = float(global_norm(grads_of(agent, state, batch, metric)[untouched]))
+        assert norm == 0.0, f"{metric} moves {untouched}: gradient norm {norm}"
+    value_grad = float(global_norm(grads_of(agent, state, batch, "bc_flow_loss")["value"]))
+    assert value_grad == 0.0, f"bc_flow_loss moves the value network: {value_grad}"

@@ -7,13 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+
+from flowkit.agents.base import global_norm
+from flowkit.agents.common import flow_actions, flow_value_gaps
 from flowkit.analysis.consistency import pool
 from flowkit.analysis.cost import fit_cost
 from flowkit.analysis.gradients import Curve, explosions
 from flowkit.analysis.statistics import compare_to_reference, iqm, probability_of_improvement, stratified_bootstrap
-
-from flowkit.agents.base import global_norm
-from flowkit.agents.common import flow_actions, flow_value_gaps
 from flowkit.training import consistency_record
 from tests.helpers import tiny_agent
 

@@ -4,7 +4,7 @@ does not (its training never solves the ODE). Asserted on XLA's FLOP count; time
 import pytest
 
 from flowkit.bench import agent_config, bench_methods, bench_step, format_methods, methods_cost_fits
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
 
 
 def test_update_cost_grows_with_flow_steps_for_fbrac_and_stays_flat_for_flowq():

@@ -2,12 +2,13 @@
 
 import json
 import re
+import shlex
 
 import pytest
+
+from flowkit.cli import build_parser, main
 from flowkit.studies import load_study
 from flowkit.studies.runner import enqueue_missing, load_optuna_study
-
-from flowkit.cli import main
 
 
 def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):
@@ -26,12 +27,45 @@ def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):
         (["report", "ode-solver"], "study 'ode-solver' has no stored results yet"),
         (["study", "run", "ode-solver", "--storage", "postgresql://x@127.0.0.1:1/y"], "cannot connect"),
         (["bench", "step", "--set", "steps=10"], "steps: a training-loop setting"),
+        (["train", "--set", "steps=100", "steps=200"], "--set: 'steps' is given twice; allowed: each setting once"),
+        (["study", "run", "ode-solver", "--workers", "abc"], "--workers: expected a positive integer, got 'abc'"),
+        (["study", "run", "ode-solver", "--workers", "0"], "--workers: expected a positive integer, got '0'"),
+        (["train", "--agnet", "fql"], "unrecognized arguments: --agnet"),
     ],
 )
 def test_errors_are_one_clear_line(argv, message, tmp_path, capsys):
-    assert main([*argv, "--runs-dir", str(tmp_path)] if argv[0] != "bench" else argv) == 2
+    try:
+        code = main([*argv, "--runs-dir", str(tmp_path)] if argv[0] != "bench" else argv)
+    except SystemExit as exit_:  # the command line's own mistakes end in argparse's exit
+        code = exit_.code
     error = capsys.readouterr().err
-    assert message in error and error.count("\n") == 1
+    assert code == 2 and message in error and error.count("\n") == 1, error
+    assert error.startswith("flowkit: error: "), error
+    assert not (tmp_path / "train").exists(), "nothing was trained"
+
+
+def test_a_diverging_run_is_one_error_line(tmp_path, capsys):
+    argv = ["train", "--task", "moons", "--set", "lr=1e30", "steps=100", "log_every=100", "eval_every=100"]
+    code = main([*argv, "actor_hidden=16", "critic_hidden=16", "--run-dir", str(tmp_path / "run"), "--quiet"])
+    error = capsys.readouterr().err.splitlines()
+    assert code == 1 and error[-1].startswith("flowkit: error: the run in "), error
+    assert "diverged at update" in error[-1] and "Traceback" not in "\n".join(error), error
+
+
+def test_an_interrupted_train_prints_the_command_that_resumes_it(tmp_path, capsys, monkeypatch):
+    """Without --run-dir the same command would start a new folder: the message names the run's own folder."""
+
+    def interrupted(config, run_dir, **_):
+        run_dir.mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("flowkit.training.train", interrupted)
+    code = main(["train", "--task", "moons", "--set", "alpha=3", "--runs-dir", str(tmp_path)])
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert code == 130 and error.startswith("flowkit: interrupted; resume with: flowkit train "), error
+    resume = build_parser().parse_args(shlex.split(error.split("resume with: ")[1])[1:])
+    (run_dir,) = (tmp_path / "train").iterdir()
+    assert (resume.run_dir, resume.task, resume.set) == (run_dir, "moons", ["alpha=3"]), error
 
 
 def test_status_and_list_of_a_study_not_started_write_nothing(tmp_path, capsys):
@@ -95,7 +129,7 @@ def test_bench_step_times_flowkit_and_the_reference_on_the_same_math(tmp_path, c
 
 
 GOOD_STUDY = """
-from flowkit.studies.study import Study
+from flowkit import Study
 STUDY = Study(name="mine", question="?", agents=("fql",), tasks=("moons",), grid={{"solver": ("euler", "rk4")}},
               seeds=(0,), fixed={{"steps": 100, "log_every": 100, "eval_every": 100, {extra}}})
 """
@@ -104,7 +138,16 @@ STUDY = Study(name="mine", question="?", agents=("fql",), tasks=("moons",), grid
 @pytest.mark.parametrize(
     ("study_text", "storage", "message"),
     [
-        ("STUDY = Study(", None, "study file {path} failed to load: SyntaxError"),
+        (
+            "STUDY = Study(",
+            None,
+            "study file {path} failed to load: SyntaxError at {path}:1: '(' was never closed: STUDY = Study(",
+        ),
+        (
+            "import math\nSTUDY = math.sqrt(-1)",
+            None,
+            "failed to load: ValueError at {path}:2: math domain error: STUDY = math.sqrt(-1)",
+        ),
         ("X = 1", None, "study file {path} must define STUDY = Study(...)"),
         (GOOD_STUDY.format(extra="").replace('"fql"', '"sac"'), None, "agent: unknown method 'sac'"),
         (GOOD_STUDY.format(extra="").replace('"moons"', '"antmaze"'), None, "task: unknown task 'antmaze'"),
@@ -130,7 +173,7 @@ def test_bad_input_leaves_the_stored_study_unchanged(study_text, storage, messag
 
 
 PAIR_STUDY = """
-from flowkit.studies.study import Study
+from flowkit import Study
 STUDY = Study(name="pair", question="?", agents=("fql",), tasks=("moons",), grid={"solver": ("euler",)},
               seeds=(0, 1), fixed={"actor_hidden": (16,), "critic_hidden": (16,), "batch_size": 32, "steps": 100,
                                    "log_every": 50, "eval_every": 100, "eval_episodes": 100})

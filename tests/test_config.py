@@ -1,16 +1,13 @@
 """Settings are refused with a message naming the setting, what was wrong and what is allowed."""
 
+from pathlib import Path
+
 import pytest
 
-from flowkit.config import (
-    AGENT_CONFIGS,
-    FAMILY_DEFAULTS,
-    ConfigError,
-    TrainConfig,
-    make_run_config,
-    parse_overrides,
-    setting_names,
-)
+from flowkit.agents import AGENT_CONFIGS
+from flowkit.run_config import make_run_config, parse_overrides, setting_names
+from flowkit.settings import ConfigError, TrainConfig
+from flowkit.tasks import defaults_markdown, task_families
 
 
 @pytest.mark.parametrize(
@@ -58,8 +55,18 @@ def test_run_config_round_trips_through_json_form():
 def test_setting_names_are_unique_and_family_defaults_are_settings():
     for agent, config_class in AGENT_CONFIGS.items():
         assert not set(config_class.setting_types()) & set(TrainConfig.setting_types()), agent
-    for family, by_agent in FAMILY_DEFAULTS.items():
-        for agent, settings in by_agent.items():
+    for family in task_families():
+        for where, agent, settings in family.defaults_table():
+            assert agent == "*" or agent in AGENT_CONFIGS, (where, agent)
             agents = AGENT_CONFIGS if agent == "*" else [agent]
             for name in settings:
-                assert any(name in setting_names(a) for a in agents), (family, agent, name)
+                assert any(name in setting_names(a) for a in agents), (where, agent, name)
+
+
+def test_docs_list_the_task_families_declared_defaults():
+    """docs/methods.md's defaults table is the one the task classes declare (regenerate it with
+    flowkit.tasks.defaults_markdown() after changing a declaration)."""
+    text = (Path(__file__).parents[1] / "docs" / "methods.md").read_text()
+    start = text.index("-->\n", text.index("<!-- defaults-table")) + len("-->\n")
+    documented = text[start : text.index("<!-- end defaults-table -->")].strip()
+    assert documented == defaults_markdown(), f"docs/methods.md:\n{documented}\ndeclared:\n{defaults_markdown()}"

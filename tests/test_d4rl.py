@@ -252,7 +252,7 @@ def test_a_hopper_task_evaluates_in_gymnasium(data_dir, monkeypatch):
 
 def test_import_flowkit_does_not_import_tensorflow_datasets():
     code = (
-        "import sys, flowkit, flowkit.config, flowkit.tasks as d; d.task_names(); "
+        "import sys, flowkit, flowkit.run_config, flowkit.tasks as d; d.task_names(); "
         "assert 'tensorflow_datasets' not in sys.modules and 'gymnasium' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

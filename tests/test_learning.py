@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flowkit.config import make_run_config
+from flowkit.run_config import make_run_config
 from flowkit.training import train
 
 TASK = "eight-gaussians-rare"

@@ -19,7 +19,7 @@ import pytest
 
 from flowkit.bench import bench_evaluation
 from flowkit.cli import main
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
 from flowkit.tasks import ACTION_CLIP, DATA_DIR_ENV, DatasetError, load_task, ogbench_generate
 from flowkit.tasks.ogbench_generate import dataset_paths, generate, import_ogbench
 from flowkit.tasks.ogbench_tasks import SINGLE_TASKS
@@ -160,10 +160,13 @@ def _truncate(path: Path, data_dir: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def _drop_qpos(path: Path, data_dir: Path) -> None:
-    with np.load(path) as data:
-        arrays = {key: data[key] for key in data.files if key != "qpos"}
-    np.savez_compressed(path, **arrays)
+def _dropper(name: str):
+    def drop(path: Path, data_dir: Path) -> None:
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files if key != name}
+        np.savez_compressed(path, **arrays)
+
+    return drop
 
 
 def _put_puzzle_data(path: Path, data_dir: Path) -> None:
@@ -174,7 +177,8 @@ def _put_puzzle_data(path: Path, data_dir: Path) -> None:
     ("breaker", "message"),
     [
         (_truncate, r"cube-single-play-v0.npz is truncated or corrupt .*; delete it and run: flowkit data generate"),
-        (_drop_qpos, r"cube-single-play-v0.npz has no 'qpos' array"),
+        (_dropper("qpos"), r"cube-single-play-v0.npz has no 'qpos' array"),
+        (_dropper("qvel"), r"cube-single-play-v0.npz has no 'qvel' array"),
         (_put_puzzle_data, r"observations have size \d+, but the environment's are 28"),
     ],
 )
@@ -189,11 +193,23 @@ def test_broken_files_are_refused_with_the_file_and_the_problem(data_dir, tmp_pa
         load_task(CUBE_TASK)
 
 
+def test_noisy_datasets_are_the_same_for_the_same_seed(tmp_path):
+    """Random actions come from the episode's seeded generator, so two generations with one seed are equal."""
+    made = []
+    for run in ("first", "second"):
+        generate("cube-single-noisy-v0", tmp_path / run, episodes=1, val_episodes=1, progress=False, log=lambda _: None)
+        with np.load(tmp_path / run / "cube-single-noisy-v0.npz") as data:
+            made.append({key: data[key] for key in data.files})
+    assert made[0].keys() == made[1].keys()
+    for key in made[0]:
+        np.testing.assert_array_equal(made[0][key], made[1][key], err_msg=f"{key} differs between the two runs")
+
+
 def test_missing_data_stops_a_study_before_its_storage_is_created(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "empty"))
     study_file = tmp_path / "cube_study.py"
     study_file.write_text(
-        "from studies.study import Study\n"
+        "from flowkit import Study\n"
         f"STUDY = Study(name='cube', question='?', agents=('fql',), tasks=({CUBE_TASK!r},), grid={{}}, seeds=(0,))\n"
     )
     assert main(["study", "run", str(study_file), "--runs-dir", str(tmp_path / "runs")]) == 2

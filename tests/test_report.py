@@ -1,24 +1,28 @@
 """Reports built from real (small) studies carry every arm, every seed count and the storage's numbers."""
 
+import ast
 import re
 import shutil
 import statistics
 import subprocess
+from pathlib import Path
 
-import flowkit.studies.runner as runner
 import matplotlib.image
 import numpy as np
 import pytest
 import scipy.stats
+from optuna.trial import TrialState
+
+import flowkit.studies.runner as runner
+import flowkit.studies.runner.trial as runner_trial
 from flowkit.reports.builder import build_report
 from flowkit.reports.collect import CellResult, read_seeds
 from flowkit.reports.tables import aggregate_table, main_table
+from flowkit.settings import ConfigError
 from flowkit.studies import load_study
+from flowkit.studies.runner.records import Cost, SeedRecord, Timing
 from flowkit.studies.study import cell_key
-from optuna.trial import TrialState
-
-from flowkit.config import ConfigError
-from flowkit.training import train
+from flowkit.training import DivergedError, train
 from tests.helpers import TINY, stored_trials, tiny_study
 
 
@@ -35,8 +39,8 @@ def stored_scores(study, runs_dir) -> dict[tuple[str, str], list[float]]:
     scores = {}
     for trial in stored_trials(study, runs_dir):
         assert trial.state == TrialState.COMPLETE
-        seeds = trial.user_attrs["seeds"]
-        scores[trial.params["task"], trial.params["solver"]] = [seeds[s]["score"] for s in sorted(seeds)]
+        records = runner.seed_records(trial)
+        scores[trial.params["task"], trial.params["solver"]] = [records[s].score for s in sorted(records)]
     return scores
 
 
@@ -77,10 +81,56 @@ def test_figures_and_cost_table(finished_study):
     assert costs["moons / Euler (Default)"][0] == "10" and costs["moons / RK4"][0] == "40", "NFE: K and 4K"
     for trial in stored_trials(study, runs_dir):
         label = f"{trial.params['task']} / {'Euler (Default)' if trial.params['solver'] == 'euler' else 'RK4'}"
-        gflop = trial.user_attrs["seeds"]["0"]["cost"]["gflop_per_update"]
+        gflop = runner.seed_records(trial)[0].cost.gflop_per_update
         assert costs[label][3] == f"{gflop:.4f}"
     euler, rk4 = (float(costs[f"moons / {arm}"][3]) for arm in ("Euler (Default)", "RK4"))
     assert rk4 > euler, f"RK4's update does more arithmetic than Euler's: {rk4} vs {euler} GFLOP"
+
+
+def test_sections_follow_the_study_declaration(finished_study):
+    """The tiny study sweeps the solver but not K, on bandits, with two seeds: no equal-NFE table nor cost
+    against K; an aggregate, the consistency of FQL's flow and the bandits' samples."""
+    _, _, path = finished_study
+    titles = [line for line in path.read_text().splitlines() if line.startswith("#")]
+    assert titles == [
+        "# Study `tiny`",
+        "## Aggregate over tasks",
+        "## Figures",
+        "## Cost per update",
+        "## Settings of the first cell",
+    ], titles
+    assert not (path.parent / "cost_vs_flow_steps.png").exists() and not (path.parent / "score_vs_nfe.png").exists()
+    html = (path.parent / "report.html").read_text()
+    for title in ("Aggregate over tasks", "Figures", "Cost per update", "Settings of the first cell"):
+        assert f"<h2>{title}</h2>" in html, title
+    prose = "Medians over logging intervals (compile excluded)"
+    assert prose in path.read_text() and prose in html, "one source of prose for Markdown and HTML"
+
+
+def test_a_report_reads_artefacts_not_the_methods(finished_study, tmp_path):
+    """The report's modules import neither the agents, the training loop nor Keras (a study's settings classes,
+    beside their methods, are the study's concern), and the gradient figure names the policy network the runs'
+    results record (FQL's one-step policy)."""
+    import flowkit.reports
+
+    forbidden = ("flowkit.agents", "flowkit.training", "keras")
+    for path in Path(flowkit.reports.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                bad = [name for name in names if name.startswith(forbidden)]
+                assert not bad, f"{path.name}:{node.lineno} imports {bad}"
+    study, runs_dir, _ = finished_study
+    build_report(study, runs_dir, out_dir=tmp_path / "report")
+    assert "Gradient norm of the policy network (onestep)" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_methods_and_solvers_have_display_names_without_study_labels():
+    study = tiny_study(labels={})
+    assert [study.cell_label(cell) for cell in study.cells()] == ["moons / Euler (Default)", "moons / RK4"]
+    assert study.label("agent", "qflow") == "Q-Flow" and study.label("flow_steps", 4) == "flow_steps=4"
+    relabelled = tiny_study(labels={"solver": {"rk4": "Runge-Kutta 4"}})
+    assert relabelled.label("solver", "rk4") == "Runge-Kutta 4", "a study's own label overrides the default"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
@@ -147,10 +197,10 @@ def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
     def diverge_on_rk4(config, run_dir, **kwargs):
         calls.append(config.seed)
         if config.agent_config.solver == "rk4" and config.seed == 1:
-            raise runner.DivergedError(42, ["critic_loss"])
+            raise DivergedError(42, ["critic_loss"])
         return train(config, run_dir, **kwargs)
 
-    monkeypatch.setattr(runner, "train", diverge_on_rk4)
+    monkeypatch.setattr(runner_trial, "train", diverge_on_rk4)
     runner.run_study(study, tmp_path, progress=False)
     path = build_report(study, tmp_path)
     text = path.read_text()
@@ -189,7 +239,7 @@ def test_methods_as_columns(tmp_path):
     text = build_report(study, tmp_path).read_text()
     assert "| Task | Gaussian | Full Flow |" in text and "Score: `support`" in text
     for trial in stored_trials(study, tmp_path):
-        score = trial.user_attrs["seeds"]["0"]["final"]["support"]
+        score = runner.seed_records(trial)[0].final["support"]
         assert f"{score:.3f} ± n/a" in text
 
 
@@ -245,15 +295,16 @@ def test_seeds_trained_as_one_program_are_one_point_of_the_cost_fit():
     """Three seeds vmapped in one program share its timing: one point for the cost fit, not three copies that
     would narrow the slope's interval; separately trained seeds are a point each."""
 
-    def entry(ms: float, seeds_in_program: int) -> dict:
-        return {
-            "score": 0.5, "eval_history": [[100, 0.5]], "run_dir": "runs/x", "nfe_per_solve": 4,
-            "timing": {"ms_per_update": ms, "compile_s": 1.0, "seeds_in_program": seeds_in_program},
-            "cost": {"gflop_per_update": 0.1, "peak_memory_mb": 1.0},
-        }  # fmt: skip
+    def record(seed: int, ms: float, seeds_in_program: int) -> SeedRecord:
+        timing = Timing(compile_s=1.0, train_s=1.0, eval_s=0.0, other_s=0.0, wall_s=2.0, ms_per_update=ms,
+                        ms_per_update_iqr=0.0, seeds_in_program=seeds_in_program)  # fmt: skip
+        return SeedRecord(
+            seed=seed, score=0.5, final={"reward_mean": 0.5}, eval_history=((100, 0.5),), consistency=None,
+            cost=Cost(0.1, 1.0), timing=timing, nfe_per_solve=4, run_dir=f"runs/x/seed{seed}",
+        )  # fmt: skip
 
     vectorized, separate = CellResult({}), CellResult({})
-    read_seeds(vectorized, {str(seed): entry(2.0, 3) for seed in range(3)})
-    read_seeds(separate, {"0": entry(2.0, 1), "1": entry(2.1, 1), "2": entry(2.0, 1)})
+    read_seeds(vectorized, {seed: record(seed, 2.0, 3) for seed in range(3)}, Path("study"))
+    read_seeds(separate, {0: record(0, 2.0, 1), 1: record(1, 2.1, 1), 2: record(2, 2.0, 1)}, Path("study"))
     assert vectorized.program_ms_per_update == [2.0]
     assert separate.program_ms_per_update == [2.0, 2.1, 2.0]

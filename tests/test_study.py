@@ -5,16 +5,17 @@ import sys
 import threading
 import time
 
-import flowkit.studies.runner as runner
 import jax.numpy as jnp
 import optuna
 import pytest
-from flowkit.studies import load_study, study_names
-from flowkit.studies.study import cell_key
 from optuna.trial import TrialState
 
+import flowkit.studies.runner as runner
+import flowkit.studies.runner.trial as runner_trial
 from flowkit.agents.fql import FQL
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
+from flowkit.studies import load_study, study_names
+from flowkit.studies.study import cell_key
 from flowkit.training import train
 from tests.helpers import TINY, stored_trials, tiny_study
 
@@ -36,20 +37,20 @@ class CountingTrain:
 def test_study_covers_each_cell_once_and_resumes_without_repeating(tmp_path, monkeypatch):
     study = tiny_study()
     interrupted = CountingTrain(interrupt_on=3)
-    monkeypatch.setattr(runner, "train", interrupted)
+    monkeypatch.setattr(runner_trial, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         runner.run_study(study, tmp_path, progress=False)
     states = {runner.trial_cell(t): t.state for t in stored_trials(study, tmp_path)}
     assert list(states.values()) == [TrialState.COMPLETE, TrialState.FAIL]
 
-    monkeypatch.setattr(runner, "train", resumed := CountingTrain())
+    monkeypatch.setattr(runner_trial, "train", resumed := CountingTrain())
     progress = runner.run_study(study, tmp_path, progress=False)
     assert resumed.calls == [("rk4", 0), ("rk4", 1)], "only the interrupted cell's seeds run again"
     assert (progress.complete, progress.cells, progress.seeds_done) == (2, 2, 4)
     complete = [runner.trial_cell(t) for t in stored_trials(study, tmp_path) if t.state == TrialState.COMPLETE]
     assert sorted(complete) == sorted(cell_key(cell) for cell in study.cells()), "every cell exactly once"
 
-    monkeypatch.setattr(runner, "train", again := CountingTrain())
+    monkeypatch.setattr(runner_trial, "train", again := CountingTrain())
     runner.run_study(study, tmp_path, progress=False)
     assert again.calls == []
     assert len(stored_trials(study, tmp_path)) == 3
@@ -62,7 +63,7 @@ def test_trial_of_a_dead_worker_is_run_again(tmp_path):
     trial, _ = runner.claim_trial(stored)
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = {"host": __import__("socket").gethostname(), "pid": int(finished.stdout)}
-    stored._storage.set_trial_system_attr(trial._trial_id, runner.WORKER_ATTR, dead)
+    runner.storage.record_worker(stored, trial, dead)
 
     assert runner.enqueue_missing(stored, study) == 1
     states = [(t.state, t.user_attrs.get("failure", {}).get("kind")) for t in stored.get_trials()]
@@ -77,8 +78,8 @@ def test_a_process_id_given_again_is_not_taken_for_the_worker(tmp_path):
     runner.enqueue_missing(stored, study)
     mine, _ = runner.claim_trial(stored)
     other, _ = runner.claim_trial(stored)
-    earlier_owner = {**stored._storage.get_trial_system_attrs(other._trial_id)[runner.WORKER_ATTR], "started": "x:1"}
-    stored._storage.set_trial_system_attr(other._trial_id, runner.WORKER_ATTR, earlier_owner)
+    earlier_owner = {**runner.worker_of(stored.get_trials()[other.number]), "started": "x:1"}
+    runner.storage.record_worker(stored, other, earlier_owner)
     assert runner.enqueue_missing(stored, study) == 1
     failures = {t.number: t.user_attrs.get("failure", {}).get("kind") for t in stored.get_trials()}
     assert failures == {mine.number: None, other.number: "worker died", 2: None}
@@ -91,8 +92,7 @@ def test_a_cell_that_failed_with_an_error_waits_for_the_next_run(tmp_path):
     stored = runner.load_optuna_study(study, tmp_path, create=True)
     runner.enqueue_missing(stored, study)
     trial, _ = runner.claim_trial(stored)
-    stored._storage.set_trial_user_attr(trial._trial_id, runner.FAILURE_ATTR, {"kind": "error", "message": "bug"})
-    stored._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    runner.storage.mark_failed(stored, trial, {"kind": "error", "message": "bug"})
     assert runner.enqueue_missing(stored, study, retried=("worker died",)) == 0
     assert runner.enqueue_missing(stored, study) == 1
 
@@ -109,6 +109,7 @@ def test_a_worker_starting_while_another_creates_the_study_waits_for_its_definit
             bare = optuna.create_study(study_name=study.name, storage=storage, direction="maximize")
             creating.set()
             time.sleep(0.5)
+            bare.set_user_attr(runner.storage.SCHEMA_ATTR, runner.records.SCHEMA_VERSION)
             bare.set_user_attr(runner.DEFINITION_ATTR, study.definition())
             created.set()
 

@@ -11,7 +11,8 @@ import pytest
 
 from flowkit import runs, training
 from flowkit._backend import COMPILATION_CACHE_ENV, compilation_cache_dir, use_compilation_cache
-from flowkit.config import ConfigError, RunConfig, make_run_config
+from flowkit.run_config import RunConfig, make_run_config
+from flowkit.settings import ConfigError
 from flowkit.training import (
     DivergedError,
     Trainer,

@@ -10,15 +10,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import flowkit.studies.runner as runner
 import optuna
 import pytest
 import sqlalchemy
-from flowkit.benchmarks.runner_load import audit, load_study, trivial_worker
-from flowkit.studies.study import cell_key, cell_slug
 from optuna.trial import TrialState
 
+import flowkit.studies.runner as runner
 from flowkit import runs
+from flowkit.benchmarks.runner_load import audit, load_study, trivial_worker
+from flowkit.studies.study import cell_key, cell_slug
 from tests.helpers import TINY, stored_trials, tiny_study
 
 
@@ -41,7 +41,7 @@ def test_four_workers_on_a_journal_run_every_cell_exactly_once(tmp_path):
     assert counts == {
         "cells": 24, "trials": 24, "complete": 24, "lost": 0, "duplicated": 0, "stuck": 0, "runs": 48,
     }  # fmt: skip
-    workers = {t.system_attrs[runner.WORKER_ATTR]["pid"] for t in stored_trials(study, tmp_path)}
+    workers = {runner.worker_of(t)["pid"] for t in stored_trials(study, tmp_path)}
     assert len(workers) >= 2, "the workers shared the cells"
     for trial in stored_trials(study, tmp_path):
         assert trial.value == pytest.approx(1000 * trial.params["lr"] + 0.5), "the mean over seeds 0 and 1"
@@ -95,13 +95,13 @@ def test_postgres_worker_killed_mid_trial_is_taken_over_and_resumed(postgres_url
     deadline = time.monotonic() + 120
     while victim is None and time.monotonic() < deadline:
         for trial in runner.load_optuna_study(study, tmp_path, postgres_url).get_trials(states=(TrialState.RUNNING,)):
-            run_dir = tmp_path / "pg" / "runs" / cell_slug(trial.system_attrs["fixed_params"]) / "seed0"
+            run_dir = tmp_path / "pg" / "runs" / cell_slug(runner.cell_of(trial)) / "seed0"
             if (run_dir / runs.CHECKPOINT).exists():
                 victim = (trial, run_dir)
                 break
         time.sleep(0.05)
     assert victim is not None, "a trial was running with a checkpoint"
-    killed_pid = victim[0].system_attrs[runner.WORKER_ATTR]["pid"]
+    killed_pid = runner.worker_of(victim[0])["pid"]
     os.kill(killed_pid, signal.SIGKILL)
     survivor = next(w for w in workers if w.pid != killed_pid)
     survivor.join(timeout=240)
@@ -136,4 +136,4 @@ def test_a_heartbeat_that_fails_is_retried(tmp_path, monkeypatch):
         time.sleep(3.5)
     assert len(calls) >= 4 and len(caught) == 2, (len(calls), len(caught))
     optuna.storages.fail_stale_trials(optuna_study)
-    assert storage.get_trial(trial._trial_id).state == TrialState.RUNNING, "the last beats were recorded"
+    assert optuna_study.get_trials()[0].state == TrialState.RUNNING, "the last beats were recorded"

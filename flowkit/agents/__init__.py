@@ -1,25 +1,48 @@
-"""The methods, one file each, behind the interface in flowkit.agents.base."""
+"""The methods, one file each, behind the interface in flowkit.agents.base; adding a method is one file plus one
+line in AGENTS."""
 
-from flowkit.agents.base import Agent, TrainState
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flowkit.agents.base import Agent, AgentConfig, CriticConfig, FlowConfig, TrainState
 from flowkit.agents.distill_bc import DistillBC
 from flowkit.agents.fbrac import FBRAC
 from flowkit.agents.flow_bc import FlowBC
 from flowkit.agents.flowq import FlowQ
 from flowkit.agents.fql import FQL
 from flowkit.agents.gaussian_bc import GaussianBC
+from flowkit.agents.ifql import IFQL
 from flowkit.agents.qflow import QFlow
 from flowkit.agents.rebrac import ReBRAC
-from flowkit.config import AGENT_CONFIGS, RunConfig, check_agent
+
+if TYPE_CHECKING:
+    from flowkit.run_config import RunConfig
 
 AGENTS: dict[str, type[Agent]] = {
-    cls.name: cls for cls in (FQL, FBRAC, FlowQ, QFlow, FlowBC, DistillBC, GaussianBC, ReBRAC)
+    cls.name: cls for cls in (FQL, FBRAC, FlowQ, QFlow, IFQL, FlowBC, DistillBC, GaussianBC, ReBRAC)
 }
-assert AGENTS.keys() == AGENT_CONFIGS.keys(), "every method has its settings in flowkit.config"
+
+AGENT_CONFIGS: dict[str, type[AgentConfig]] = {name: cls.config_class for name, cls in AGENTS.items()}
+"""Each method's settings class, by the method's name."""
+
+FLOW_AGENTS = tuple(name for name, config in AGENT_CONFIGS.items() if issubclass(config, FlowConfig))
+"""The methods with a flow policy, to which the solver and flow-step settings apply."""
 
 
 def make_agent(config: RunConfig, obs_dim: int, action_dim: int) -> Agent:
-    check_agent(config.agent)
+    """The run's method with its settings, for the task's dimensions."""
     return AGENTS[config.agent](config.agent_config, obs_dim, action_dim)
 
 
-__all__ = ["AGENTS", "Agent", "TrainState", "make_agent"]
+__all__ = [
+    "AGENTS",
+    "AGENT_CONFIGS",
+    "FLOW_AGENTS",
+    "Agent",
+    "AgentConfig",
+    "CriticConfig",
+    "FlowConfig",
+    "TrainState",
+    "make_agent",
+]

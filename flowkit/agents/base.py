@@ -1,4 +1,4 @@
-"""The agent interface every method implements, and the update machinery they all share.
+"""The agent interface every method implements, the update machinery and the settings they all share.
 
 An agent is a set of Keras models plus pure functions over a state pytree (TrainState): `init` makes the state
 from a seed, `update` takes one Adam step on the method's loss and the Polyak step of its target networks,
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
@@ -18,11 +19,51 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.config import AgentConfig
+from flowkit import solvers
+from flowkit.settings import Settings, setting
 from flowkit.tasks import Transitions
 
 Params = dict[str, list[jax.Array]]
 """The trainable variables of each model, by model name, in Keras' variable order."""
+
+
+@dataclass(frozen=True)
+class AgentConfig(Settings):
+    """Settings every method has (defaults of the public FQL code). A method's settings class names the method
+    as reports and help texts show it (`display_name`)."""
+
+    section = "agent"
+    display_name: ClassVar[str]
+
+    lr: float = setting(3e-4, "Adam learning rate", above=0)
+    batch_size: int = setting(256, "transitions per update", low=1)
+    actor_hidden: tuple[int, ...] = setting((512, 512, 512, 512), "hidden widths of the policy networks")
+    actor_layer_norm: bool = setting(False, "LayerNorm after each hidden activation of the policy networks")
+
+    def coefficients(self) -> dict[str, float]:
+        """The real-valued settings (alpha, lambda, discount, tau, ...): compiled training takes them as arguments
+        rather than constants, so that runs differing only in them share one program."""
+        return {name: getattr(self, name) for name, kind in self.setting_types().items() if kind is float}
+
+
+@dataclass(frozen=True)
+class CriticConfig(AgentConfig):
+    """Settings of every method that learns values."""
+
+    discount: float = setting(0.99, "discount factor gamma", low=0, high=1)
+    tau: float = setting(0.005, "Polyak rate of the target networks", above=0, high=1)
+    critic_hidden: tuple[int, ...] = setting((512, 512, 512, 512), "hidden widths of the value networks")
+    critic_layer_norm: bool = setting(True, "LayerNorm after each hidden activation of the value networks")
+    q_agg: str = setting("mean", "aggregation of the critic ensemble in TD targets", choices=("mean", "min"))
+
+
+@dataclass(frozen=True)
+class FlowConfig(AgentConfig):
+    """Settings of every method with a flow policy: how the flow is integrated wherever it is used."""
+
+    solver: str = setting("euler", "ODE solver for every use of the flow", choices=tuple(solvers.SOLVERS))
+    flow_steps: int = setting(10, "solver steps K from t = 0 to 1", low=1)
+
 
 ConfigT = TypeVar("ConfigT", bound=AgentConfig)
 
@@ -41,6 +82,8 @@ class Agent(abc.ABC, Generic[ConfigT]):
     """Base of every method: one Adam optimiser over all its models, Polyak targets, stateless calls."""
 
     name: ClassVar[str]
+    """The method's name in settings, study files and run folders."""
+    config_class: ClassVar[type[AgentConfig]]
     policy_network: ClassVar[str]
     """The model the policy's parameters live in (its gradient norm is the policy's)."""
     target_models: ClassVar[tuple[str, ...]] = ()
@@ -90,8 +133,12 @@ class Agent(abc.ABC, Generic[ConfigT]):
         """Call one of the models on the given variables (pure; usable under jit and grad)."""
         return self.models[model].stateless_call(params[model], [], *inputs)[0]
 
+    def noise_shape(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of the noise `policy` takes for observations of batch shape `batch_shape`."""
+        return (*batch_shape, self.action_dim)
+
     def act(self, params: Params, observations: jax.Array, key: jax.Array) -> jax.Array:
-        noise = jax.random.normal(key, (*observations.shape[:-1], self.action_dim))
+        noise = jax.random.normal(key, self.noise_shape(observations.shape[:-1]))
         return self.policy(params, observations, noise)
 
     def init(self, seed: int) -> TrainState:

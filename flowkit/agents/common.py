@@ -7,8 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from flowkit import solvers
-from flowkit.agents.base import Agent, Params
-from flowkit.config import CriticConfig, FlowConfig
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.tasks import Transitions
 
 
@@ -80,6 +79,25 @@ def q_regression(
     q = agent.apply("critic", params, batch.observations, batch.actions)
     loss = jnp.mean((q - jax.lax.stop_gradient(target)) ** 2)
     return loss, {"critic_loss": loss, "q_mean": q.mean(), "q_max": q.max(), "q_min": q.min()}
+
+
+def iql_losses(
+    agent: Agent[CriticConfig], params: Params, target_params: Params, batch: Transitions, expectile: float, how: str
+) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """IQL's in-sample critic (Kostrikov et al., 2022): the value loss, then the critic loss, and their metrics.
+
+    V(s) regresses onto agg_i Qbar_i(s, a) by the expectile loss |expectile - 1(u < 0)| u^2, u = Qbar - V; Q(s, a)
+    regresses onto r + gamma * mask * V(s'), with no gradient through V(s'). No action outside the data is used.
+    """
+    target_q = aggregate(agent.apply("critic", target_params, batch.observations, batch.actions), how)
+    residual = target_q - agent.apply("value", params, batch.observations)
+    value_loss = jnp.mean(jnp.abs(expectile - (residual < 0)) * residual**2)
+    next_v = agent.apply("value", params, batch.next_observations)
+    critic_loss, metrics = q_regression(
+        agent, params, batch, batch.rewards + agent.config.discount * batch.masks * next_v
+    )
+    metrics["value_loss"] = value_loss
+    return value_loss, critic_loss, metrics
 
 
 CONSISTENCY_STATES = 256

@@ -6,19 +6,29 @@ Flow BC plus alpha times the distillation of the flow into a one-step policy mu_
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, Params
+from flowkit.agents.base import Agent, FlowConfig, Params
 from flowkit.agents.common import distillation_loss, flow_matching_loss
-from flowkit.config import DistillBCConfig
 from flowkit.networks import ClippedPolicy, OneStepPolicy, VelocityField, derive_seed
+from flowkit.settings import setting
 from flowkit.tasks import Transitions
+
+
+@dataclass(frozen=True)
+class DistillBCConfig(FlowConfig):
+    display_name = "Distilled BC"
+
+    alpha: float = setting(10.0, "weight of the distillation loss", low=0)
 
 
 class DistillBC(Agent[DistillBCConfig]):
     name = "distill-bc"
+    config_class = DistillBCConfig
     policy_network = "onestep"
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:

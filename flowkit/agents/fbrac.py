@@ -7,19 +7,30 @@ github.com/chongyi-zheng/value-flows, agents/fbrac.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, Params
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import flow_actions, flow_matching_loss, policy_value, q_maximisation_loss, td_loss
-from flowkit.config import FBRACConfig
 from flowkit.networks import CriticEnsemble, FlowPolicy, VelocityField, derive_seed
+from flowkit.settings import setting
 from flowkit.tasks import Transitions
+
+
+@dataclass(frozen=True)
+class FBRACConfig(FlowConfig, CriticConfig):
+    display_name = "FBRAC"
+
+    alpha: float = setting(10.0, "FBRAC: weight of the flow BC loss against the Q term", low=0)
+    normalize_q_loss: bool = setting(False, "scale the Q loss by 1 / mean|Q| (stop-gradient)")
 
 
 class FBRAC(Agent[FBRACConfig]):
     name = "fbrac"
+    config_class = FBRACConfig
     policy_network = "flow"
     target_models = ("critic",)
 

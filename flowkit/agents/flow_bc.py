@@ -6,19 +6,28 @@ expressivity ablation (no critic, no reward).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, Params
+from flowkit.agents.base import Agent, FlowConfig, Params
 from flowkit.agents.common import flow_actions, flow_matching_loss
-from flowkit.config import FlowBCConfig
 from flowkit.networks import FlowPolicy, VelocityField, derive_seed
 from flowkit.tasks import Transitions
 
 
+@dataclass(frozen=True)
+class FlowBCConfig(FlowConfig):
+    """Flow behaviour cloning has no settings beyond the flow's."""
+
+    display_name = "Flow BC"
+
+
 class FlowBC(Agent[FlowBCConfig]):
     name = "flow-bc"
+    config_class = FlowBCConfig
     policy_network = "flow"
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:

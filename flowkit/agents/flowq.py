@@ -25,15 +25,20 @@ flow with the configured solver and steps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, Params
-from flowkit.agents.common import aggregate, flow_actions, interpolate, policy_value, q_regression, td_loss
-from flowkit.config import FlowQConfig
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
+from flowkit.agents.common import flow_actions, interpolate, iql_losses, policy_value, td_loss
 from flowkit.networks import CriticEnsemble, FlowPolicy, LearnedSchedule, StateValue, VelocityField, derive_seed
+from flowkit.settings import setting
 from flowkit.tasks import Transitions
+
+SCHEDULES = ("t", "t2", "t2-over-1-t", "learnable")
+"""The energy schedules h(t), named by their formula."""
 
 
 def energy_schedule(schedule: str, t: jax.Array) -> jax.Array:
@@ -47,8 +52,23 @@ def energy_schedule(schedule: str, t: jax.Array) -> jax.Array:
     raise ValueError(f"schedule: {schedule!r} has no closed form")
 
 
+@dataclass(frozen=True)
+class FlowQConfig(FlowConfig, CriticConfig):
+    display_name = "FlowQ"
+
+    lam: float = setting(1.0, "FlowQ: energy scale lambda of the target pi_beta exp(lambda Q)", low=0)
+    schedule: str = setting(
+        "t", "energy schedule h(t): t, t2 (t^2), t2-over-1-t (t^2/(1-t)) or learnable", choices=SCHEDULES
+    )
+    critic: str = setting(
+        "iql", "iql: in-sample expectile critic; td: TD target with next actions from the flow", choices=("iql", "td")
+    )
+    expectile: float = setting(0.9, "expectile of the IQL value regression", above=0, below=1)
+
+
 class FlowQ(Agent[FlowQConfig]):
     name = "flowq"
+    config_class = FlowQConfig
     policy_network = "flow"
     target_models = ("critic",)
 
@@ -75,14 +95,8 @@ class FlowQ(Agent[FlowQConfig]):
         frozen = jax.lax.stop_gradient(params)
 
         if c.critic == "iql":
-            # Value: expectile regression of V(s) onto min_i Qbar_i(s, a), in-sample.
-            target_q = aggregate(self.apply("critic", target_params, batch.observations, batch.actions), "min")
-            residual = target_q - self.apply("value", params, batch.observations)
-            value_loss = jnp.mean(jnp.abs(c.expectile - (residual < 0)) * residual**2)
-            # Critic: Q(s, a) onto r + gamma * mask * V(s').
-            next_v = self.apply("value", frozen, batch.next_observations)
-            critic_loss, metrics = q_regression(self, params, batch, batch.rewards + c.discount * batch.masks * next_v)
-            metrics["value_loss"] = value_loss
+            # Value: expectile regression of V(s) onto min_i Qbar_i(s, a); critic: Q(s, a) onto r + gamma V(s').
+            value_loss, critic_loss, metrics = iql_losses(self, params, target_params, batch, c.expectile, "min")
         else:
             next_actions = self.act(frozen, batch.next_observations, next_key)
             critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions)

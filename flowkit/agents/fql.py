@@ -8,19 +8,30 @@ Only the distillation teacher integrates the flow; it uses the configured solver
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, Params
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import distillation_loss, flow_matching_loss, policy_value, q_maximisation_loss, td_loss
-from flowkit.config import FQLConfig
 from flowkit.networks import ClippedPolicy, CriticEnsemble, OneStepPolicy, VelocityField, derive_seed
+from flowkit.settings import setting
 from flowkit.tasks import Transitions
+
+
+@dataclass(frozen=True)
+class FQLConfig(FlowConfig, CriticConfig):
+    display_name = "FQL"
+
+    alpha: float = setting(10.0, "FQL: weight of the distillation loss", low=0)
+    normalize_q_loss: bool = setting(False, "scale the Q loss by 1 / mean|Q| (stop-gradient)")
 
 
 class FQL(Agent[FQLConfig]):
     name = "fql"
+    config_class = FQLConfig
     policy_network = "onestep"
     target_models = ("critic",)
 

@@ -7,13 +7,15 @@ It acts with its mode, as the public code evaluates, or with a sample.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, Params
-from flowkit.config import GaussianBCConfig
+from flowkit.agents.base import Agent, AgentConfig, Params
 from flowkit.networks import GaussianActing, GaussianPolicy, derive_seed
+from flowkit.settings import setting
 from flowkit.tasks import Transitions
 
 EDGE = 1e-6
@@ -24,8 +26,19 @@ def gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_std: jax.Array) -
     return jnp.sum(-0.5 * ((x - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
 
 
+@dataclass(frozen=True)
+class GaussianBCConfig(AgentConfig):
+    display_name = "Gaussian BC"
+
+    squash: str = setting("tanh", "map from the Gaussian to [-1, 1]^d: tanh or clip", choices=("tanh", "clip"))
+    act_with: str = setting(
+        "mode", "act with the mode (the public code's evaluation) or a sample", choices=("mode", "sample")
+    )
+
+
 class GaussianBC(Agent[GaussianBCConfig]):
     name = "gaussian-bc"
+    config_class = GaussianBCConfig
     policy_network = "actor"
 
     def build_models(self, seed: int) -> dict[str, keras.Model]:

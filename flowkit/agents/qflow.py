@@ -12,19 +12,32 @@ regressed onto the target critic at the flow's end point from x_t; the guided fl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, Params
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import aggregate, flow_actions, interpolate, td_loss
-from flowkit.config import QFlowConfig
 from flowkit.networks import CriticEnsemble, FlowPolicy, FlowValueEnsemble, VelocityField, derive_seed
+from flowkit.settings import setting
 from flowkit.tasks import Transitions
+
+
+@dataclass(frozen=True)
+class QFlowConfig(FlowConfig, CriticConfig):
+    display_name = "Q-Flow"
+
+    lam: float = setting(1.0, "Q-Flow: scale of the intermediate value's gradient (the public code's 1/alpha)", low=0)
+    time_features: str = setting(
+        "fourier", "time input of V(s, x, t): 16 Fourier features or raw t", choices=("fourier", "raw")
+    )
 
 
 class QFlow(Agent[QFlowConfig]):
     name = "qflow"
+    config_class = QFlowConfig
     policy_network = "flow"
     target_models = ("critic",)
 

@@ -8,19 +8,37 @@ every `actor_freq` updates. Reference: github.com/seohongpark/fql, agents/rebrac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, Params
+from flowkit.agents.base import Agent, CriticConfig, Params
 from flowkit.agents.common import aggregate, policy_value, q_maximisation_loss, q_regression
-from flowkit.config import ReBRACConfig
 from flowkit.networks import CriticEnsemble, GaussianActing, GaussianPolicy, derive_seed
+from flowkit.settings import setting
 from flowkit.tasks import Transitions
+
+
+@dataclass(frozen=True)
+class ReBRACConfig(CriticConfig):
+    display_name = "ReBRAC"
+
+    q_agg: str = setting(
+        "min", "aggregation of the critic ensemble in TD targets and for the actor", choices=("mean", "min")
+    )
+    alpha_actor: float = setting(0.0, "ReBRAC: weight of the actor's behaviour cloning penalty", low=0)
+    alpha_critic: float = setting(0.0, "ReBRAC: weight of the critic's behaviour cloning penalty", low=0)
+    actor_freq: int = setting(2, "update the actor and the targets every actor_freq updates", low=1)
+    actor_noise: float = setting(0.2, "std of the target policy's smoothing noise", low=0)
+    actor_noise_clip: float = setting(0.5, "clip of the target policy's smoothing noise", low=0)
+    actor_fc_scale: float = setting(0.01, "initialisation scale of the actor's last layer", above=0)
 
 
 class ReBRAC(Agent[ReBRACConfig]):
     name = "rebrac"
+    config_class = ReBRACConfig
     policy_network = "actor"
     target_models = ("critic", "actor")
 

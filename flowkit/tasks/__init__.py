@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
 
 DATA_DIR_ENV = "FLOWKIT_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -71,6 +71,24 @@ class Task(abc.ABC):
     """Evaluation metrics for which a smaller value is better (all others: larger is better)."""
     fractions: frozenset[str] = frozenset()
     """Evaluation metrics that are fractions with 1 the best possible (reports give their optimality gap)."""
+    method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    """Settings the family changes from the methods' own defaults, by method name ("*": every method)."""
+    domain_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {}
+    """On top of those, settings by domain (a task name's first word, as "cube" in cube-single-play), by method."""
+
+    @classmethod
+    def defaults(cls, name: str, method: str) -> dict[str, Any]:
+        """The settings this family sets for `method` on the task called `name`."""
+        by_domain = cls.domain_defaults.get(name.split("-")[0], {})
+        return {**cls.method_defaults.get("*", {}), **cls.method_defaults.get(method, {}), **by_domain.get(method, {})}
+
+    @classmethod
+    def defaults_table(cls) -> list[tuple[str, str, dict[str, Any]]]:
+        """(where, method, settings) for every default the family declares, for help texts and docs."""
+        rows = [(f"{cls.family} tasks", method, dict(values)) for method, values in cls.method_defaults.items()]
+        for domain, by_method in cls.domain_defaults.items():
+            rows += [(f"{cls.family} {domain}-*", method, dict(values)) for method, values in by_method.items()]
+        return rows
 
     def __init__(self, name: str, dataset: Transitions):
         self.name = name
@@ -102,6 +120,27 @@ def _task_classes() -> dict[str, type[Task]]:
     from flowkit.tasks import d4rl, ogbench_tasks, toy
 
     return {**dict.fromkeys(toy.TOY_TASKS, toy.ToyBandit), **ogbench_tasks.TASKS, **d4rl.TASKS}
+
+
+def task_families() -> list[type[Task]]:
+    """One task class per family (the family's defaults are declared on it)."""
+    families: dict[str, type[Task]] = {}
+    for cls in _task_classes().values():
+        families.setdefault(cls.family, cls)
+    return list(families.values())
+
+
+def defaults_markdown() -> str:
+    """Every task family's declared defaults as a Markdown table (docs/methods.md holds it, checked by a test)."""
+    lines = ["| where | method | settings |", "|---|---|---|"]
+    for family in task_families():
+        for where, method, settings in family.defaults_table():
+            values = ", ".join(
+                f"`{name}={','.join(map(str, value)) if isinstance(value, tuple) else value}`"
+                for name, value in settings.items()
+            )
+            lines.append(f"| {where} | {'every method' if method == '*' else f'`{method}`'} | {values} |")
+    return "\n".join(lines)
 
 
 def task_names() -> tuple[str, ...]:

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from flowkit import runs
-from flowkit.config import ConfigError
+from flowkit.settings import ConfigError
 
 PART_EPISODES = 10
 """Episodes per part file: the unit of work of a worker process and of resumption."""
@@ -174,7 +174,9 @@ def _manipulation_episode(
     done = False
     while not done:
         if np.random.rand() < recipe.p_random_action:
-            action = env.action_space.sample()
+            # Uniform on the action box, as action_space.sample(), but from the episode's seeded generator: OGBench
+            # builds a new, randomly seeded Box on every access of action_space.
+            action = np.random.uniform(env.action_space.low, env.action_space.high)
         else:
             action = np.array(oracle.select_action(observation, info))
             if recipe.oracle == "markov":

@@ -16,9 +16,10 @@ from __future__ import annotations
 import re
 import warnings
 import zipfile
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +61,14 @@ def _spaces(env_id: str) -> tuple[int, int]:
 
 
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-REQUIRED_KEYS = {"observations": np.floating, "actions": np.floating, "terminals": np.bool_, "qpos": np.floating}
+REQUIRED_KEYS = {
+    "observations": np.floating,
+    "actions": np.floating,
+    "terminals": np.bool_,
+    "qpos": np.floating,
+    "qvel": np.floating,
+}
+"""The arrays every OGBench dataset file holds (button_states too in scene and puzzle files), with their kinds."""
 
 
 def check_dataset_file(path: Path, obs_dim: int, action_dim: int, generate: str) -> None:
@@ -100,6 +108,12 @@ class OGBenchTask(Task):
     """Common to single-task and goal-conditioned OGBench tasks: finding, checking and loading the files."""
 
     family = "ogbench"
+    # OGBench runs keep the methods' paper-sized defaults; FQL's alpha is the public code's per domain.
+    domain_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
+        "cube": {"fql": {"alpha": 300.0}},
+        "scene": {"fql": {"alpha": 300.0}},
+        "puzzle": {"fql": {"alpha": 1000.0}},
+    }
 
     @classmethod
     def check_data(cls, name: str) -> None:

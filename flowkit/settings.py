@@ -1,0 +1,201 @@
+"""Typed, validated settings: the machinery every settings class is built with, and the training loop's settings.
+
+Every setting is a field of a frozen dataclass with its type, its allowed values and a one-line doc. Values
+are checked when the dataclass is built, so a bad value fails with a message that names the setting, what
+was wrong and what is allowed, before anything is compiled or stored. Each method's own settings class sits
+beside the method (flowkit/agents/<method>.py); flowkit.run_config resolves a run's settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+class ConfigError(ValueError):
+    """A setting, name or combination of settings that the kit refuses, with what is allowed."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The allowed values of one setting."""
+
+    doc: str
+    low: float | None = None
+    above: float | None = None
+    high: float | None = None
+    below: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def describe(self, kind: type) -> str:
+        parts = [_type_name(kind)]
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(choice) for choice in self.choices)
+        if self.low is not None:
+            parts.append(f">= {self.low:g}")
+        if self.above is not None:
+            parts.append(f"> {self.above:g}")
+        if self.high is not None:
+            parts.append(f"<= {self.high:g}")
+        if self.below is not None:
+            parts.append(f"< {self.below:g}")
+        return " ".join(parts) if len(parts) == 1 else f"{parts[0]} " + " and ".join(parts[1:])
+
+    def admits(self, number: float) -> bool:
+        return not (
+            (self.low is not None and number < self.low)
+            or (self.above is not None and number <= self.above)
+            or (self.high is not None and number > self.high)
+            or (self.below is not None and number >= self.below)
+        )
+
+
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    low: float | None = None,
+    above: float | None = None,
+    high: float | None = None,
+    below: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field carrying its constraints; `above` and `below` are exclusive bounds."""
+    return field(default=default, metadata={"spec": Spec(doc, low, above, high, below, choices)})
+
+
+def _type_name(kind: type) -> str:
+    if typing.get_origin(kind) is tuple:
+        return "a comma-separated list of positive integers"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
+
+
+def _coerce(name: str, kind: type, spec: Spec, value: Any) -> Any:
+    """Check one value against its type and constraints; return it in canonical form."""
+    allowed = spec.describe(kind)
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, str):
+            value = parse_value(name, kind, value)
+        if not isinstance(value, (tuple, list)) or not value:
+            raise ConfigError(f"{name}: expected {allowed}, got {value!r}")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+                raise ConfigError(f"{name}: expected {allowed}, got {value!r}")
+        return tuple(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected {allowed}, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name}: expected {allowed}, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"{name}: expected {allowed}, got {value!r}")
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected {allowed}, got {value!r}")
+        if spec.choices is not None and value not in spec.choices:
+            raise ConfigError(f"{name}: {value!r} is not allowed; allowed: {allowed}")
+        return value
+    if not spec.admits(value):
+        raise ConfigError(f"{name}: {value!r} is out of range; allowed: {allowed}")
+    return value
+
+
+def parse_value(name: str, kind: type, text: str) -> Any:
+    """Turn command-line text into a value of the setting's type, or say what was expected."""
+    text = text.strip()
+    try:
+        if typing.get_origin(kind) is tuple:
+            return tuple(int(part) for part in text.split(",") if part.strip())
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("true", "yes", "1"):
+                return True
+            if lowered in ("false", "no", "0"):
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: expected {_type_name(kind)}, got {text!r}") from None
+    return text
+
+
+class Settings:
+    """Base of the frozen, validated settings dataclasses."""
+
+    section: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for item in dataclasses.fields(self):
+            spec = item.metadata["spec"]
+            value = _coerce(item.name, hints[item.name], spec, getattr(self, item.name))
+            object.__setattr__(self, item.name, value)
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field constraints; raise ConfigError."""
+
+    @classmethod
+    def setting_types(cls) -> dict[str, type]:
+        hints = typing.get_type_hints(cls)
+        return {item.name: hints[item.name] for item in dataclasses.fields(cls)}
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str]]:
+        """(name, allowed, default, doc) for each setting, for help texts and errors."""
+        types_ = cls.setting_types()
+        return [
+            (item.name, item.metadata["spec"].describe(types_[item.name]), item.default, item.metadata["spec"].doc)
+            for item in dataclasses.fields(cls)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {item.name: _jsonable(getattr(self, item.name)) for item in dataclasses.fields(self)}
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class TrainConfig(Settings):
+    section = "training"
+
+    steps: int = setting(1_000_000, "gradient updates in the run", low=1)
+    log_every: int = setting(
+        1000, "updates per compiled chunk; losses are averaged over it and logged at this interval", low=1
+    )
+    eval_every: int = setting(100_000, "updates between evaluations (a multiple of log_every)", low=1)
+    eval_episodes: int = setting(50, "episodes per evaluation (in a bandit, one action is one episode)", low=1)
+    checkpoint_every: int = setting(
+        50_000, "updates between checkpoints that a killed run resumes from (a multiple of log_every)", low=1
+    )
+    term_grad_norms: bool = setting(
+        False, "also record each loss term's gradient norm on the networks several terms train (FQL: about 3% slower)"
+    )
+
+    def check(self) -> None:
+        for name in ("steps", "eval_every", "checkpoint_every"):
+            if getattr(self, name) % self.log_every:
+                raise ConfigError(
+                    f"{name}: {getattr(self, name)} is not a multiple of log_every={self.log_every}; "
+                    "allowed: a multiple of log_every (training runs in compiled chunks of log_every updates)"
+                )
+
+
+def closest_name(name: str, names: Iterable[str]) -> str:
+    """' (did you mean ...?)' for the nearest known name, to append to an error; empty if none is near."""
+    match = difflib.get_close_matches(name, list(names), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""

@@ -1,0 +1,384 @@
+"""The report's sections, registered in order in SECTIONS (and its figures in FIGURES).
+
+Each section decides from the study's declaration (its grid, methods, tasks and seeds) or from the stored
+results whether it applies, and builds its content once: titles, prose, tables, figures and lists. The
+Markdown and HTML templates only render that content, so the prose has one source. Prose is written in a
+small Markdown: `code`, **bold** and \\* for a literal star.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from flowkit.analysis.cost import CostFit
+from flowkit.analysis.gradients import explosions
+from flowkit.reports import figures, tables
+from flowkit.reports.collect import CellResult
+from flowkit.reports.tables import Table
+from flowkit.studies.study import Study, cell_key
+from flowkit.tasks import task_class
+from flowkit.tasks.toy import ToyBandit
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class TablePart:
+    table: Table
+    corner: str
+    """The header of the row labels' column."""
+
+
+@dataclass
+class FigurePart:
+    file: str
+    caption: str
+
+
+@dataclass
+class ListPart:
+    items: list[str]
+
+
+Part = Paragraph | TablePart | FigurePart | ListPart
+
+
+@dataclass
+class Block:
+    """One section's content, as every output format shows it."""
+
+    title: str
+    parts: list[Part]
+    level: int = 2
+
+
+@dataclass
+class ReportData:
+    """What a report is built from: the study's declaration, its stored results, and where figures go."""
+
+    study: Study
+    results: dict[str, CellResult]
+    against: Study | None = None
+    against_results: dict[str, CellResult] | None = None
+    out: Path | None = None
+    """The folder figures are drawn into."""
+    created: str = field(default_factory=lambda: datetime.datetime.now().isoformat(timespec="seconds"))
+
+    @cached_property
+    def metric(self) -> str:
+        return " / ".join(sorted({self.study.metric_for(task) for task in self.study.tasks}))
+
+    @cached_property
+    def cost_fits(self) -> dict[str, tuple[list[tuple[int, float]], CostFit]]:
+        return tables.cost_fits(self.study, self.results)
+
+    @cached_property
+    def against_table(self) -> Table | None:
+        if self.against is None:
+            return None
+        return tables.against_table(self.study, self.results, self.against, self.against_results)
+
+
+class Section:
+    """A part of the report: `applies` says whether the study has it, `build` makes its content (None when
+    the results hold nothing for it, e.g. a table that needs two seeds of a cell that has one)."""
+
+    def applies(self, report: ReportData) -> bool:
+        return True
+
+    def build(self, report: ReportData) -> Block | None:
+        raise NotImplementedError
+
+
+def _score_text(report: ReportData) -> str:
+    study = report.study
+    evaluations = " at the final evaluation"
+    if study.last_evals > 1:
+        evaluations = f", averaged over the last {study.last_evals} evaluations"
+    direction = " (lower is better)" if study.lower_is_better() else ""
+    return f"Score: `{report.metric}`{evaluations} of each run{direction}."
+
+
+class Overview(Section):
+    """The question, how the runs are scored and tested, and the main table: arms against rows."""
+
+    def build(self, report: ReportData) -> Block:
+        study = report.study
+        described = (
+            f"Methods: {', '.join(study.agents)}. Tasks: {', '.join(study.tasks)}. "
+            f"Seeds: {', '.join(map(str, study.seeds))}. {_score_text(report)} "
+            "Cells: mean ± sample standard deviation over seeds, n seeds; the best complete mean of each row in "
+            "bold; \\* and † mark a difference from the reference arm, "
+            f"{tables.reference_label(study)}, by Welch's t-test and by the Mann-Whitney U test (two-sided, "
+            "Holm-corrected over the table, 5%; with three seeds Mann-Whitney cannot reach 5%). The IQM row pools "
+            "rows and seeds with a stratified-bootstrap 95% interval."
+        )
+        main = tables.main_table(study, report.results)
+        parts: list[Part] = [Paragraph(study.question), Paragraph(described), TablePart(main, "Task")]
+        return Block(f"Study `{study.name}`", parts, level=1)
+
+
+class Aggregate(Section):
+    """Each arm over all its rows and seeds (IQM, probability of improvement, optimality gap)."""
+
+    def applies(self, report: ReportData) -> bool:
+        return len(report.study.seeds) > 1
+
+    def build(self, report: ReportData) -> Block | None:
+        table = tables.aggregate_table(report.study, report.results)
+        if table is None:
+            return None
+        text = (
+            "Each arm over all its rows and seeds; the probability of improvement compares it with the reference "
+            "on the rows both have."
+        )
+        return Block("Aggregate over tasks", [Paragraph(text), TablePart(table, "Arm")])
+
+
+class EqualNFE(Section):
+    """For a study sweeping both the solver and K: the solvers side by side at equal velocity evaluations."""
+
+    def applies(self, report: ReportData) -> bool:
+        return {"solver", "flow_steps"} <= set(report.study.grid)
+
+    def build(self, report: ReportData) -> Block | None:
+        table = tables.equal_nfe_table(report.study, report.results)
+        if table is None:
+            return None
+        text = (
+            "The same runs with the solvers side by side where their steps K cost the same number of velocity "
+            "evaluations per solve (NFE = K for Euler, 2K for midpoint, 4K for RK4)."
+        )
+        return Block("At equal function evaluations", [Paragraph(text), TablePart(table, "Task")])
+
+
+class Figure:
+    """One kind of figure: whether the study has it, and drawing it (a figure per file) into the report."""
+
+    def applies(self, report: ReportData) -> bool:
+        return True
+
+    def draw(self, report: ReportData) -> list[FigurePart]:
+        raise NotImplementedError
+
+
+class ScoreVsStep(Figure):
+    def draw(self, report: ReportData) -> list[FigurePart]:
+        part = FigurePart(
+            "score_vs_step.png", f"{report.metric} against training step per arm: mean over seeds, band of one std."
+        )
+        figures.score_vs_step(report.study, report.results, report.metric, report.out / part.file)
+        return [part]
+
+
+def _numeric_sweeps(study: Study) -> list[str]:
+    """Swept settings with more than two numeric values: a score against each is a curve."""
+    return [
+        dim
+        for dim, values in study.grid.items()
+        if len(values) > 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    ]
+
+
+class ScoreAgainstSetting(Figure):
+    def applies(self, report: ReportData) -> bool:
+        return bool(_numeric_sweeps(report.study))
+
+    def draw(self, report: ReportData) -> list[FigurePart]:
+        parts = []
+        for dim in _numeric_sweeps(report.study):
+            part = FigurePart(
+                f"score_vs_{dim}.png", f"Final {report.metric} against {dim}: mean over seeds, band of one std."
+            )
+            figures.score_against(report.study, report.results, report.metric, dim, report.out / part.file)
+            parts.append(part)
+        return parts
+
+
+class ScoreVsNFE(Figure):
+    def applies(self, report: ReportData) -> bool:
+        return EqualNFE().applies(report)
+
+    def draw(self, report: ReportData) -> list[FigurePart]:
+        part = FigurePart("score_vs_nfe.png", f"Final {report.metric} against NFE per solver: equal-cost comparison.")
+        figures.score_against(
+            report.study, report.results, report.metric, "nfe", report.out / part.file, along=("flow_steps",),
+            x_of=tables.nfe_of, x_label="velocity evaluations per solve (NFE)",
+        )  # fmt: skip
+        return [part]
+
+
+class CostVsSteps(Figure):
+    def applies(self, report: ReportData) -> bool:
+        return "flow_steps" in report.study.grid
+
+    def draw(self, report: ReportData) -> list[FigurePart]:
+        if not report.cost_fits:
+            return []
+        part = FigurePart("cost_vs_flow_steps.png", "ms per update of every run against K, with OLS lines.")
+        figures.cost_vs_steps(report.cost_fits, report.out / part.file)
+        return [part]
+
+
+class GradientNorms(Figure):
+    """Every run records its networks' gradient norms; the figure shows the one its result names the policy."""
+
+    def draw(self, report: ReportData) -> list[FigurePart]:
+        networks = figures.gradient_norms(report.study, report.results, report.out / "gradient_norms.png")
+        caption = (
+            f"Gradient norm of the policy network ({', '.join(networks)}) over training: mean over each logging "
+            "interval, geometric mean over seeds."
+        )
+        return [FigurePart("gradient_norms.png", caption)]
+
+
+class Consistency(Figure):
+    """Flow methods with a value record its gap along the flow at every evaluation (stored with the trial)."""
+
+    def applies(self, report: ReportData) -> bool:
+        return any(result.consistency for result in report.results.values())
+
+    def draw(self, report: ReportData) -> list[FigurePart]:
+        figures.consistency(report.study, report.results, report.out / "consistency.png")
+        caption = (
+            "Value gap along the policy's flow at the final evaluation: Q-Flow's V, else the critic's Q used "
+            "mid-flow; the mean over seeds of each seed's mean over 256 states, 95% t-intervals over seeds."
+        )
+        return [FigurePart("consistency.png", caption)]
+
+
+class Samples(Figure):
+    """The 2D bandits save their policy's samples in the run folder."""
+
+    def applies(self, report: ReportData) -> bool:
+        return any(issubclass(task_class(task), ToyBandit) for task in report.study.tasks)
+
+    def draw(self, report: ReportData) -> list[FigurePart]:
+        if not figures.samples(report.study, report.results, report.out / "samples.png"):
+            return []
+        return [FigurePart("samples.png", "The first seed's policy samples (red) over the data coloured by reward.")]
+
+
+FIGURES: list[Figure] = [
+    ScoreVsStep(),
+    ScoreAgainstSetting(),
+    ScoreVsNFE(),
+    CostVsSteps(),
+    GradientNorms(),
+    Consistency(),
+    Samples(),
+]
+
+
+class Figures(Section):
+    """Every figure in FIGURES that applies, drawn as PNG into the report folder."""
+
+    def build(self, report: ReportData) -> Block:
+        return Block("Figures", [part for figure in FIGURES if figure.applies(report) for part in figure.draw(report)])
+
+
+class Cost(Section):
+    """Every run is timed and costed: ms per update, GFLOP, memory; and, when K is swept, cost against K."""
+
+    def build(self, report: ReportData) -> Block:
+        text = (
+            "Medians over logging intervals (compile excluded), GFLOP from XLA's cost analysis, peak memory from "
+            "its memory analysis; NFE per solve of the configured solver."
+        )
+        parts: list[Part] = [Paragraph(text), TablePart(tables.cost_table(report.study, report.results), "Cell")]
+        fit_table = tables.cost_fit_table(report.cost_fits)
+        if fit_table is not None:
+            fits_text = (
+                'OLS of ms per update on K per method (every run a point); "flat in K": the slope\'s 95% interval '
+                "within ±2% of the intercept per step."
+            )
+            parts += [Paragraph(fits_text), TablePart(fit_table, "Method")]
+        return Block("Cost per update", parts)
+
+
+class Against(Section):
+    """With `--against`: the cells both studies ran, side by side."""
+
+    def applies(self, report: ReportData) -> bool:
+        return report.against is not None
+
+    def build(self, report: ReportData) -> Block | None:
+        if report.against_table is None:
+            return None
+        text = "The cells both studies ran; p-values two-sided and Holm-corrected over these cells."
+        return Block(f"Against `{report.against.name}`", [Paragraph(text), TablePart(report.against_table, "Cell")])
+
+
+class Failures(Section):
+    def applies(self, report: ReportData) -> bool:
+        return any(result.failure for result in report.results.values())
+
+    def build(self, report: ReportData) -> Block:
+        study = report.study
+        items = [f"{study.cell_label(r.cell)}: {r.failure}" for r in report.results.values() if r.failure]
+        return Block("Failed cells", [ListPart(items)])
+
+
+def gradient_flags(study: Study, results: dict[str, CellResult]) -> list[str]:
+    """Explosions of the policy network's gradient norm in any run (above 1e3, or 10x growth in 3 intervals)."""
+    flags = []
+    for cell in study.cells():
+        for seed, run_dir in sorted(results[cell_key(cell)].run_dirs.items()):
+            curve = figures.policy_gradient_curve(run_dir)
+            if curve is None:
+                continue
+            network, norms = curve
+            for step, reason in explosions(norms)[:1]:
+                flags.append(f"{study.cell_label(cell)}, seed {seed}: {network} at update {step}: {reason}")
+    return flags
+
+
+class GradientExplosions(Section):
+    """Every run records its gradient norms; runs where the policy's exploded are listed."""
+
+    def applies(self, report: ReportData) -> bool:
+        return any(result.run_dirs for result in report.results.values())
+
+    def build(self, report: ReportData) -> Block | None:
+        flags = gradient_flags(report.study, report.results)
+        return Block("Gradient explosions flagged", [ListPart(flags)]) if flags else None
+
+
+def first_cell_settings(study: Study) -> dict[str, Any]:
+    settings = study.run_config(study.cells()[0], study.seeds[0]).settings()
+    return {name: ",".join(map(str, v)) if isinstance(v, list) else v for name, v in settings.items()}
+
+
+class Settings(Section):
+    """The first cell's full settings, and how the report was made."""
+
+    def build(self, report: ReportData) -> Block:
+        settings = " ".join(f"`{name}={value}`" for name, value in first_cell_settings(report.study).items())
+        made = f"Generated {report.created} by `flowkit report {report.study.name}`."
+        return Block("Settings of the first cell", [Paragraph(settings), Paragraph(made)])
+
+
+SECTIONS: list[Section] = [
+    Overview(),
+    Aggregate(),
+    EqualNFE(),
+    Figures(),
+    Cost(),
+    Against(),
+    Failures(),
+    GradientExplosions(),
+    Settings(),
+]
+
+
+def build_blocks(report: ReportData) -> list[Block]:
+    """The content of every section that applies and has something to show, in SECTIONS' order."""
+    blocks = (section.build(report) for section in SECTIONS if section.applies(report))
+    return [block for block in blocks if block is not None]

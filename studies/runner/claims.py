@@ -1,0 +1,69 @@
+"""The queue of a study's cells and the claims on them: every cell is enqueued exactly once, a worker claims a
+waiting trial for itself, and the trial of a worker that died is failed so that its cell is enqueued again."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from flowkit.studies.runner import storage
+from flowkit.studies.runner.storage import FrozenTrial, StoredStudy, Trial
+from flowkit.studies.study import Cell, Study, cell_key
+
+RETRYABLE_FAILURES = ("interrupted", "error", "worker died")
+"""Failures whose cell is enqueued again when the study is run again; 'diverged' is final. While it runs, a
+worker that runs out of cells retries only those whose worker died (a cell's error is not raised N times)."""
+
+
+def _process_start(pid: int) -> str | None:
+    """When the process started, as the boot's id and the start time in clock ticks (Linux's /proc), so that a
+    process id the system gave again after the worker's end (or a reboot) is not taken for the worker."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return f"{boot}:{fields[19]}"
+
+
+def _worker_dead(trial: FrozenTrial) -> bool:
+    """A running trial claimed by a process of this machine that no longer exists."""
+    worker = storage.worker_of(trial)
+    if not worker or worker.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(worker["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    started = worker.get("started")
+    return started is not None and _process_start(worker["pid"]) not in (started, None)
+
+
+def enqueue_missing(optuna_study: StoredStudy, study: Study, retried: tuple[str, ...] = RETRYABLE_FAILURES) -> int:
+    """Fail the trials of dead workers, then enqueue each cell that has no waiting, running or complete trial
+    and no failed one of a kind not `retried`; return how many. Call under `study_lock`."""
+    storage.fail_silent_trials(optuna_study)
+    taken = set()
+    for trial in storage.trials(optuna_study):
+        state = storage.state_of(trial)
+        if state == storage.RUNNING and _worker_dead(trial):
+            storage.mark_failed(optuna_study, trial, {"kind": "worker died", "message": "its process was gone"})
+            continue
+        if state != storage.FAILED or storage.failure_of(trial)["kind"] not in retried:
+            taken.add(storage.trial_cell(trial))
+    missing = [cell for cell in study.cells() if cell_key(cell) not in taken]
+    for cell in missing:
+        storage.enqueue_cell(optuna_study, cell)
+    return len(missing)
+
+
+def claim_trial(optuna_study: StoredStudy) -> tuple[Trial, Cell] | None:
+    """Move one waiting trial to RUNNING for this process and return it with its cell; None if none waits."""
+    claimed = storage.claim_waiting_trial(optuna_study)
+    if claimed is not None:
+        worker = {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
+        storage.record_worker(optuna_study, claimed[0], worker)
+    return claimed

@@ -1,0 +1,329 @@
+"""The runner's adapter to Optuna, the only module that knows it: opening the storage (a journal file or a
+database), creating and loading the stored study, and reading and writing trials' states and attributes.
+
+Optuna is used through its public API except where none exists: a Study's storage (`_storage`) and the database
+behind Optuna's cache (`_backend`), read by `_storage_of` and `_database` below, are needed to claim a waiting
+trial atomically, to record heartbeats and to take PostgreSQL's advisory lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from flowkit import runs
+from flowkit.settings import ConfigError
+from flowkit.studies.runner import records
+from flowkit.studies.runner.records import SeedRecord
+from flowkit.studies.study import Cell, Study, cell_key
+
+DEFINITION_ATTR = "flowkit:definition"
+SAMPLER_ATTR = "flowkit:sampler"
+SCHEMA_ATTR = "flowkit:schema"
+CELL_ATTR = "flowkit:cell"
+WORKER_ATTR = "flowkit:worker"
+FAILURE_ATTR = "failure"
+SEEDS_ATTR = "seeds"
+HEARTBEAT_S = 60
+"""On a database, a running trial records a heartbeat this often; one silent for 3 intervals is taken over."""
+
+WAITING, RUNNING, COMPLETE, FAILED = "waiting", "running", "complete", "failed"
+_STATES = {
+    TrialState.WAITING: WAITING,
+    TrialState.RUNNING: RUNNING,
+    TrialState.COMPLETE: COMPLETE,
+    TrialState.FAIL: FAILED,
+    TrialState.PRUNED: "pruned",
+}
+
+StoredStudy = optuna.Study
+"""A study as stored; the other modules of the runner hand it to this one and use nothing of it themselves."""
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class StorageError(ConfigError):
+    """The Optuna storage cannot be opened, or holds a different study under the same name."""
+
+
+def study_dir(runs_dir: Path, study_name: str) -> Path:
+    return runs_dir / study_name
+
+
+def default_journal(runs_dir: Path, study_name: str) -> Path:
+    return study_dir(runs_dir, study_name) / "optuna.journal"
+
+
+def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: int = HEARTBEAT_S) -> BaseStorage:
+    """The study's storage: a journal file under runs/ by default, a journal path, or a database URL."""
+    if url is None:
+        url = str(default_journal(runs_dir, study_name))
+    if "://" not in url:
+        path = Path(url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as error:
+            raise StorageError(f"storage {url!r}: cannot open the journal file ({error.strerror})") from None
+    engine_url = url
+    if url.startswith(("postgresql://", "postgres://")):
+        engine_url = "postgresql+psycopg://" + url.split("://", 1)[1]  # psycopg 3, not SQLAlchemy's psycopg2
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(engine_url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StorageError(f"storage {url!r}: cannot connect ({reason})") from None
+
+
+def load_optuna_study(
+    study: Study,
+    runs_dir: Path,
+    storage_url: str | None = None,
+    *,
+    create: bool = False,
+    heartbeat_s: int = HEARTBEAT_S,
+) -> StoredStudy | None:
+    """The stored study, checked against the study file; created if asked, else None when absent.
+
+    Without `create` nothing is written, not even an empty journal file.
+    """
+    if not create and (storage_url is None or "://" not in storage_url):
+        journal = default_journal(runs_dir, study.name) if storage_url is None else Path(storage_url)
+        if not journal.exists():
+            return None
+    storage = open_storage(storage_url, runs_dir, study.name, heartbeat_s)
+    stored = _load(study, storage)
+    if stored is None and not create:
+        return None
+    if stored is None or (create and DEFINITION_ATTR not in stored.user_attrs):
+        with study_lock(storage, study.name, runs_dir):  # another worker may be creating it and hold the lock
+            stored = _load(study, storage)
+            if stored is None:
+                stored = _create(study, storage)
+    _check_stored(study, stored)
+    return stored
+
+
+def _load(study: Study, storage: BaseStorage) -> StoredStudy | None:
+    try:
+        return optuna.load_study(study_name=study.name, storage=storage, sampler=EnqueuedCellsOnly())
+    except KeyError:
+        return None
+
+
+def _create(study: Study, storage: BaseStorage) -> StoredStudy:
+    """A new stored study with its schema and definition (call under `study_lock`, so workers agree)."""
+    direction = "minimize" if study.lower_is_better() else "maximize"
+    stored = optuna.create_study(
+        study_name=study.name, storage=storage, direction=direction, sampler=EnqueuedCellsOnly()
+    )
+    stored.set_user_attr(SCHEMA_ATTR, records.SCHEMA_VERSION)
+    stored.set_user_attr(
+        SAMPLER_ATTR, "EnqueuedCellsOnly: each cell enqueued once, claimed atomically; nothing sampled"
+    )
+    stored.set_user_attr(DEFINITION_ATTR, study.definition())
+    return stored
+
+
+def _check_stored(study: Study, stored: StoredStudy) -> None:
+    """Refuse a stored study written under another schema, or from a different definition of the study."""
+    records.check_schema(stored.user_attrs.get(SCHEMA_ATTR), f"study {study.name!r}: the storage holds results")
+    definition = study.definition()
+    stored_definition = stored.user_attrs.get(DEFINITION_ATTR, {})
+    if stored_definition != definition:
+        changed = sorted(key for key in definition if stored_definition.get(key) != definition[key])
+        raise StorageError(
+            f"study {study.name!r}: the storage holds results from a different definition of this study "
+            f"(changed: {', '.join(changed)}); to keep both, give the study file a new name; to start over, "
+            "delete the stored study (its journal file under runs/, or optuna delete-study for a database)"
+        )
+
+
+class EnqueuedCellsOnly(optuna.samplers.BaseSampler):
+    """The sampler of a flowkit study: every parameter comes from an enqueued cell, nothing is ever sampled."""
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        raise RuntimeError(f"parameter {param_name!r} of trial {trial.number} was not enqueued; flowkit never samples")
+
+
+def _storage_of(optuna_study: StoredStudy) -> BaseStorage:
+    """The study's storage: Optuna has no public accessor, and claims and failures of other workers' trials
+    are storage calls (a Study can only tell the trials it asked for)."""
+    return optuna_study._storage
+
+
+def _database(storage: BaseStorage) -> RDBStorage | None:
+    """The RDB storage behind a storage (Optuna wraps a database in a private cache), or None for a journal."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def is_database(optuna_study: StoredStudy) -> bool:
+    return _database(_storage_of(optuna_study)) is not None
+
+
+def _trial_id(optuna_study: StoredStudy, number: int) -> int:
+    storage = _storage_of(optuna_study)
+    study_id = storage.get_study_id_from_name(optuna_study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+@contextlib.contextmanager
+def study_lock(storage: BaseStorage, study_name: str, runs_dir: Path) -> Iterator[None]:
+    """Serialise creating the stored study and enqueueing its cells across workers: an advisory lock on
+    PostgreSQL (any machine), else a file lock (workers of this machine)."""
+    database = _database(storage)
+    if database is not None and database.engine.dialect.name == "postgresql":
+        key = zlib.crc32(f"flowkit:{study_name}".encode())
+        with database.engine.connect() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({key})")
+            try:
+                yield
+            finally:
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+        return
+    with runs.exclusive_lock(study_dir(runs_dir, study_name) / ".lock"):
+        yield
+
+
+def stored_study_lock(optuna_study: StoredStudy, runs_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """`study_lock` of a loaded study."""
+    return study_lock(_storage_of(optuna_study), optuna_study.study_name, runs_dir)
+
+
+def trials(optuna_study: StoredStudy, state: str | None = None) -> list[FrozenTrial]:
+    """The study's trials (those in `state` only, if given), in the order they were enqueued."""
+    states = None if state is None else tuple(s for s, name in _STATES.items() if name == state)
+    return optuna_study.get_trials(deepcopy=False, states=states)
+
+
+def state_of(trial: FrozenTrial) -> str:
+    return _STATES[trial.state]
+
+
+def cell_of(trial: FrozenTrial) -> Cell:
+    return trial.user_attrs[CELL_ATTR]
+
+
+def trial_cell(trial: FrozenTrial) -> str:
+    """The key of the trial's cell (`cell_key`)."""
+    return cell_key(cell_of(trial))
+
+
+def enqueue_cell(optuna_study: StoredStudy, cell: Cell) -> None:
+    optuna_study.enqueue_trial(cell, user_attrs={CELL_ATTR: cell})
+
+
+def fail_silent_trials(optuna_study: StoredStudy) -> None:
+    """Fail the running trials whose heartbeats stopped (databases with heartbeats only)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(optuna_study)
+
+
+def claim_waiting_trial(optuna_study: StoredStudy) -> tuple[Trial, Cell] | None:
+    """Move one waiting trial to RUNNING and return it with its cell; the storage grants each to one caller."""
+    storage = _storage_of(optuna_study)
+    for waiting in trials(optuna_study, WAITING):
+        trial_id = _trial_id(optuna_study, waiting.number)
+        try:
+            if not storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                continue
+        except UpdateFinishedTrialError:
+            continue
+        return Trial(optuna_study, trial_id), cell_of(waiting)
+    return None
+
+
+def record_worker(optuna_study: StoredStudy, trial: Trial | FrozenTrial, worker: Mapping[str, Any]) -> None:
+    """Record which process runs the trial (host, process id, process start)."""
+    _storage_of(optuna_study).set_trial_system_attr(_trial_id(optuna_study, trial.number), WORKER_ATTR, dict(worker))
+
+
+def worker_of(trial: FrozenTrial) -> dict[str, Any] | None:
+    return trial.system_attrs.get(WORKER_ATTR)
+
+
+def mark_failed(optuna_study: StoredStudy, trial: Trial | FrozenTrial, failure: Mapping[str, Any]) -> None:
+    """Fail a trial this process did not ask for (another worker's), saying why."""
+    storage, trial_id = _storage_of(optuna_study), _trial_id(optuna_study, trial.number)
+    storage.set_trial_user_attr(trial_id, FAILURE_ATTR, dict(failure))
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def failure_of(trial: FrozenTrial) -> dict[str, Any]:
+    """Why a failed trial failed. Optuna fails a trial whose heartbeats stopped without a word, and a
+    finished trial takes no attributes, so a failure flowkit did not record is a worker that died."""
+    silent = {"kind": "worker died", "message": "its worker stopped sending heartbeats"}
+    return trial.user_attrs.get(FAILURE_ATTR, silent)
+
+
+def heartbeat_interval(optuna_study: StoredStudy) -> int | None:
+    """Seconds between a running trial's heartbeats; None where the storage takes none (a journal)."""
+    database = _database(_storage_of(optuna_study))
+    return None if database is None else database.get_heartbeat_interval()
+
+
+def heartbeat_recorder(optuna_study: StoredStudy, trial: Trial) -> Callable[[], None]:
+    """A function that records one heartbeat of the trial (call only where `heartbeat_interval` is not None)."""
+    database, trial_id = _database(_storage_of(optuna_study)), _trial_id(optuna_study, trial.number)
+    return lambda: database.record_heartbeat(trial_id)
+
+
+def suggest_cell(trial: Trial, cell: Cell, space: Mapping[str, tuple[Any, ...]]) -> None:
+    """Record the cell as the trial's parameters (each taken from its enqueued value, nothing sampled)."""
+    for name in cell:
+        trial.suggest_categorical(name, space[name])
+
+
+def write_seed_records(trial: Trial, by_seed: Mapping[int, SeedRecord]) -> None:
+    trial.set_user_attr(SEEDS_ATTR, {str(seed): records.to_json(r) for seed, r in by_seed.items()})
+
+
+def seed_records(trial: FrozenTrial) -> dict[int, SeedRecord]:
+    """The trial's records of its finished seeds, by seed."""
+    stored = trial.user_attrs.get(SEEDS_ATTR, {})
+    return {int(seed): records.from_json(data) for seed, data in stored.items()}
+
+
+def write_summary(trial: Trial, summary: Mapping[str, Any]) -> None:
+    """The trial's metric and times over its seeds (wall_time_s, compile_time_s, ms_per_update, time_s)."""
+    for name, value in summary.items():
+        trial.set_user_attr(name, value)
+
+
+def wall_time_s(trial: FrozenTrial) -> float:
+    """The trial's runs' wall time; 0 until it completes."""
+    return trial.user_attrs.get("wall_time_s", 0.0)
+
+
+def time_s(trial: FrozenTrial) -> dict[str, float]:
+    """The trial's compile, train, eval and other seconds; empty until it completes."""
+    return trial.user_attrs.get("time_s", {})
+
+
+def tell_score(trial: Trial, score: float) -> None:
+    trial.study.tell(trial, score)
+
+
+def tell_failed(trial: Trial, failure: Mapping[str, Any]) -> None:
+    trial.set_user_attr(FAILURE_ATTR, dict(failure))
+    trial.study.tell(trial, state=TrialState.FAIL)

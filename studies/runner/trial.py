@@ -1,0 +1,160 @@
+"""Running one trial: train (or find finished) every seed of its cell, record each seed as it finishes, and tell
+the storage the cell's score, or why it failed. Seeds whose run folder holds a result with the same settings
+are not trained again; interrupted runs resume from their checkpoints."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+from flowkit import runs
+from flowkit.run_config import RunConfig
+from flowkit.settings import ConfigError
+from flowkit.studies.runner import storage
+from flowkit.studies.runner.records import SeedRecord, Timing, seed_record
+from flowkit.studies.runner.storage import Trial, study_dir
+from flowkit.studies.study import Cell, Study, cell_slug
+from flowkit.training import DivergedError, train, train_seeds
+
+T = TypeVar("T")
+
+
+def reusable_result(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The run's stored result if its folder completed with the same settings; otherwise None, with a folder
+    that holds neither that nor a checkpoint of these settings cleared for a fresh run."""
+    result = runs.load_result(run_dir)
+    if result is not None:
+        if result["config"] != config.to_dict():
+            raise ConfigError(f"run folder {run_dir} holds a result with other settings; move it away to rerun")
+        return result
+    checkpoint = runs.load_checkpoint(run_dir)
+    if run_dir.exists() and (checkpoint is None or checkpoint[1]["config"] != config.to_dict()):
+        shutil.rmtree(run_dir)
+    return None
+
+
+def train_vectorized(
+    runs_to_train: list[tuple[RunConfig, Path]], *, progress: bool, label: str
+) -> dict[int, dict[str, Any]]:
+    """Train runs that differ only in seed as one vmapped program per step their checkpoints resume from."""
+    by_step: dict[int, list[tuple[RunConfig, Path]]] = {}
+    for config, run_dir in runs_to_train:
+        checkpoint = runs.load_checkpoint(run_dir)
+        by_step.setdefault(checkpoint[1]["step"] if checkpoint else 0, []).append((config, run_dir))
+    results = {}
+    for group in by_step.values():
+        configs, run_dirs = [config for config, _ in group], [run_dir for _, run_dir in group]
+        trained = train_seeds(configs, run_dirs, progress=progress, label=label)
+        results.update({config.seed: result for config, result in zip(configs, trained, strict=True)})
+    return results
+
+
+@dataclass
+class CellRuns:
+    """The runs of one cell's seeds, taken one after another; `seed` is the one under way (None before)."""
+
+    study: Study
+    cell: Cell
+    study_folder: Path
+    records: dict[int, SeedRecord] = field(default_factory=dict)
+    seed: int | None = None
+    runs_wall_s: float = 0.0
+    """Seconds spent in this process's train calls."""
+
+    def run(self, *, progress: bool, vectorize_seeds: bool) -> Iterator[SeedRecord]:
+        """Train or find each seed's run, yielding its record; vectorized, the seeds without a result train
+        first, as one vmapped program."""
+        metric, slug = self.study.metric_for(self.cell["task"]), cell_slug(self.cell)
+        planned = {seed: self._planned(seed) for seed in self.study.seeds}
+        stored = {seed: reusable_result(*planned[seed]) for seed in self.study.seeds}
+        trained = {}
+        if vectorize_seeds:
+            waiting = [planned[seed] for seed in self.study.seeds if stored[seed] is None]
+            trained = self._timed(train_vectorized, waiting, progress=progress, label=f"{slug} seeds")
+        for seed in self.study.seeds:
+            self.seed = seed
+            config, run_dir = planned[seed]
+            result = stored[seed] or trained.get(seed)
+            if result is None:
+                result = self._timed(train, config, run_dir, progress=progress, label=f"{slug} seed {seed}")
+            record = seed_record(seed, result, metric, self.study.last_evals, run_dir, self.study_folder)
+            self.records[seed] = record
+            yield record
+
+    def _planned(self, seed: int) -> tuple[RunConfig, Path]:
+        return self.study.run_config(self.cell, seed), self.study_folder / "runs" / cell_slug(self.cell) / f"seed{seed}"
+
+    def _timed(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.runs_wall_s += time.perf_counter() - started
+
+
+def run_trial(
+    study: Study,
+    trial: Trial,
+    cell: Cell,
+    runs_dir: Path,
+    *,
+    progress: bool,
+    bar: tqdm | None = None,
+    vectorize_seeds: bool = False,
+) -> None:
+    """Train every seed of the trial's cell and tell the storage the cell's score (mean over seeds).
+
+    With `vectorize_seeds` the seeds without a stored result train as one vmapped program.
+    """
+    started = time.perf_counter()
+    cell_runs = CellRuns(study, cell, study_dir(runs_dir, study.name))
+    try:
+        storage.suggest_cell(trial, cell, study.search_space())
+        for _ in cell_runs.run(progress=progress, vectorize_seeds=vectorize_seeds):
+            storage.write_seed_records(trial, cell_runs.records)
+            if bar is not None:
+                bar.update(1)
+    except DivergedError as error:
+        seed = error.seed if error.seed is not None else cell_runs.seed
+        failure = {"kind": "diverged", "seed": seed, "step": error.step, "metrics": error.metrics}
+        storage.tell_failed(trial, {**failure, "message": str(error)})
+        return
+    except KeyboardInterrupt:
+        interrupted = {"kind": "interrupted", "seed": cell_runs.seed, "message": "interrupted by the user"}
+        storage.tell_failed(trial, interrupted)
+        raise
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}"
+        storage.tell_failed(trial, {"kind": "error", "seed": cell_runs.seed, "message": message})
+        raise
+    outside_runs_s = time.perf_counter() - started - cell_runs.runs_wall_s
+    records = list(cell_runs.records.values())
+    storage.write_summary(trial, trial_summary(study.metric_for(cell["task"]), records, outside_runs_s))
+    storage.tell_score(trial, statistics.fmean(record.score for record in records))
+
+
+def trial_summary(metric: str, records: list[SeedRecord], outside_runs_s: float) -> dict[str, Any]:
+    """The trial's metric and its times over its seeds' runs."""
+    timings = [record.timing for record in records]
+    return {
+        "metric": metric,
+        "wall_time_s": sum(t.wall_s for t in timings),
+        "compile_time_s": statistics.fmean(t.compile_s for t in timings),
+        "ms_per_update": statistics.median(t.ms_per_update for t in timings),
+        "time_s": time_breakdown(timings, outside_runs_s),
+    }
+
+
+def time_breakdown(timings: list[Timing], outside_runs_s: float) -> dict[str, float]:
+    """Where a trial's time went: its runs' compile, train and eval seconds, and everything else (run set-up,
+    dataset loading, checkpoints, saving, and the trial's own time outside its runs)."""
+    parts = {part: sum(getattr(t, f"{part}_s") for t in timings) for part in ("compile", "train", "eval")}
+    inside = sum(t.other_s for t in timings)
+    return {**parts, "other": max(0.0, inside) + max(0.0, outside_runs_s)}

@@ -1,0 +1,125 @@
+"""Workers: `run_study` makes this process one worker of a study, `run_workers` starts several on this machine.
+
+A worker claims waiting trials until none is left, then waits while other workers' trials run, taking over any
+whose worker died; it stops when every cell is complete or finally failed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from flowkit.studies.runner import storage
+from flowkit.studies.runner.claims import claim_trial, enqueue_missing
+from flowkit.studies.runner.heartbeat import heartbeat
+from flowkit.studies.runner.progress import StudyProgress, progress_of
+from flowkit.studies.runner.storage import HEARTBEAT_S, StoredStudy, load_optuna_study, stored_study_lock
+from flowkit.studies.runner.trial import run_trial
+from flowkit.studies.study import Study
+
+POLL_S = 2.0
+"""How often an idle worker of a journal study looks for trials to take over."""
+
+
+def _open_and_enqueue(study: Study, runs_dir: Path, storage_url: str | None, heartbeat_s: int) -> StoredStudy:
+    """The stored study (created if new) with every missing cell enqueued; a bad storage or study fails here."""
+    study.check_data()
+    optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
+    with stored_study_lock(optuna_study, runs_dir):
+        enqueue_missing(optuna_study, study)
+    return optuna_study
+
+
+def _progress_bar(study: Study, optuna_study: StoredStudy, progress: bool) -> tqdm:
+    state = progress_of(study, optuna_study)
+    return tqdm(total=state.seeds_total, initial=state.seeds_done, desc=study.name, unit="run", disable=not progress)
+
+
+def run_study(
+    study: Study,
+    runs_dir: Path,
+    storage_url: str | None = None,
+    *,
+    progress: bool = True,
+    heartbeat_s: int = HEARTBEAT_S,
+    vectorize_seeds: bool = False,
+) -> StudyProgress:
+    """Run (or resume) cells of the study on this worker until every cell is complete or finally failed,
+    waiting while other workers' trials run and taking over those whose worker died.
+
+    `vectorize_seeds` (or the study's own `vectorize_seeds`) trains each cell's seeds as one vmapped program.
+    """
+    optuna_study = _open_and_enqueue(study, runs_dir, storage_url, heartbeat_s)
+    bar = _progress_bar(study, optuna_study, progress)
+    poll_s = heartbeat_s if storage.is_database(optuna_study) else POLL_S
+    try:
+        while True:
+            claimed = claim_trial(optuna_study)
+            if claimed is not None:
+                with heartbeat(optuna_study, claimed[0]):
+                    run_trial(
+                        study,
+                        *claimed,
+                        runs_dir,
+                        progress=progress,
+                        bar=bar,
+                        vectorize_seeds=vectorize_seeds or study.vectorize_seeds,
+                    )
+                continue
+            with stored_study_lock(optuna_study, runs_dir):  # an error is retried by the next run
+                if enqueue_missing(optuna_study, study, retried=("worker died",)):
+                    continue
+            if not storage.trials(optuna_study, storage.RUNNING):
+                break
+            time.sleep(poll_s)
+    finally:
+        bar.close()
+    return progress_of(study, optuna_study)
+
+
+def run_workers(
+    study: Study,
+    runs_dir: Path,
+    storage_url: str | None = None,
+    *,
+    workers: int,
+    progress: bool = True,
+    heartbeat_s: int = HEARTBEAT_S,
+    vectorize_seeds: bool = False,
+    worker: Callable[..., StudyProgress] = run_study,
+) -> StudyProgress:
+    """Run the study with `workers` processes on this machine, showing their common progress (runs/s, ETA).
+
+    The storage is opened and the cells enqueued here first, so a bad storage or study fails before any
+    process starts. Each process runs `worker` (run_study; tests give a cheap objective).
+    """
+    optuna_study = _open_and_enqueue(study, runs_dir, storage_url, heartbeat_s)
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(
+            target=worker,
+            args=(study, runs_dir, storage_url),
+            kwargs={"progress": False, "heartbeat_s": heartbeat_s, "vectorize_seeds": vectorize_seeds},
+            name=f"flowkit-worker-{index}",
+        )
+        for index in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    bar = _progress_bar(study, optuna_study, progress)
+    try:
+        while any(process.is_alive() for process in processes):
+            time.sleep(1.0)
+            bar.update(progress_of(study, optuna_study).seeds_done - bar.n)
+    finally:
+        for process in processes:
+            process.join()
+        bar.close()
+    failed = [f"{p.name} exited with code {p.exitcode}" for p in processes if p.exitcode]
+    if failed:
+        raise RuntimeError(f"study {study.name!r}: " + "; ".join(failed))
+    return progress_of(study, optuna_study)
