@@ -20,8 +20,9 @@ pytest markers)."""
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The whole test suite, one pytest worker per core; the install tests share one worker (their xdist_group),
-    which builds the wheel once."""
+    """The whole test suite, one pytest worker per core.
+
+    The install tests share one worker (their xdist_group), which builds the wheel once."""
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "auto", "--dist", "loadgroup", *session.posargs)
 
