@@ -1,4 +1,5 @@
-"""Sessions: `tests`, `lint`, `study` (the default study and its report) and `bench`.
+"""Sessions: `tests` (every test), `quick` (the fast tier, under two minutes on two cores), `lint`, `study` (the
+default study and its report) and `bench`.
 
 Every session runs on the Python 3.11 found on PATH; nox never downloads an interpreter.
 """
@@ -12,12 +13,25 @@ nox.options.sessions = ["lint", "tests"]
 
 PYTHON = "3.11"
 
+QUICK = "not slow and not postgres and not chromium and not ogbench and not install"
+"""The tests `quick` runs: none that trains for long or starts a database, a browser, OGBench or pip (pyproject's
+pytest markers)."""
+
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite, one pytest worker per core."""
+    """The whole test suite, one pytest worker per core.
+
+    The install tests share one worker (their xdist_group), which builds the wheel once."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-n", "auto", *session.posargs)
+    session.run("pytest", "-n", "auto", "--dist", "loadgroup", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def quick(session: nox.Session) -> None:
+    """The fast tier for the edit-test loop: the tests no marker sets apart as slow or as needing a service."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-n", "auto", "-m", QUICK, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -31,6 +31,7 @@ CASES += [(name, None) for name in AGENTS if name not in FLOW_AGENTS]
 
 
 @pytest.mark.parametrize(("agent_name", "solver"), CASES)
+@pytest.mark.slow
 def test_every_method_and_solver_updates_and_acts(agent_name, solver, tmp_path: Path):
     settings = {**SMALL, **({"solver": solver, "flow_steps": 3} if solver else {})}
     if "critic_hidden" in tiny_config(agent_name).settings():
@@ -48,6 +49,7 @@ def test_every_method_and_solver_updates_and_acts(agent_name, solver, tmp_path: 
 
 
 @pytest.mark.parametrize("agent_name", [name for name, cls in AGENTS.items() if cls.target_models])
+@pytest.mark.slow
 def test_update_moves_targets_by_polyak_averaging(agent_name):
     agent, state, batch = tiny_agent(agent_name, tau=0.5)
     new_state, _ = jax.jit(agent.update)(state, batch)
@@ -58,6 +60,7 @@ def test_update_moves_targets_by_polyak_averaging(agent_name):
     assert int(new_state.step) == 1
 
 
+@pytest.mark.slow
 def test_rebrac_moves_its_actor_and_targets_every_actor_freq_updates():
     agent, state, batch = tiny_agent("rebrac", actor_freq=2)
     update = jax.jit(agent.update)
@@ -70,6 +73,7 @@ def test_rebrac_moves_its_actor_and_targets_every_actor_freq_updates():
         np.testing.assert_array_equal(before, after)
 
 
+@pytest.mark.slow
 def test_fbrac_backpropagates_through_the_first_solver_step():
     """Detaching the velocity of the first step (t = 0) keeps the forward pass but changes FBRAC's gradient."""
     agent, state, batch = tiny_agent("fbrac", flow_steps=4)
@@ -88,6 +92,7 @@ def test_fbrac_backpropagates_through_the_first_solver_step():
     assert difference > 1e-3 * float(global_norm(full)), f"gradient norm {global_norm(full)}, change {difference}"
 
 
+@pytest.mark.slow
 def test_fql_teacher_critic_and_qflow_targets_receive_no_gradient():
     agent, state, batch = tiny_agent("fql", alpha=1.0)
     distill = grads_of(agent, state, batch, "distill_loss")
@@ -104,6 +109,7 @@ def test_fql_teacher_critic_and_qflow_targets_receive_no_gradient():
     assert float(global_norm(flow["flow"])) > 0.0 and float(global_norm(flow["value"])) == 0.0
 
 
+@pytest.mark.slow
 def test_flowq_trains_without_sampling_the_policy():
     """The in-sample critic and the guided regression never call the solver: the update's cost is flat in K."""
     jaxprs = []
@@ -121,6 +127,7 @@ def test_fixed_energy_schedules_match_their_closed_forms():
     assert set(closed_forms) | {"learnable"} == set(SCHEDULES)
 
 
+@pytest.mark.slow
 def test_learnable_schedule_stays_non_negative_and_normalised():
     agent, state, batch = tiny_agent("flowq", schedule="learnable", lam=3.0)
     update = jax.jit(agent.update)
@@ -140,6 +147,7 @@ def test_learnable_schedule_stays_non_negative_and_normalised():
     assert float(moved) > 0.0, "the schedule is trained by the flow loss"
 
 
+@pytest.mark.slow
 def test_ifql_acts_with_the_candidate_its_critic_values_most():
     """IFQL's action is, per observation, the flow sample of highest min-Q among num_samples: recomputed here from
     the flow's solves and the critic one candidate at a time."""
@@ -159,6 +167,7 @@ def test_ifql_acts_with_the_candidate_its_critic_values_most():
     assert chosen > first, f"mean Q of the chosen action {chosen:.4f} exceeds that of one flow sample {first:.4f}"
 
 
+@pytest.mark.slow
 def test_ifql_flow_learns_by_behaviour_cloning_alone():
     """The critic and value losses give the flow no gradient and the flow loss gives the critic and value none:
     the policy improves only through acting's rejection step."""

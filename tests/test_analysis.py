@@ -35,6 +35,7 @@ def test_probability_of_improvement_counts_pairs():
     assert probability_of_improvement(x, y) == pytest.approx(direct)
 
 
+@pytest.mark.slow
 def test_stratified_bootstrap_interval_covers_the_true_iqm_about_95_percent():
     """Normal(0, 1) scores have IQM 0; percentile intervals from 10 runs x 4 tasks should cover it ~95%."""
     rng = np.random.default_rng(1)
@@ -46,6 +47,7 @@ def test_stratified_bootstrap_interval_covers_the_true_iqm_about_95_percent():
     assert 0.85 <= coverage <= 1.0, f"coverage {coverage:.2f} over 100 replicates"
 
 
+@pytest.mark.slow
 def test_holm_correction_over_all_comparisons():
     reference = np.array([-1.2, -0.7, -0.3, 0.0, 0.2, 0.5, 0.9, 1.4])
     wiggle = np.array([0.3, -0.2, 0.1, -0.4, 0.2, 0.0, -0.1, 0.25])
@@ -85,6 +87,7 @@ def test_explosions_are_flagged():
     assert explosions(after_a_dip) == [(400, "mean norm grew 20.0x within 3 intervals")], "from the window's low"
 
 
+@pytest.mark.slow
 def test_gradient_norms_recorded_inside_the_step_equal_norms_computed_outside():
     agent, state, batch = tiny_agent("fql", alpha=1.0)
     _, metrics = jax.jit(lambda s, b: agent.update(s, b, term_grad_norms=True))(state, batch)
@@ -102,6 +105,7 @@ def test_gradient_norms_recorded_inside_the_step_equal_norms_computed_outside():
         assert float(metrics[f"grad_norm/onestep/{name}"]) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_an_exactly_consistent_value_has_zero_gap_and_an_inconsistent_one_does_not():
     """V(s, x, t) := Q(s, Psi_{t->1}(x)) is consistent by construction; V := Q(s, x) mid-flow is not."""
     agent, state, batch = tiny_agent("qflow", flow_steps=6, solver="midpoint")

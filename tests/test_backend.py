@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import jax
+import pytest
 
 import flowkit
 from flowkit._backend import (
@@ -25,6 +26,7 @@ def run_python(code: str, **environment: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_importing_flowkit_selects_jax():
     result = run_python("import flowkit, keras; print(keras.backend.backend())")
     assert result.returncode == 0, result.stderr
@@ -37,6 +39,7 @@ def test_another_backend_in_the_environment_is_refused():
     assert "KERAS_BACKEND='torch' is set, but flowkit runs Keras on the JAX backend only" in result.stderr
 
 
+@pytest.mark.slow
 def test_keras_already_running_on_another_backend_is_refused():
     code = "import os, keras; os.environ.pop('KERAS_BACKEND'); import flowkit"
     result = run_python(code, KERAS_BACKEND="numpy")

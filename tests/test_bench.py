@@ -6,6 +6,8 @@ import pytest
 from flowkit.bench import agent_config, bench_methods, bench_step, format_methods, methods_cost_fits
 from flowkit.settings import ConfigError
 
+pytestmark = pytest.mark.slow
+
 
 def test_update_cost_grows_with_flow_steps_for_fbrac_and_stays_flat_for_flowq():
     """The arithmetic of an update (XLA's count, not a timing): FBRAC backpropagates through all K steps of its

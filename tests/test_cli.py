@@ -44,6 +44,7 @@ def test_errors_are_one_clear_line(argv, message, tmp_path, capsys):
     assert not (tmp_path / "train").exists(), "nothing was trained"
 
 
+@pytest.mark.slow
 def test_a_diverging_run_is_one_error_line(tmp_path, capsys):
     argv = ["train", "--task", "moons", "--set", "lr=1e30", "steps=100", "log_every=100", "eval_every=100"]
     code = main([*argv, "actor_hidden=16", "critic_hidden=16", "--run-dir", str(tmp_path / "run"), "--quiet"])
@@ -75,6 +76,7 @@ def test_status_and_list_of_a_study_not_started_write_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_train_command_writes_a_run_folder(tmp_path, capsys):
     settings = [
         "actor_hidden=16",
@@ -96,6 +98,7 @@ def test_train_command_writes_a_run_folder(tmp_path, capsys):
     assert config["agent_config"]["solver"] == "midpoint" and config["train"]["steps"] == 100
 
 
+@pytest.mark.slow
 def test_bench_step_times_flowkit_and_the_reference_on_the_same_math(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = [
@@ -180,6 +183,7 @@ STUDY = Study(name="pair", question="?", agents=("fql",), tasks=("moons",), grid
 """
 
 
+@pytest.mark.slow
 def test_study_seeds_run_as_one_program_and_status_shows_where_the_time_went(tmp_path, capsys):
     path = tmp_path / "pair.py"
     path.write_text(PAIR_STUDY)
@@ -197,6 +201,7 @@ def test_study_seeds_run_as_one_program_and_status_shows_where_the_time_went(tmp
 TINY_RUN = ["actor_hidden=16", "critic_hidden=16", "batch_size=32", "steps=100", "log_every=50", "eval_every=100"]
 
 
+@pytest.mark.slow
 def test_bench_seeds_and_bench_compile_report_their_figures(tmp_path, capsys):
     """Figures only (timings are never asserted): seeds in one program against one program per seed, and a
     trial's compile time with a cold and a warm compilation cache, the cache having been filled."""

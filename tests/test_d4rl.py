@@ -227,6 +227,7 @@ def test_check_data_refuses_absent_data_cheaply(tmp_path, monkeypatch):
         task_class("d4rl_mujoco_hopper/v2-medium").check_data("d4rl_mujoco_hopper/v2-medium")
 
 
+@pytest.mark.slow
 def test_a_hopper_task_evaluates_in_gymnasium(data_dir, monkeypatch):
     pytest.importorskip("gymnasium")
     pytest.importorskip("mujoco")
@@ -250,6 +251,7 @@ def test_a_hopper_task_evaluates_in_gymnasium(data_dir, monkeypatch):
     assert metrics == task.evaluate(still, jax.random.PRNGKey(0), 2), "the key fixes the episodes"
 
 
+@pytest.mark.slow
 def test_import_flowkit_does_not_import_tensorflow_datasets():
     code = (
         "import sys, flowkit, flowkit.run_config, flowkit.tasks as d; d.task_names(); "
@@ -264,6 +266,7 @@ def test_run_folders_of_tfds_names_are_one_folder():
     assert "/" not in cell_slug({"agent": "fql", "task": "d4rl_mujoco_hopper/v2-medium", "alpha": 3.0})
 
 
+@pytest.mark.slow
 def test_adroit_pen_episodes_end_at_100_steps_or_when_the_pen_falls(tmp_path, monkeypatch):
     pytest.importorskip("gymnasium_robotics")
     build_rlds(tmp_path, "d4rl_adroit_pen/v1-human", hopper_episodes(45, 24))

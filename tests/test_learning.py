@@ -12,6 +12,8 @@ import pytest
 from flowkit.run_config import make_run_config
 from flowkit.training import train
 
+pytestmark = pytest.mark.slow
+
 TASK = "eight-gaussians-rare"
 SETTINGS = {"steps": 3000, "eval_every": 3000}
 

@@ -49,6 +49,7 @@ def data_dir(ogbench_dir, monkeypatch) -> Path:
 
 
 @pytest.mark.parametrize("name", [CUBE, PUZZLE])
+@pytest.mark.ogbench
 def test_generated_files_have_the_official_layout(data_dir, name):
     train_path, val_path = dataset_paths(name, data_dir)
     for path, episodes in ((train_path, 2), (val_path, 1)):
@@ -68,6 +69,7 @@ def test_generated_files_have_the_official_layout(data_dir, name):
 
 
 @pytest.mark.parametrize("name", [CUBE, PUZZLE])
+@pytest.mark.ogbench
 def test_the_oracle_succeeds_on_the_sub_tasks_it_attempted(data_dir, name):
     summary = generate(name, data_dir, progress=False, log=lambda _: None)  # already made: only read back
     train_counts = summary["train"]
@@ -76,6 +78,7 @@ def test_the_oracle_succeeds_on_the_sub_tasks_it_attempted(data_dir, name):
     assert train_counts["succeeded"] / train_counts["attempted"] > 0.9
 
 
+@pytest.mark.ogbench
 def test_single_task_data_is_ogbench_relabelled_with_clipped_actions(data_dir):
     task = load_task(PUZZLE_TASK)
     _, reference, _ = import_ogbench().make_env_and_datasets(PUZZLE_TASK, dataset_dir=str(data_dir))
@@ -95,6 +98,7 @@ def test_single_task_data_is_ogbench_relabelled_with_clipped_actions(data_dir):
     assert len(np.asarray(task.validation.rewards)) == EPISODE_STEPS - 1
 
 
+@pytest.mark.ogbench
 def test_fql_trains_on_generated_data_and_is_evaluated_in_the_environment(data_dir, tmp_path):
     config = tiny_config("fql", CUBE_TASK, steps=200, eval_every=200, eval_episodes=2, batch_size=32)
     assert config.agent_config.alpha == 300, "FQL's alpha on cube in the public code"
@@ -108,6 +112,7 @@ def test_fql_trains_on_generated_data_and_is_evaluated_in_the_environment(data_d
     assert final["consistency"]["n"] > 0
 
 
+@pytest.mark.ogbench
 def test_goal_conditioned_data_draws_goals_from_later_states_of_the_same_trajectory(data_dir):
     task = load_task(CUBE)
     raw = jax.tree.map(np.asarray, task.dataset)
@@ -122,6 +127,7 @@ def test_goal_conditioned_data_draws_goals_from_later_states_of_the_same_traject
         assert reward == (goal_index == index)
 
 
+@pytest.mark.ogbench
 def test_goal_conditioned_evaluation_covers_the_five_goals(data_dir):
     task = load_task(CUBE)
     policy = jax.jit(lambda observations, key: jnp.zeros((observations.shape[0], task.action_dim)))
@@ -130,6 +136,7 @@ def test_goal_conditioned_evaluation_covers_the_five_goals(data_dir):
     assert metrics["success"] == 0.0, "a policy that never moves reaches none of the five goals"
 
 
+@pytest.mark.ogbench
 def test_an_interrupted_generation_leaves_no_loadable_file_and_resumes(data_dir, tmp_path, monkeypatch):
     folder = tmp_path / "data"
     command = [sys.executable, "-m", "flowkit.cli", "data", "generate", CUBE, "--episodes", "2", "--val-episodes",
@@ -182,6 +189,7 @@ def _put_puzzle_data(path: Path, data_dir: Path) -> None:
         (_put_puzzle_data, r"observations have size \d+, but the environment's are 28"),
     ],
 )
+@pytest.mark.ogbench
 def test_broken_files_are_refused_with_the_file_and_the_problem(data_dir, tmp_path, monkeypatch, breaker, message):
     folder = tmp_path / "broken"
     folder.mkdir()
@@ -193,6 +201,7 @@ def test_broken_files_are_refused_with_the_file_and_the_problem(data_dir, tmp_pa
         load_task(CUBE_TASK)
 
 
+@pytest.mark.ogbench
 def test_noisy_datasets_are_the_same_for_the_same_seed(tmp_path):
     """Random actions come from the episode's seeded generator, so two generations with one seed are equal."""
     made = []
@@ -205,6 +214,7 @@ def test_noisy_datasets_are_the_same_for_the_same_seed(tmp_path):
         np.testing.assert_array_equal(made[0][key], made[1][key], err_msg=f"{key} differs between the two runs")
 
 
+@pytest.mark.ogbench
 def test_missing_data_stops_a_study_before_its_storage_is_created(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "empty"))
     study_file = tmp_path / "cube_study.py"
@@ -224,6 +234,7 @@ def test_generate_refuses_unknown_datasets_before_making_anything(tmp_path, caps
     assert ogbench_generate.check_recipe(CUBE).episodes == 1000
 
 
+@pytest.mark.ogbench
 def test_bench_eval_measures_the_evaluation_and_the_environments_alone(data_dir):
     config = tiny_config("fql", CUBE_TASK)
     results = bench_evaluation(config, 2, iterations=1)

@@ -29,6 +29,7 @@ def assert_report_has_every_run(report: Path, runs: int) -> None:
     assert len(flags) == runs, f"one flag per run folder found: {len(flags)} of {runs}: {flags}"
 
 
+@pytest.mark.slow
 def test_a_report_from_another_working_directory_finds_every_run(tmp_path, monkeypatch):
     """`flowkit study run` with the default relative --runs-dir, then `flowkit report` from elsewhere."""
     study = tiny_study(seeds=(0,))
@@ -42,6 +43,7 @@ def test_a_report_from_another_working_directory_finds_every_run(tmp_path, monke
     assert_report_has_every_run(report, runs=2)
 
 
+@pytest.mark.slow
 def test_a_report_from_a_moved_runs_folder_finds_every_run(tmp_path, monkeypatch):
     study = tiny_study(seeds=(0,))
     runner.run_study(study, tmp_path / "runs", progress=False)

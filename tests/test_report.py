@@ -50,6 +50,7 @@ def markdown_table(text: str, corner: str) -> dict[str, list[str]]:
     return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in block.splitlines()[2:]}
 
 
+@pytest.mark.slow
 def test_main_table_has_every_arm_seed_count_and_the_stored_numbers(finished_study):
     study, runs_dir, path = finished_study
     text, html, tex = ((path.parent / name).read_text() for name in ("report.md", "report.html", "table.tex"))
@@ -72,6 +73,7 @@ def test_main_table_has_every_arm_seed_count_and_the_stored_numbers(finished_stu
     assert "\\toprule" in tex and "\\bottomrule" in tex and "\\textbf{" in tex
 
 
+@pytest.mark.slow
 def test_figures_and_cost_table(finished_study):
     study, runs_dir, path = finished_study
     for figure in ("score_vs_step", "gradient_norms", "consistency", "samples"):
@@ -87,6 +89,7 @@ def test_figures_and_cost_table(finished_study):
     assert rk4 > euler, f"RK4's update does more arithmetic than Euler's: {rk4} vs {euler} GFLOP"
 
 
+@pytest.mark.slow
 def test_sections_follow_the_study_declaration(finished_study):
     """The tiny study sweeps the solver but not K, on bandits, with two seeds: no equal-NFE table nor cost
     against K; an aggregate, the consistency of FQL's flow and the bandits' samples."""
@@ -107,6 +110,7 @@ def test_sections_follow_the_study_declaration(finished_study):
     assert prose in path.read_text() and prose in html, "one source of prose for Markdown and HTML"
 
 
+@pytest.mark.slow
 def test_a_report_reads_artefacts_not_the_methods(finished_study, tmp_path):
     """The report's modules import neither the agents, the training loop nor Keras (a study's settings classes,
     beside their methods, are the study's concern), and the gradient figure names the policy network the runs'
@@ -134,6 +138,7 @@ def test_methods_and_solvers_have_display_names_without_study_labels():
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
+@pytest.mark.chromium
 def test_html_report_renders_in_headless_chromium(finished_study, tmp_path):
     _, _, path = finished_study
     html = (path.parent / "report.html").read_text()
@@ -162,6 +167,7 @@ def test_html_report_renders_in_headless_chromium(finished_study, tmp_path):
     assert coloured > 0.01, f"the screenshot shows the figures' colours ({coloured:.3%} of pixels coloured)"
 
 
+@pytest.mark.slow
 def test_report_against_another_study(finished_study):
     study, runs_dir, _ = finished_study
     other = tiny_study(name="tiny-shorter", fixed={**TINY, "steps": 100, "log_every": 50, "eval_every": 50})
@@ -178,6 +184,7 @@ def test_report_against_another_study(finished_study):
         assert rows[label][2] == f"{statistics.fmean(a) - statistics.fmean(b):+.3f}"
 
 
+@pytest.mark.slow
 def test_studies_scoring_runs_differently_are_not_compared(finished_study):
     study, runs_dir, _ = finished_study
     for changes, refusal in (
@@ -190,6 +197,7 @@ def test_studies_scoring_runs_differently_are_not_compared(finished_study):
         assert not (runs_dir / "refused").exists()
 
 
+@pytest.mark.slow
 def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
     study = tiny_study()
     calls = []
@@ -211,6 +219,7 @@ def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
     assert calls == [0, 1, 0, 1]
 
 
+@pytest.mark.slow
 def test_solvers_are_compared_at_equal_function_evaluations(tmp_path):
     study = tiny_study(
         name="nfe", grid={"solver": ("euler", "midpoint"), "flow_steps": (1, 2)}, compare=("solver",), seeds=(0,)
@@ -225,6 +234,7 @@ def test_solvers_are_compared_at_equal_function_evaluations(tmp_path):
     assert (tmp_path / "nfe" / "report" / "score_vs_nfe.png").exists()
 
 
+@pytest.mark.slow
 def test_methods_as_columns(tmp_path):
     study = tiny_study(
         name="classes",
@@ -243,6 +253,7 @@ def test_methods_as_columns(tmp_path):
         assert f"{score:.3f} ± n/a" in text
 
 
+@pytest.mark.slow
 def test_improvement_is_measured_on_the_rows_both_arms_have():
     """bptt-gradients sweeps alpha for FBRAC and lambda for Q-Flow: a lambda arm has no row in common with the
     reference (alpha=10), so its P(better) is not a comparison across methods; alpha=1's is over FBRAC's row."""
@@ -262,6 +273,7 @@ def test_improvement_is_measured_on_the_rows_both_arms_have():
         assert improvement[f"λ={lam}"] == "n/a: no row in common", "Q-Flow's scores (0.95-0.99) beat every α=10 one"
 
 
+@pytest.mark.slow
 def test_a_partial_cell_is_never_bold_even_at_the_best_mean():
     study = load_study("ode-solver")
     scores = {"euler": [0.4, 0.5, 0.6], "midpoint": [0.5, 0.5], "rk4": [0.1, 0.2, 0.3]}
@@ -277,6 +289,7 @@ def test_a_partial_cell_is_never_bold_even_at_the_best_mean():
     assert iqm_texts[0].startswith("0.500 [") and iqm_texts[0].endswith("]")
 
 
+@pytest.mark.slow
 def test_the_optimality_gap_is_given_for_success_rates():
     """OGBench's success is a fraction with 1 the best: each arm's gap is 1 - mean success over its runs."""
     study = load_study("ode-solver-ogbench")

@@ -21,6 +21,7 @@ def exact(x0, t):
 
 
 @pytest.mark.parametrize(("solver", "order"), [("euler", 1), ("midpoint", 2), ("rk4", 4)])
+@pytest.mark.slow
 def test_global_error_shrinks_at_the_solvers_order(solver, order):
     x0 = 0.7
     target = exact(x0, 1.0)

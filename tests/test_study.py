@@ -34,6 +34,7 @@ class CountingTrain:
         return train(config, run_dir, **kwargs)
 
 
+@pytest.mark.slow
 def test_study_covers_each_cell_once_and_resumes_without_repeating(tmp_path, monkeypatch):
     study = tiny_study()
     interrupted = CountingTrain(interrupt_on=3)
@@ -129,6 +130,7 @@ def test_looking_up_a_study_in_a_journal_that_does_not_exist_writes_nothing(tmp_
     assert list(tmp_path.iterdir()) == [], "no folder, no empty journal"
 
 
+@pytest.mark.slow
 def test_changed_definition_is_refused_and_storage_left_unchanged(tmp_path):
     study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,))
     runner.run_study(study, tmp_path, progress=False)
@@ -179,6 +181,7 @@ def test_unreachable_database_is_reported(tmp_path):
         runner.open_storage("postgresql://nobody@127.0.0.1:1/none", tmp_path, "tiny")
 
 
+@pytest.mark.slow
 def test_a_nan_at_a_known_update_fails_that_trial_only(tmp_path, monkeypatch, patched_agent_code):
     """A NaN injected into RK4's critic loss at update 151 (step 150 counted from 0) fails the RK4 trial,
     with the update and the loss recorded; Euler's trial completes and the study goes on."""

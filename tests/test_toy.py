@@ -26,6 +26,7 @@ def test_eight_gaussians_rewards_are_mode_indices_and_the_rare_best_mode_is_rare
     assert 0.015 < (rare == 1.0).mean() < 0.025
 
 
+@pytest.mark.slow
 def test_evaluation_tells_a_faithful_sampler_from_a_collapsed_one():
     task = load_task("two-spirals")
     points, rewards = toy_points("two-spirals")

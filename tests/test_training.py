@@ -34,6 +34,7 @@ def learning_curves(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in runs.read_metrics(run_dir)]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(tmp_path: Path):
     config = make_run_config("fql", "moons", 1, TINY)
     first = train(config, tmp_path / "a", progress=False)
@@ -44,6 +45,7 @@ def test_same_seed_gives_identical_metrics(tmp_path: Path):
     assert learning_curves(tmp_path / "a") != learning_curves(tmp_path / "c")
 
 
+@pytest.mark.slow
 def test_run_folder_holds_config_metrics_models_and_result(tmp_path: Path):
     config = make_run_config("fql", "two-spirals", 0, TINY)
     result = train(config, tmp_path, progress=False)
@@ -61,6 +63,7 @@ def test_run_folder_holds_config_metrics_models_and_result(tmp_path: Path):
     assert result["nfe_per_solve"] == 10 and result["timing"]["compile_s"] > 0
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path: Path, monkeypatch):
     settings = {**TINY, "steps": 600, "eval_every": 200, "checkpoint_every": 200}
     config = make_run_config("fql", "moons", 3, settings)
@@ -121,6 +124,7 @@ def test_seeds_stack_and_split_back_and_one_seed_is_kept_as_it_is():
     assert not Seeds(1).vectorized
 
 
+@pytest.mark.slow
 def test_divergence_stops_the_run_at_the_update_it_happened(tmp_path: Path):
     config = make_run_config("fql", "moons", 0, {**TINY, "lr": 1e30})
     with pytest.raises(DivergedError) as error:
@@ -130,6 +134,7 @@ def test_divergence_stops_the_run_at_the_update_it_happened(tmp_path: Path):
     assert runs.load_result(tmp_path) is None
 
 
+@pytest.mark.slow
 def test_cost_of_a_chunk_is_the_cost_of_one_update():
     """XLA counts a scan's body once, so the chunk's FLOPs are one update's: the run's GFLOP per update."""
     config = make_run_config("fql", "moons", 0, TINY)
@@ -143,6 +148,7 @@ def test_cost_of_a_chunk_is_the_cost_of_one_update():
     assert cost["peak_memory_mb"] > 0
 
 
+@pytest.mark.slow
 def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tmp_path: Path, monkeypatch):
     """A worker's next run of the same program (new trainer, agent and Keras models; another seed or another alpha,
     a coefficient the chunk takes as an argument) gets the compiled chunk the process kept: make_chunk is not
@@ -184,6 +190,7 @@ def _train_in_this_process(config: dict, run_dir: Path) -> list[str]:
     return [entry.name for entry in compilation_cache_dir().joinpath("executables").glob("*.pickle")]
 
 
+@pytest.mark.slow
 def test_a_fresh_process_loads_the_stored_executable_without_tracing(tmp_path: Path, monkeypatch):
     """Another process (a worker, the next `study run`) with the same program and code loads the executable the
     first stored in the cache folder: make_chunk is not traced, and the run equals the first process'. An entry
@@ -212,6 +219,7 @@ def test_a_fresh_process_loads_the_stored_executable_without_tracing(tmp_path: P
     use_compilation_cache()
 
 
+@pytest.mark.slow
 def test_seeds_in_one_program_give_the_results_of_separate_runs(tmp_path: Path):
     """Two seeds vmapped in one program against two separate runs (200 updates, TINY networks): every
     logged loss, metric and gradient norm and every final evaluation metric agrees to a relative 1e-4
@@ -247,6 +255,7 @@ def _compile_after_barrier(config: dict, barrier: Any) -> tuple[int, list[float]
     return len(traced), [float(value) for value in jax.tree.leaves(summary)]
 
 
+@pytest.mark.slow
 def test_workers_needing_the_same_program_compile_it_once(tmp_path: Path, monkeypatch):
     """Two worker processes that reach the same program at the same moment (a barrier) take turns: one traces and
     compiles it, the other waits and loads it; both chunks give the same summary."""
@@ -263,6 +272,7 @@ def test_workers_needing_the_same_program_compile_it_once(tmp_path: Path, monkey
     use_compilation_cache()
 
 
+@pytest.mark.slow
 def test_the_stored_chunk_is_compiled_even_where_jax_cache_holds_the_program(tmp_path: Path, monkeypatch):
     """XLA:CPU serialises an executable loaded from JAX's persistent cache without some of its kernels (running
     the copy fails: "Function multiply_bitcast_fusion not found"). With JAX's cache holding the chunk, as after a
@@ -287,6 +297,7 @@ def test_the_stored_chunk_is_compiled_even_where_jax_cache_holds_the_program(tmp
     use_compilation_cache()
 
 
+@pytest.mark.slow
 def test_seeds_in_one_program_killed_after_a_checkpoint_resume_to_the_same_result(tmp_path: Path, monkeypatch):
     settings = {**TINY, "steps": 300, "eval_every": 300, "checkpoint_every": 100}
     configs = [make_run_config("fql", "moons", seed, settings) for seed in (0, 1)]

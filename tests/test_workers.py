@@ -21,6 +21,8 @@ from flowkit.benchmarks.runner_load import audit, load_study, trivial_worker
 from flowkit.studies.study import cell_key, cell_slug
 from tests.helpers import TINY, stored_trials, tiny_study
 
+pytestmark = pytest.mark.slow
+
 
 def worker_once_all_started(study, runs_dir, storage_url, **kwargs):
     """trivial_worker, started once every worker process has (spawned processes import at different speeds,
@@ -79,6 +81,7 @@ def postgres_url():
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.postgres
 def test_postgres_worker_killed_mid_trial_is_taken_over_and_resumed(postgres_url, tmp_path):
     fixed = {**TINY, "steps": 3000, "eval_every": 1000, "checkpoint_every": 500}
     study = tiny_study(name="pg", grid={"solver": ("euler", "midpoint", "rk4")}, seeds=(0,), fixed=fixed)
