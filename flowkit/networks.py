@@ -265,27 +265,6 @@ class GaussianPolicy(_ConfiguredModel):
         return mean, jnp.clip(outputs[..., self.action_dim :], -5.0, 2.0)
 
 
-@register
-class LearnedSchedule(_ConfiguredModel):
-    """FlowQ's learnable energy schedule g_psi(t) >= 0 (softplus), scaled so that its integral is 1/2.
-
-    The integral is the midpoint rule on a fixed grid of 64 points, so the normalisation holds exactly for
-    that quadrature and to O(1/64^2) for the true integral.
-    """
-
-    GRID = 64
-
-    def __init__(self, hidden: Sequence[int] = (32, 32), seed: int = 0, **kwargs: Any):
-        super().__init__(hidden=list(hidden), seed=seed, **kwargs)
-        self.mlp = MLP(1, hidden, 1, False, seed)
-        self.built = True
-
-    def call(self, t: jax.Array) -> jax.Array:
-        grid = (jnp.arange(self.GRID, dtype=t.dtype)[:, None] + 0.5) / self.GRID
-        integral = jnp.mean(jax.nn.softplus(self.mlp(grid)))
-        return jax.nn.softplus(self.mlp(t)) / (2 * integral)
-
-
 class _ActingModel(keras.Model):
     """An acting policy, (observations, noise) -> actions in [-1, 1]^d, around one trained network.
 

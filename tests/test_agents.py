@@ -13,7 +13,6 @@ from flowkit.agents import AGENTS, FLOW_AGENTS
 from flowkit.agents.base import global_norm
 from flowkit.agents.common import flow_actions
 from flowkit.agents.flowq import SCHEDULES, energy_schedule
-from flowkit.networks import LearnedSchedule
 from tests.helpers import tiny_agent, tiny_config
 
 SMALL = {"actor_hidden": (16,), "batch_size": 16}
@@ -124,27 +123,7 @@ def test_fixed_energy_schedules_match_their_closed_forms():
     closed_forms = {"t": t, "t2": t**2, "t2-over-1-t": t**2 / (1 - t)}
     for name, h in closed_forms.items():
         np.testing.assert_allclose(energy_schedule(name, t), (1 - t) / t * h, rtol=1e-5, err_msg=name)
-    assert set(closed_forms) | {"learnable"} == set(SCHEDULES)
-
-
-@pytest.mark.slow
-def test_learnable_schedule_stays_non_negative_and_normalised():
-    agent, state, batch = tiny_agent("flowq", schedule="learnable", lam=3.0)
-    update = jax.jit(agent.update)
-    for _ in range(50):
-        state, _ = update(state, batch)
-    model = agent.models["schedule"]
-    fine = (jnp.arange(4096)[:, None] + 0.5) / 4096
-    for params in (agent.init(0).params, state.params):
-        g = model.stateless_call(params["schedule"], [], fine)[0]
-        assert float(g.min()) >= 0.0
-        integral = float(g.mean())
-        assert abs(integral - 0.5) < 1e-3, f"integral of g over [0, 1] is {integral}, expected 1/2"
-    assert isinstance(model, LearnedSchedule)
-    moved = global_norm(
-        [a - b for a, b in zip(state.params["schedule"], agent.init(0).params["schedule"], strict=True)]
-    )
-    assert float(moved) > 0.0, "the schedule is trained by the flow loss"
+    assert set(closed_forms) == set(SCHEDULES)
 
 
 @pytest.mark.slow

@@ -1,21 +1,32 @@
 """FlowQ: energy-guided flow matching (Alles, Chen, van der Smagt and Cseke, 2025); a reconstruction.
 
-The paper's code is not public, so this is the derivation the kit implements. The target policy is
-pi(a|s) ∝ pi_beta(a|s) exp(lambda Q(s, a)). On the linear path x_t = (1 - t) x0 + t a with x0 ~ N(0, I),
-a - x0 = (a - x_t) / (1 - t), so the marginal velocity is u_t(x) = (E[a | x_t = x] - x) / (1 - t); Tweedie's
-formula for x_t = t a + (1 - t) x0 gives E[a | x_t = x] = (x + (1 - t)^2 grad log p_t(x)) / t, hence
-
-    u_t(x) = x / t + ((1 - t) / t) grad_x log p_t(x).
-
-Tilting every intermediate marginal, p~_t ∝ p_t exp(lambda h(t) Q(s, x)) with h(0) = 0 (the source stays
-Gaussian) and h(1) = 1 (the end point is the target), adds lambda h(t) grad_x Q(s, x) to the score and so
-((1 - t) / t) lambda h(t) grad_x Q(s, x) to the velocity. Regressing v_theta on the conditional target
+The paper's code is not public; this is what the kit computes and what that provably does. The aim is
+pi(a|s) ∝ pi_beta(a|s) exp(lambda Q(s, a)). On the linear path x_t = (1 - t) x0 + t a, x0 ~ N(0, I), the
+flow v(s, x, t) regresses onto the conditional target
 
     (a - x0) + lambda g(t) stop_grad(grad_x Q(s, x_t)),   g(t) = ((1 - t) / t) h(t),
 
-learns the tilted flow in expectation (the Gaussian-path approximation evaluates Q at x_t). The schedules:
-h = t gives g = 1 - t; h = t^2 gives g = t (1 - t); h = t^2 / (1 - t) gives g = t; and a learnable
-g_psi(t) >= 0 with integral 1/2 (as 1 - t and t have) is trained on the same regression loss.
+with t ~ U[0, 1]. Its exact minimiser is the conditional mean of the target, v* = u_t(x) + lambda g(t)
+grad_x Q(s, x), u_t the flow of pi_beta. The paper's motivation: Tweedie's formula gives u_t(x) = x / t +
+((1 - t) / t) grad log p_t(x) for Gaussian-path marginals p_t, and tilting p_t by exp(lambda h(t) Q) adds the
+guidance term. Two approximations make v* something else than the flow of pi_beta exp(lambda Q):
+(1) the tilted marginals p_t exp(lambda h(t) Q) are not the Gaussian-path marginals of any end point, so the
+formula does not give a field that transports them (nor the tilted end point); (2) Q, a critic of actions, is
+evaluated at the noisy x_t. What v* does is exact for 1-D data N(m, s^2) and Q = c a: u_t is affine with
+slope sigma_t' / sigma_t, sigma_t^2 = (1 - t)^2 + t^2 s^2, so a velocity added at time t is stretched by
+sigma_1 / sigma_t = s / sigma_t before t = 1. The end point is N(m + lambda c s^2 R, s^2) with
+
+    R(g, s) = int_0^1 g(t) / (s sigma_t) dt          (`schedule_strength`),
+
+against the exact tilt N(m + lambda c s^2, s^2). R = 1 only by accident: h = t (g = 1 - t) has R = 0.62 at
+s = 1 and 9.2 at s = 0.1, so lambda means a different strength for each schedule and each data spread. The
+schedules: h = t gives g = 1 - t; h = t^2 gives g = t (1 - t); h = t^2 / (1 - t) gives g = t (h(1) is
+infinite, but g is finite, so nothing is clipped; its R is 0.62 at s = 1 and 22 at s = 0.1).
+
+The paper also trains a schedule h_theta; the kit offers none, since the regression above has no term that
+prefers one g over another (v chases whatever target g sets, so every g is stationary once v fits). An
+objective that does select, the distance of the learnt end point from the tilt, needs samples and densities of
+the policy, which FlowQ's training by design never draws.
 
 Training never samples the policy, so its cost does not grow with the number of flow steps: the critic is
 in-sample, IQL-style (V(s) by expectile regression onto min_i Qbar_i(s, a), Q onto r + gamma mask V(s')). A
@@ -30,26 +41,38 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import keras
+import numpy as np
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import critic_and_flow, flow_actions, interpolate, iql_losses, policy_value, td_loss
-from flowkit.networks import FlowPolicy, LearnedSchedule, StateValue, derive_seed
+from flowkit.networks import FlowPolicy, StateValue, derive_seed
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
 
-SCHEDULES = ("t", "t2", "t2-over-1-t", "learnable")
+SCHEDULES = ("t", "t2", "t2-over-1-t")
 """The energy schedules h(t), named by their formula."""
 
 
 def energy_schedule(schedule: str, t: jax.Array) -> jax.Array:
-    """g(t) = ((1 - t) / t) h(t) for the fixed energy schedules h."""
+    """g(t) = ((1 - t) / t) h(t), the weight of lambda grad Q in the velocity target at time t."""
     if schedule == "t":
         return 1 - t
     if schedule == "t2":
         return t * (1 - t)
     if schedule == "t2-over-1-t":
         return t
-    raise ValueError(f"schedule: {schedule!r} has no closed form")
+    raise ValueError(f"schedule: {schedule!r} is not one of {SCHEDULES}")
+
+
+def schedule_strength(schedule: str, data_std: float) -> float:
+    """R = int_0^1 g(t) / (s sigma_t) dt: the learnt end point's mean shift over the exact tilt's lambda c s^2.
+
+    Exact for 1-D data N(m, s^2) and Q = c a, where the flow's minimiser is affine (see the module docstring);
+    the midpoint rule on 4096 nodes.
+    """
+    t = (np.arange(4096) + 0.5) / 4096
+    sigma = np.sqrt((1 - t) ** 2 + (t * data_std) ** 2)
+    return float(np.mean(np.asarray(energy_schedule(schedule, t)) / (data_std * sigma)))
 
 
 @dataclass(frozen=True)
@@ -57,9 +80,7 @@ class FlowQConfig(FlowConfig, CriticConfig):
     display_name = "FlowQ"
 
     lam: float = setting(1.0, "FlowQ: energy scale lambda of the target pi_beta exp(lambda Q)", low=0)
-    schedule: str = setting(
-        "t", "energy schedule h(t): t, t2 (t^2), t2-over-1-t (t^2/(1-t)) or learnable", choices=SCHEDULES
-    )
+    schedule: str = setting("t", "energy schedule h(t): t, t2 (t^2) or t2-over-1-t (t^2/(1-t))", choices=SCHEDULES)
     critic: str = setting(
         "iql", "iql: in-sample expectile critic; td: TD target with next actions from the flow", choices=("iql", "td")
     )
@@ -79,14 +100,7 @@ class FlowQ(Agent[FlowQConfig]):
         }
         if c.critic == "iql":
             models["value"] = StateValue(obs, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 3))
-        if c.schedule == "learnable":
-            models["schedule"] = LearnedSchedule(seed=derive_seed(seed, 4))
         return models
-
-    def schedule(self, params: Params, t: jax.Array) -> jax.Array:
-        if self.config.schedule == "learnable":
-            return self.apply("schedule", params, t)
-        return energy_schedule(self.config.schedule, t)
 
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config
@@ -104,7 +118,7 @@ class FlowQ(Agent[FlowQConfig]):
         # Energy-guided flow matching: the target velocity is tilted by lambda g(t) grad_x Q(s, x_t).
         x0, t, x_t = interpolate(batch.actions, path_key)
         grad_q = jax.grad(lambda x: policy_value(self, params, batch.observations, x).sum())(x_t)
-        g = self.schedule(params, t)
+        g = energy_schedule(c.schedule, t)
         target = (batch.actions - x0) + c.lam * g * grad_q
         flow_loss = jnp.mean((self.apply("flow", params, batch.observations, x_t, t) - target) ** 2)
 
