@@ -18,10 +18,11 @@ from flowkit.analysis.cost import CostFit
 from flowkit.analysis.gradients import explosions
 from flowkit.reports import figures, tables
 from flowkit.reports.collect import CellResult
-from flowkit.reports.tables import Table
+from flowkit.reports.tables import Entry, Row, Table
+from flowkit.schedules import schedule_strength
 from flowkit.studies.study import Study, cell_key
 from flowkit.tasks import task_class
-from flowkit.tasks.toy import ToyBandit
+from flowkit.tasks.toy import SCALE, ToyBandit, toy_points
 
 
 @dataclass
@@ -277,6 +278,41 @@ FIGURES: list[Figure] = [
 ]
 
 
+class ScheduleStrength(Section):
+    """For a study sweeping FlowQ's energy schedule: how strong one lambda is under each schedule."""
+
+    def applies(self, report: ReportData) -> bool:
+        return "schedule" in report.study.grid
+
+    def build(self, report: ReportData) -> Block:
+        study = report.study
+        spreads = {f"s = {s:g}": s for s in (1.0, 0.5, 0.2, 0.1)}
+        spreads |= {f"{task} (s = {s:.2f})": s for task, s in action_spreads(study.tasks).items()}
+        rows = [
+            Row(
+                study.label("schedule", schedule),
+                [Entry(text=f"{schedule_strength(schedule, s):.2f}") for s in spreads.values()],
+            )
+            for schedule in study.grid["schedule"]
+        ]
+        text = (
+            "End-point mean shift per unit λc relative to the exact tilt's λc s², for 1-D Gaussian data of standard "
+            "deviation s and a linear Q = c a (derived in docs/methods.md): 1 would be the exact tilt, so one λ means "
+            "a different strength under each schedule and each spread of the data. A bandit's s is the mean standard "
+            "deviation of its actions over their dimensions (its data are not Gaussian: a guide to scale, not exact)."
+        )
+        return Block(
+            "Strength of each energy schedule", [Paragraph(text), TablePart(Table(list(spreads), rows), "Schedule")]
+        )
+
+
+def action_spreads(tasks: tuple[str, ...]) -> dict[str, float]:
+    """The bandits' action standard deviation, averaged over the action's dimensions (other tasks: none)."""
+    return {
+        task: float((toy_points(task)[0] / SCALE).std(axis=0).mean()) for task in tasks if task_class(task) is ToyBandit
+    }
+
+
 class Figures(Section):
     """Every figure in FIGURES that applies, drawn as PNG into the report folder."""
 
@@ -369,6 +405,7 @@ SECTIONS: list[Section] = [
     Overview(),
     Aggregate(),
     EqualNFE(),
+    ScheduleStrength(),
     Figures(),
     Cost(),
     Against(),

@@ -1,8 +1,8 @@
 """Which energy schedule works for FlowQ? h(t) = t, t^2 or t^2 / (1 - t) (FlowQ Fig. 2, 3b).
 
 The paper's learnt schedule is not offered: FlowQ's regression has no term that prefers one schedule (see
-agents/flowq.py). At one lambda the schedules differ in strength too: `schedule_strength` gives each one's
-end-point shift relative to the exact tilt.
+agents/flowq.py). At one lambda the schedules differ in strength too: the report's "Strength of each energy
+schedule" gives each one's end-point shift relative to the exact tilt (flowkit.schedules.schedule_strength).
 """
 
 from flowkit import Study

@@ -12,7 +12,7 @@ import pytest
 from flowkit.agents import AGENTS, FLOW_AGENTS
 from flowkit.agents.base import global_norm
 from flowkit.agents.common import flow_actions
-from flowkit.agents.flowq import SCHEDULES, energy_schedule
+from flowkit.schedules import SCHEDULES, energy_schedule
 from tests.helpers import tiny_agent, tiny_config
 
 SMALL = {"actor_hidden": (16,), "batch_size": 16}

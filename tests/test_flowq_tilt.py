@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from flowkit.agents.common import flow_actions
-from flowkit.agents.flowq import SCHEDULES, FlowQ, FlowQConfig, energy_schedule, schedule_strength
+from flowkit.agents.flowq import FlowQ, FlowQConfig
+from flowkit.schedules import SCHEDULES, energy_schedule, schedule_strength
 from flowkit.tasks import Transitions
 
 SLOPE = 1.5

@@ -321,3 +321,23 @@ def test_seeds_trained_as_one_program_are_one_point_of_the_cost_fit():
     read_seeds(separate, {0: record(0, 2.0, 1), 1: record(1, 2.1, 1), 2: record(2, 2.0, 1)}, Path("study"))
     assert vectorized.program_ms_per_update == [2.0]
     assert separate.program_ms_per_update == [2.0, 2.1, 2.0]
+
+
+def test_an_energy_schedule_study_reports_each_schedules_strength():
+    """The energy-schedule study's report has a row per schedule: R at the bandits' spreads and at s = 1 ... 0.1,
+    with h = t at s = 1 the closed form asinh(1) / sqrt(2) = 0.62."""
+    from flowkit.reports.sections import ReportData, ScheduleStrength, action_spreads
+    from flowkit.schedules import schedule_strength
+
+    study = load_study("energy-schedule")
+    section = ScheduleStrength()
+    assert section.applies(ReportData(study, {})) and not section.applies(ReportData(tiny_study(), {}))
+    table = section.build(ReportData(study, {})).parts[1].table
+    spreads = action_spreads(study.tasks)
+    assert table.header[:4] == ["s = 1", "s = 0.5", "s = 0.2", "s = 0.1"] and len(table.header) == 4 + len(spreads)
+    assert [row.label for row in table.rows] == ["t", "t²", "t²/(1-t)"]
+    t_row = [float(entry.text) for entry in table.rows[0].entries]
+    assert t_row[0] == pytest.approx(0.62, abs=0.005), f"h = t at s = 1: {t_row[0]}, closed form 0.623"
+    for entry, s in zip(table.rows[1].entries[4:], spreads.values(), strict=True):
+        assert float(entry.text) == pytest.approx(schedule_strength("t2", s), abs=0.005), (entry.text, s)
+    assert all(0.05 < s < 1 for s in spreads.values()), f"bandit action spreads {spreads}"

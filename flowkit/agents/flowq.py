@@ -16,7 +16,7 @@ evaluated at the noisy x_t. What v* does is exact for 1-D data N(m, s^2) and Q =
 slope sigma_t' / sigma_t, sigma_t^2 = (1 - t)^2 + t^2 s^2, so a velocity added at time t is stretched by
 sigma_1 / sigma_t = s / sigma_t before t = 1. The end point is N(m + lambda c s^2 R, s^2) with
 
-    R(g, s) = int_0^1 g(t) / (s sigma_t) dt          (`schedule_strength`),
+    R(g, s) = int_0^1 g(t) / (s sigma_t) dt          (`flowkit.schedules.schedule_strength`),
 
 against the exact tilt N(m + lambda c s^2, s^2). R = 1 only by accident: h = t (g = 1 - t) has R = 0.62 at
 s = 1 and 9.2 at s = 0.1, so lambda means a different strength for each schedule and each data spread. The
@@ -41,38 +41,13 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import keras
-import numpy as np
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import critic_and_flow, flow_actions, interpolate, iql_losses, policy_value, td_loss
 from flowkit.networks import FlowPolicy, StateValue, derive_seed
+from flowkit.schedules import SCHEDULES, energy_schedule
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
-
-SCHEDULES = ("t", "t2", "t2-over-1-t")
-"""The energy schedules h(t), named by their formula."""
-
-
-def energy_schedule(schedule: str, t: jax.Array) -> jax.Array:
-    """g(t) = ((1 - t) / t) h(t), the weight of lambda grad Q in the velocity target at time t."""
-    if schedule == "t":
-        return 1 - t
-    if schedule == "t2":
-        return t * (1 - t)
-    if schedule == "t2-over-1-t":
-        return t
-    raise ValueError(f"schedule: {schedule!r} is not one of {SCHEDULES}")
-
-
-def schedule_strength(schedule: str, data_std: float) -> float:
-    """R = int_0^1 g(t) / (s sigma_t) dt: the learnt end point's mean shift over the exact tilt's lambda c s^2.
-
-    Exact for 1-D data N(m, s^2) and Q = c a, where the flow's minimiser is affine (see the module docstring);
-    the midpoint rule on 4096 nodes.
-    """
-    t = (np.arange(4096) + 0.5) / 4096
-    sigma = np.sqrt((1 - t) ** 2 + (t * data_std) ** 2)
-    return float(np.mean(np.asarray(energy_schedule(schedule, t)) / (data_std * sigma)))
 
 
 @dataclass(frozen=True)
