@@ -88,7 +88,7 @@ def _resume_command(args: argparse.Namespace, run_dir: Path) -> str:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from flowkit.studies import load_study, study_names
-    from flowkit.studies.runner import load_optuna_study, progress_of, run_study, run_workers
+    from flowkit.studies.runner import WorkersFailedError, load_optuna_study, progress_of, run_study, run_workers
 
     runs_dir = Path(args.runs_dir)
     if args.study_command == "list":
@@ -101,15 +101,19 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     study = load_study(args.name)
     if args.study_command == "run" and args.workers > 1:
-        state = run_workers(
-            study,
-            runs_dir,
-            args.storage,
-            workers=args.workers,
-            progress=not args.quiet,
-            heartbeat_s=args.heartbeat,
-            vectorize_seeds=args.vectorize_seeds,
-        )
+        try:
+            state = run_workers(
+                study,
+                runs_dir,
+                args.storage,
+                workers=args.workers,
+                progress=not args.quiet,
+                heartbeat_s=args.heartbeat,
+                vectorize_seeds=args.vectorize_seeds,
+            )
+        except WorkersFailedError as error:
+            print(f"flowkit: error: {error}", file=sys.stderr)
+            return 1
     elif args.study_command == "run":
         state = run_study(
             study,
