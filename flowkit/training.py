@@ -55,6 +55,16 @@ class DivergedError(RuntimeError):
         self.step, self.metrics, self.seed = step, metrics, seed
 
 
+class RunTakenOverError(RuntimeError):
+    """Another process took the run over (a study worker whose trial was given to another worker): this one
+    stops before writing anything more into its folder."""
+
+
+def _check_still_ours(still_ours: Callable[[], bool] | None, run_dirs: list[Path]) -> None:
+    if still_ours is not None and not still_ours():
+        raise RunTakenOverError(f"{', '.join(map(str, run_dirs))}: taken over by another process; stopped writing")
+
+
 def make_chunk(agent: Agent, batch_size: int, length: int, term_grad_norms: bool = False) -> Callable:
     """A function running `length` updates: (state, dataset, data_key, coefficients) -> (state, data_key, summary,
     first_bad); `coefficients` holds the values of agent.config.coefficients(), arguments rather than constants."""
@@ -212,14 +222,22 @@ def load_trained(run_dir: Path) -> tuple[Trainer, Params]:
 
 
 def train(
-    config: RunConfig, run_dir: Path, *, progress: bool = True, task: Task | None = None, label: str = ""
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    progress: bool = True,
+    task: Task | None = None,
+    label: str = "",
+    still_ours: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train one run into `run_dir` and return its result (also written to run_dir/result.json).
 
     A run folder holding a checkpoint (of a run with these settings, killed or interrupted) is resumed from
-    it; the result equals that of an uninterrupted run with the same seed.
+    it; the result equals that of an uninterrupted run with the same seed. `still_ours`, if given, is asked
+    before the folder is first written, after every chunk and before the models and result are saved; once it
+    answers False, RunTakenOverError is raised and nothing more is written.
     """
-    return train_seeds([config], [run_dir], progress=progress, task=task, label=label)[0]
+    return train_seeds([config], [run_dir], progress=progress, task=task, label=label, still_ours=still_ours)[0]
 
 
 @dataclass
@@ -275,13 +293,14 @@ def train_seeds(
     progress: bool = True,
     task: Task | None = None,
     label: str = "",
+    still_ours: Callable[[], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Train runs that differ only in their seed as one program, vmapped over the seeds (the dataset shared),
     each into its own folder exactly as `train` would; one run is not vmapped.
 
     Results equal separate runs' up to float rounding. The program's compile, training and wall time are
     shared equally among the seeds' timings (so sums over seeds are the program's); evaluations, checkpoints
-    and saving are timed per seed. All runs must resume from the same step.
+    and saving are timed per seed. All runs must resume from the same step. `still_ours` is as for `train`.
     """
     started = time.perf_counter()
     config = configs[0]
@@ -289,6 +308,7 @@ def train_seeds(
         raise ValueError("runs trained as one program must differ only in their seed")
     folders = list(zip(configs, run_dirs, strict=True))
     checkpoints = [_stored_checkpoint(run_config, run_dir) for run_config, run_dir in folders]
+    _check_still_ours(still_ours, run_dirs)
     trainer = Trainer.create(config, task)
     agent, train_config, count = trainer.agent, config.train, len(configs)
     seed_runs = [_start_run(agent, *folder, stored) for folder, stored in zip(folders, checkpoints, strict=True)]
@@ -319,6 +339,7 @@ def train_seeds(
             chunk_started = time.perf_counter()
             state, data_key, summary, first_bad = chunk(state, dataset, data_key)
             outcomes = _per_seed(jax.device_get((summary, first_bad)), count)
+            _check_still_ours(still_ours, run_dirs)
             seconds = (time.perf_counter() - chunk_started) / count
             step = start + train_config.log_every
             for run, writer, (seed_summary, seed_first_bad) in zip(seed_runs, writers, outcomes, strict=True):
@@ -358,6 +379,7 @@ def train_seeds(
         for writer in writers:
             writer.close()
 
+    _check_still_ours(still_ours, run_dirs)
     for run, seed_state in zip(seed_runs, _per_seed(state, count), strict=True):
         agent.save(seed_state, run.run_dir / runs.MODELS)
         trainer.task.record(
@@ -393,6 +415,7 @@ def train_seeds(
             "cost": cost,
             "policy_network": agent.policy_network,
         }
+        _check_still_ours(still_ours, run_dirs)
         runs.write_json_atomic(run.run_dir / runs.RESULT, result)
         (run.run_dir / runs.CHECKPOINT).unlink(missing_ok=True)
         results.append(result)

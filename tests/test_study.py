@@ -4,6 +4,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import jax.numpy as jnp
 import optuna
@@ -12,6 +13,7 @@ from optuna.trial import TrialState
 
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
+from flowkit import runs
 from flowkit.agents.fql import FQL
 from flowkit.settings import ConfigError
 from flowkit.studies import load_study, study_names
@@ -198,3 +200,35 @@ def test_a_nan_at_a_known_update_fails_that_trial_only(tmp_path, monkeypatch, pa
     failure = trials["rk4"].user_attrs["failure"]
     assert (failure["kind"], failure["step"]) == ("diverged", 151) and "grad_norm/critic" in failure["metrics"]
     assert state.complete == 1 and list(state.failed.values()) == [failure["message"]]
+
+
+def test_a_worker_whose_trial_was_taken_over_stops_writing(tmp_path, monkeypatch):
+    """Once another worker holds the trial (here: its claim recorded over ours after the first chunk's metrics),
+    this worker writes nothing more, neither into the run folder the other now writes nor to the trial."""
+    study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,), fixed={**TINY, "steps": 400, "eval_every": 200})
+    stored = runner.load_optuna_study(study, tmp_path, create=True)
+    runner.enqueue_missing(stored, study)
+    trial, cell = runner.claim_trial(stored)
+    other = {"host": "another-machine", "pid": 1, "started": "x:1"}
+    study_folder = tmp_path / study.name / "runs"
+    taken_over = {}
+    write = runs.MetricsWriter.write
+
+    def write_then_taken_over(self, record):
+        write(self, record)
+        if not taken_over:
+            runner.storage.record_worker(stored, trial, other)
+            (Path(self._stream.name).parent / "theirs.txt").write_text("the other worker's")
+            taken_over.update(folder_files(study_folder))
+
+    monkeypatch.setattr(runs.MetricsWriter, "write", write_then_taken_over)
+    runner.run_trial(study, trial, cell, tmp_path, progress=False)
+    after = folder_files(study_folder)
+    changed = sorted(name for name in taken_over.keys() | after.keys() if taken_over.get(name) != after.get(name))
+    assert changed == [], f"written after the takeover: {changed}"
+    fresh = stored.get_trials()[trial.number]
+    assert (fresh.state, runner.worker_of(fresh), runner.storage.seed_records(fresh)) == (TrialState.RUNNING, other, {})
+
+
+def folder_files(folder):
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}

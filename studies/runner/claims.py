@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from flowkit.studies.runner import storage
 from flowkit.studies.runner.storage import FrozenTrial, StoredStudy, Trial
@@ -71,10 +72,20 @@ def enqueue_missing(optuna_study: StoredStudy, study: Study, retried: tuple[str,
     return len(missing)
 
 
+def _this_worker() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
+
+
 def claim_trial(optuna_study: StoredStudy) -> tuple[Trial, Cell] | None:
     """Move one waiting trial to RUNNING for this process and return it with its cell; None if none waits."""
     claimed = storage.claim_waiting_trial(optuna_study)
     if claimed is not None:
-        worker = {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
-        storage.record_worker(optuna_study, claimed[0], worker)
+        storage.record_worker(optuna_study, claimed[0], _this_worker())
     return claimed
+
+
+def still_claimed(optuna_study: StoredStudy, trial: Trial) -> bool:
+    """Whether the trial is still RUNNING under this process's claim: once another worker took it over (its
+    heartbeats looked stopped, its process looked gone), this one must write nothing more for it."""
+    current = storage.current_trial(optuna_study, trial)
+    return storage.state_of(current) == storage.RUNNING and storage.worker_of(current) == _this_worker()

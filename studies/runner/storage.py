@@ -258,6 +258,12 @@ def record_worker(optuna_study: StoredStudy, trial: Trial | FrozenTrial, worker:
     _storage_of(optuna_study).set_trial_system_attr(_trial_id(optuna_study, trial.number), WORKER_ATTR, dict(worker))
 
 
+def current_trial(optuna_study: StoredStudy, trial: Trial) -> FrozenTrial:
+    """The trial as stored now, read past Optuna's cache (which keeps a running trial as this process left it)."""
+    storage = _storage_of(optuna_study)
+    return (_database(storage) or storage).get_trial(_trial_id(optuna_study, trial.number))
+
+
 def worker_of(trial: FrozenTrial) -> dict[str, Any] | None:
     return trial.system_attrs.get(WORKER_ATTR)
 
