@@ -1,5 +1,6 @@
 """Studies cover every cell exactly once, resume without repeating work, and refuse bad definitions."""
 
+import re
 import subprocess
 import sys
 import threading
@@ -232,3 +233,35 @@ def test_a_worker_whose_trial_was_taken_over_stops_writing(tmp_path, monkeypatch
 
 def folder_files(folder):
     return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_journal_cut_off_mid_record_is_recovered(tmp_path, capsys):
+    """The journal's last record cut off (power lost mid-write): the next open cuts it back to the last whole
+    record, says so, and later writes start on a line of their own."""
+    study = tiny_study(grid={"solver": ("euler", "rk4")}, seeds=(0,))
+    runner.enqueue_missing(runner.load_optuna_study(study, tmp_path, create=True), study)
+    journal = tmp_path / "tiny" / "optuna.journal"
+    whole = journal.read_bytes()
+    last = whole.splitlines(keepends=True)[-1]
+    journal.write_bytes(whole[: len(whole) - len(last) // 2])
+    capsys.readouterr()
+    stored = runner.load_optuna_study(study, tmp_path, create=True)
+    message = capsys.readouterr().err
+    assert f"journal {journal}" in message and "cut off mid-write" in message, message
+    assert journal.read_bytes() == whole[: len(whole) - len(last)], "cut back to the last whole record"
+    runner.enqueue_missing(stored, study)
+    reopened = runner.load_optuna_study(study, tmp_path)
+    assert len(reopened.get_trials()) >= 2, [t.number for t in reopened.get_trials()]
+
+
+def test_a_journal_damaged_before_its_end_is_refused_with_its_line(tmp_path):
+    study = tiny_study(grid={"solver": ("euler", "rk4")}, seeds=(0,))
+    runner.enqueue_missing(runner.load_optuna_study(study, tmp_path, create=True), study)
+    journal = tmp_path / "tiny" / "optuna.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2][:10] + b"\n"
+    damaged = b"".join(lines)
+    journal.write_bytes(damaged)
+    with pytest.raises(runner.StorageError, match=rf"journal {re.escape(str(journal))}: line 3 is damaged"):
+        runner.load_optuna_study(study, tmp_path)
+    assert journal.read_bytes() == damaged, "a damaged journal is left as it was"

@@ -9,6 +9,9 @@ trial atomically, to record heartbeats and to take PostgreSQL's advisory lock.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import sys
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -18,7 +21,7 @@ from typing import Any
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flowkit import runs
@@ -72,7 +75,9 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
         path = Path(url)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
+            lock = JournalFileSymlinkLock(str(path))
+            _repair_journal(path, lock)
+            return JournalStorage(JournalFileBackend(str(path), lock))
         except OSError as error:
             raise StorageError(f"storage {url!r}: cannot open the journal file ({error.strerror})") from None
     engine_url = url
@@ -85,6 +90,39 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StorageError(f"storage {url!r}: cannot connect ({reason})") from None
+
+
+def _repair_journal(path: Path, lock: JournalFileSymlinkLock) -> None:
+    """Cut a record left unfinished at the journal's end (power lost, disk full mid-write) back to the last
+    whole one, saying so: Optuna skips it when reading, but would append the next record onto it, after which
+    nothing reads the journal. A record damaged before the end is refused: the records after it cannot be
+    trusted. Done under Optuna's own lock, so that no worker's append is taken for a cut-off one."""
+    if not path.exists():
+        return
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        *whole, tail = data.split(b"\n")
+        for number, line in enumerate(whole, start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                raise StorageError(
+                    f"journal {path}: line {number} is damaged, and the records after it cannot be trusted; "
+                    f"restore the file from a copy, or keep the {number - 1} records before it by cutting the "
+                    "file back to them"
+                ) from None
+        if tail:
+            with path.open("r+b") as journal:
+                journal.truncate(len(data) - len(tail))
+                os.fsync(journal.fileno())
+            print(
+                f"flowkit: journal {path}: its last record (line {len(whole) + 1}, {len(tail)} bytes) was cut off "
+                f"mid-write; removed it, the {len(whole)} records before it are intact",
+                file=sys.stderr,
+            )
+    finally:
+        lock.release()
 
 
 def load_optuna_study(
