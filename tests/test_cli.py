@@ -209,3 +209,19 @@ def test_bench_seeds_and_bench_compile_report_their_figures(tmp_path, capsys):
     figures = json.loads(compile_json.read_text())
     assert figures["cache_mb"] > 0 and figures["cold_s"] > 0 and figures["fresh_process_ratio"] > 0
     assert "next trial, same process" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_runs_folder_that_cannot_be_written_is_one_line_and_leaves_no_journal(workers, tmp_path, capsys):
+    """A runs folder that cannot be made (a file is in the way; a read-only folder does not stop root): one
+    error line before anything is built, and the journal given with --storage is not created empty."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    path, journal = tmp_path / "mine.py", tmp_path / "other.journal"
+    path.write_text(GOOD_STUDY.format(extra=""))
+    argv = ["study", "run", str(path), "--runs-dir", str(blocked / "runs"), "--storage", str(journal)]
+    code = main([*argv, "--workers", workers])
+    error = capsys.readouterr().err
+    expected = f"flowkit: error: study folder {blocked / 'runs' / 'mine'} cannot be written"
+    assert (code, error.count("\n")) == (2, 1) and error.startswith(expected), (code, error)
+    assert not journal.exists(), "no empty journal left behind"
