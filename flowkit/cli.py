@@ -127,13 +127,16 @@ def cmd_study(args: argparse.Namespace) -> int:
         state = progress_of(study, load_optuna_study(study, runs_dir, args.storage))
     print(
         f"study {study.name}: {state.complete}/{state.cells} cells complete, {state.running} running, "
-        f"{state.waiting} waiting, {len(state.failed)} failed; {state.seeds_done}/{state.seeds_total} runs done; "
+        f"{state.waiting} waiting, {len(state.interrupted)} interrupted, {len(state.failed)} failed; "
+        f"{state.seeds_done}/{state.seeds_total} runs done; "
         f"{state.wall_time_s / 60:.1f} min of training"
     )
     spent = sum(state.time_s.values())
     if spent > 0:
         shares = ", ".join(f"{part} {100 * seconds / spent:.1f}%" for part, seconds in state.time_s.items())
         print(f"time of the complete cells' trials: {spent / 60:.1f} min: {shares}")
+    for cell, message in state.interrupted.items():
+        print(f"  interrupted {cell}: {message}; the next study run resumes it")
     for cell, message in state.failed.items():
         print(f"  failed {cell}: {message}")
     return 0

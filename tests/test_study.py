@@ -1,6 +1,7 @@
 """Studies cover every cell exactly once, resume without repeating work, and refuse bad definitions."""
 
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -265,3 +266,19 @@ def test_a_journal_damaged_before_its_end_is_refused_with_its_line(tmp_path):
     with pytest.raises(runner.StorageError, match=rf"journal {re.escape(str(journal))}: line 3 is damaged"):
         runner.load_optuna_study(study, tmp_path)
     assert journal.read_bytes() == damaged, "a damaged journal is left as it was"
+
+
+def test_status_counts_an_interrupted_trial_and_one_whose_worker_died_as_to_resume(tmp_path, monkeypatch):
+    """Neither is failed (the next run resumes both), and a trial whose worker died is not running."""
+    study = tiny_study(grid={"solver": ("euler", "rk4")}, seeds=(0,))
+    monkeypatch.setattr(runner_trial, "train", CountingTrain(interrupt_on=1))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(study, tmp_path, progress=False)
+    stored = runner.load_optuna_study(study, tmp_path)
+    trial, _ = runner.claim_trial(stored)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    runner.storage.record_worker(stored, trial, {"host": socket.gethostname(), "pid": int(finished.stdout)})
+    state = runner.progress_of(study, stored)
+    counts = (state.complete, state.running, state.waiting, state.failed, sorted(state.interrupted.values()))
+    expected = (0, 0, 0, {}, ["interrupted by the user", "its worker died"])
+    assert counts == expected, (counts, expected)
