@@ -225,3 +225,18 @@ def test_a_runs_folder_that_cannot_be_written_is_one_line_and_leaves_no_journal(
     expected = f"flowkit: error: study folder {blocked / 'runs' / 'mine'} cannot be written"
     assert (code, error.count("\n")) == (2, 1) and error.startswith(expected), (code, error)
     assert not journal.exists(), "no empty journal left behind"
+
+
+def test_hints_for_a_study_kept_in_a_file_name_its_path_and_its_name_setting(tmp_path, capsys):
+    path = tmp_path / "mine.py"
+    path.write_text(GOOD_STUDY.format(extra=""))
+    assert main(["report", str(path), "--runs-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"run `flowkit study run {path}`" in error, error
+    journal = tmp_path / "mine.journal"
+    study = load_study(str(path))
+    enqueue_missing(load_optuna_study(study, tmp_path, str(journal), create=True), study)
+    path.write_text(GOOD_STUDY.format(extra="").replace("seeds=(0,)", "seeds=(0, 1)"))
+    assert main(["study", "run", str(path), "--runs-dir", str(tmp_path), "--storage", str(journal)]) == 2
+    error = capsys.readouterr().err
+    assert "give the study another name (its name= in the study file)" in error, error

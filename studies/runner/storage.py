@@ -198,8 +198,9 @@ def _check_stored(study: Study, stored: StoredStudy) -> None:
         changed = sorted(key for key in definition if stored_definition.get(key) != definition[key])
         raise StorageError(
             f"study {study.name!r}: the storage holds results from a different definition of this study "
-            f"(changed: {', '.join(changed)}); to keep both, give the study file a new name; to start over, "
-            "delete the stored study (its journal file under runs/, or optuna delete-study for a database)"
+            f"(changed: {', '.join(changed)}); to keep both, give the study another name (its name= in the study "
+            "file); to start over, delete the stored study (its journal file under runs/, or optuna delete-study "
+            "for a database)"
         )
 
 
