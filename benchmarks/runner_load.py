@@ -90,11 +90,20 @@ def audit(study: Study, runs_dir: Path, storage_url: str | None = None) -> dict[
     }
 
 
+def _running_a_trial(
+    study: Study, runs_dir: Path, storage_url: str | None, processes: list[multiprocessing.process.BaseProcess]
+) -> list[multiprocessing.process.BaseProcess]:
+    running = runner.load_optuna_study(study, runs_dir, storage_url).get_trials(states=(TrialState.RUNNING,))
+    pids = {(runner.worker_of(trial) or {}).get("pid") for trial in running}
+    return [process for process in processes if process.pid in pids]
+
+
 def run_with_kills(
     study: Study, runs_dir: Path, storage_url: str | None, *, workers: int, kill_every_s: float, run_s: float
 ) -> int:
-    """Run `workers` trivial workers, killing a random one every `kill_every_s` seconds and starting another in
-    its place, until every worker has stopped; return how many were killed."""
+    """Run `workers` trivial workers, killing a random one of those running a trial every `kill_every_s`
+    seconds and starting another in its place, until every worker has stopped; return how many were killed.
+    (Workers still starting are spared: on a busy machine their start alone can take longer than the period.)"""
     context, rng = multiprocessing.get_context("spawn"), random.Random(0)
     worker = functools.partial(trivial_worker, run_s=run_s)
 
@@ -106,13 +115,13 @@ def run_with_kills(
     processes, killed, next_kill = [start() for _ in range(workers)], 0, time.monotonic() + kill_every_s
     while alive := [process for process in processes if process.is_alive()]:  # every one asked, so each is reaped
         time.sleep(0.05)
-        if time.monotonic() >= next_kill:
-            victim = rng.choice(alive)
+        if time.monotonic() >= next_kill and (victims := _running_a_trial(study, runs_dir, storage_url, alive)):
+            victim = rng.choice(victims)
             os.kill(victim.pid, signal.SIGKILL)
             victim.join()
             killed += 1
             processes.append(start())
-            next_kill += kill_every_s
+            next_kill = time.monotonic() + kill_every_s
     return killed
 
 
