@@ -93,7 +93,8 @@ def audit(study: Study, runs_dir: Path, storage_url: str | None = None) -> dict[
 def _running_a_trial(
     study: Study, runs_dir: Path, storage_url: str | None, processes: list[multiprocessing.process.BaseProcess]
 ) -> list[multiprocessing.process.BaseProcess]:
-    running = runner.load_optuna_study(study, runs_dir, storage_url).get_trials(states=(TrialState.RUNNING,))
+    stored = runner.load_optuna_study(study, runs_dir, storage_url)  # None until the first worker creates it
+    running = stored.get_trials(states=(TrialState.RUNNING,)) if stored else []
     pids = {(runner.worker_of(trial) or {}).get("pid") for trial in running}
     return [process for process in processes if process.pid in pids]
 
