@@ -110,33 +110,38 @@ def _repair_journal(path: Path, lock: JournalFileSymlinkLock) -> None:
     """Cut a record left unfinished at the journal's end (power lost, disk full mid-write) back to the last
     whole one, saying so: Optuna skips it when reading, but would append the next record onto it, after which
     nothing reads the journal. A record damaged before the end is refused: the records after it cannot be
-    trusted. Done under Optuna's own lock, so that no worker's append is taken for a cut-off one."""
+    trusted. The end is cut under Optuna's own lock, so that a worker's append under way is not taken for a
+    cut-off record; the lock is taken only then (a worker killed holding it stalls the others for 30 s)."""
     if not path.exists():
+        return
+    data = path.read_bytes()
+    *whole, tail = data.split(b"\n")
+    for number, line in enumerate(whole, start=1):
+        try:
+            json.loads(line)
+        except ValueError:
+            raise StorageError(
+                f"journal {path}: line {number} is damaged, and the records after it cannot be trusted; "
+                f"restore the file from a copy, or keep the {number - 1} records before it by cutting the "
+                "file back to them"
+            ) from None
+    if not tail:
         return
     lock.acquire()
     try:
-        data = path.read_bytes()
-        *whole, tail = data.split(b"\n")
-        for number, line in enumerate(whole, start=1):
-            try:
-                json.loads(line)
-            except ValueError:
-                raise StorageError(
-                    f"journal {path}: line {number} is damaged, and the records after it cannot be trusted; "
-                    f"restore the file from a copy, or keep the {number - 1} records before it by cutting the "
-                    "file back to them"
-                ) from None
-        if tail:
-            with path.open("r+b") as journal:
-                journal.truncate(len(data) - len(tail))
-                os.fsync(journal.fileno())
-            print(
-                f"flowkit: journal {path}: its last record (line {len(whole) + 1}, {len(tail)} bytes) was cut off "
-                f"mid-write; removed it, the {len(whole)} records before it are intact",
-                file=sys.stderr,
-            )
+        with path.open("r+b") as journal:
+            journal.seek(len(data) - len(tail))
+            if b"\n" in journal.read():  # it was an append under way, finished since
+                return
+            journal.truncate(len(data) - len(tail))
+            os.fsync(journal.fileno())
     finally:
         lock.release()
+    print(
+        f"flowkit: journal {path}: its last record (line {len(whole) + 1}, {len(tail)} bytes) was cut off "
+        f"mid-write; removed it, the {len(whole)} records before it are intact",
+        file=sys.stderr,
+    )
 
 
 def load_optuna_study(
