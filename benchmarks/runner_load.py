@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
 from flowkit.run_config import RunConfig
+from flowkit.settings import ConfigError
 from flowkit.studies.study import Study, cell_key
 
 
@@ -93,7 +94,10 @@ def audit(study: Study, runs_dir: Path, storage_url: str | None = None) -> dict[
 def _running_a_trial(
     study: Study, runs_dir: Path, storage_url: str | None, processes: list[multiprocessing.process.BaseProcess]
 ) -> list[multiprocessing.process.BaseProcess]:
-    stored = runner.load_optuna_study(study, runs_dir, storage_url)  # None until the first worker creates it
+    try:
+        stored = runner.load_optuna_study(study, runs_dir, storage_url)  # None until the first worker creates it
+    except ConfigError:  # being created: its definition not yet written
+        return []
     running = stored.get_trials(states=(TrialState.RUNNING,)) if stored else []
     pids = {(runner.worker_of(trial) or {}).get("pid") for trial in running}
     return [process for process in processes if process.pid in pids]
