@@ -90,7 +90,7 @@ def _resume_command(args: argparse.Namespace, run_dir: Path) -> str:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from flowkit.studies import load_study, study_names
-    from flowkit.studies.runner import load_optuna_study, progress_of, run_study, run_workers
+    from flowkit.studies.runner import WorkersFailedError, load_optuna_study, progress_of, run_study, run_workers
 
     runs_dir = Path(args.runs_dir)
     if args.study_command == "list":
@@ -103,15 +103,19 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     study = load_study(args.name)
     if args.study_command == "run" and args.workers > 1:
-        state = run_workers(
-            study,
-            runs_dir,
-            args.storage,
-            workers=args.workers,
-            progress=not args.quiet,
-            heartbeat_s=args.heartbeat,
-            vectorize_seeds=args.vectorize_seeds,
-        )
+        try:
+            state = run_workers(
+                study,
+                runs_dir,
+                args.storage,
+                workers=args.workers,
+                progress=not args.quiet,
+                heartbeat_s=args.heartbeat,
+                vectorize_seeds=args.vectorize_seeds,
+            )
+        except WorkersFailedError as error:
+            print(f"flowkit: error: {error}", file=sys.stderr)
+            return 1
     elif args.study_command == "run":
         state = run_study(
             study,
@@ -125,13 +129,16 @@ def cmd_study(args: argparse.Namespace) -> int:
         state = progress_of(study, load_optuna_study(study, runs_dir, args.storage))
     print(
         f"study {study.name}: {state.complete}/{state.cells} cells complete, {state.running} running, "
-        f"{state.waiting} waiting, {len(state.failed)} failed; {state.seeds_done}/{state.seeds_total} runs done; "
+        f"{state.waiting} waiting, {len(state.interrupted)} interrupted, {len(state.failed)} failed; "
+        f"{state.seeds_done}/{state.seeds_total} runs done; "
         f"{state.wall_time_s / 60:.1f} min of training"
     )
     spent = sum(state.time_s.values())
     if spent > 0:
         shares = ", ".join(f"{part} {100 * seconds / spent:.1f}%" for part, seconds in state.time_s.items())
         print(f"time of the complete cells' trials: {spent / 60:.1f} min: {shares}")
+    for cell, message in state.interrupted.items():
+        print(f"  interrupted {cell}: {message}; the next study run resumes it")
     for cell, message in state.failed.items():
         print(f"  failed {cell}: {message}")
     return 0

@@ -32,7 +32,8 @@ OUTPUTS = ("report.md", "report.html", "table.tex")
 def load_results(study: Study, runs_dir: Path, storage_url: str | None) -> dict[str, CellResult]:
     optuna_study = load_optuna_study(study, runs_dir, storage_url)
     if optuna_study is None:
-        raise ConfigError(f"study {study.name!r} has no stored results yet; run `flowkit study run {study.name}`")
+        hint = f"run `flowkit study run {study.command_name}`"
+        raise ConfigError(f"study {study.name!r} has no stored results yet; {hint}")
     return collect(study, optuna_study, study_dir(runs_dir, study.name))
 
 

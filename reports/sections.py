@@ -397,7 +397,7 @@ class Settings(Section):
 
     def build(self, report: ReportData) -> Block:
         settings = " ".join(f"`{name}={value}`" for name, value in first_cell_settings(report.study).items())
-        made = f"Generated {report.created} by `flowkit report {report.study.name}`."
+        made = f"Generated {report.created} by `flowkit report {report.study.command_name}`."
         return Block("Settings of the first cell", [Paragraph(settings), Paragraph(made)])
 
 

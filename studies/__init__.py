@@ -7,6 +7,7 @@ is a Python keyword gets a trailing underscore (studies/lambda_.py declares "lam
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import keyword
@@ -71,7 +72,7 @@ def _load_file(path: Path) -> Study:
         raise
     except Exception as error:
         raise _load_failure(where, error) from error
-    return _declared(module, where)
+    return dataclasses.replace(_declared(module, where), source=str(path))
 
 
 def _load_failure(where: str, error: Exception) -> ConfigError:

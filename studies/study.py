@@ -49,6 +49,13 @@ class Study:
     vectorize_seeds: bool = False
     """Train each cell's seeds as one vmapped program (results equal separate runs' up to float rounding;
     meant for a GPU, no gain on a CPU). Not part of the definition: it changes how results are computed."""
+    source: str | None = field(default=None, compare=False)
+    """The path of the study file it was loaded from, for a study kept outside studies/ (set by load_study)."""
+
+    @property
+    def command_name(self) -> str:
+        """How commands name the study: `flowkit study run` and `flowkit report` take a study file's path."""
+        return self.source or self.name
 
     def __post_init__(self) -> None:
         where = f"study {self.name!r}"

@@ -214,3 +214,34 @@ def test_bench_seeds_and_bench_compile_report_their_figures(tmp_path, capsys):
     figures = json.loads(compile_json.read_text())
     assert figures["cache_mb"] > 0 and figures["cold_s"] > 0 and figures["fresh_process_ratio"] > 0
     assert "next trial, same process" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_runs_folder_that_cannot_be_written_is_one_line_and_leaves_no_journal(workers, tmp_path, capsys):
+    """A runs folder that cannot be made (a file is in the way; a read-only folder does not stop root): one
+    error line before anything is built, and the journal given with --storage is not created empty."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    path, journal = tmp_path / "mine.py", tmp_path / "other.journal"
+    path.write_text(GOOD_STUDY.format(extra=""))
+    argv = ["study", "run", str(path), "--runs-dir", str(blocked / "runs"), "--storage", str(journal)]
+    code = main([*argv, "--workers", workers])
+    error = capsys.readouterr().err
+    expected = f"flowkit: error: study folder {blocked / 'runs' / 'mine'} cannot be written"
+    assert (code, error.count("\n")) == (2, 1) and error.startswith(expected), (code, error)
+    assert not journal.exists(), "no empty journal left behind"
+
+
+def test_hints_for_a_study_kept_in_a_file_name_its_path_and_its_name_setting(tmp_path, capsys):
+    path = tmp_path / "mine.py"
+    path.write_text(GOOD_STUDY.format(extra=""))
+    assert main(["report", str(path), "--runs-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"run `flowkit study run {path}`" in error, error
+    journal = tmp_path / "mine.journal"
+    study = load_study(str(path))
+    enqueue_missing(load_optuna_study(study, tmp_path, str(journal), create=True), study)
+    path.write_text(GOOD_STUDY.format(extra="").replace("seeds=(0,)", "seeds=(0, 1)"))
+    assert main(["study", "run", str(path), "--runs-dir", str(tmp_path), "--storage", str(journal)]) == 2
+    error = capsys.readouterr().err
+    assert "give the study another name (its name= in the study file)" in error, error

@@ -1,9 +1,12 @@
 """Studies cover every cell exactly once, resume without repeating work, and refuse bad definitions."""
 
+import re
+import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import jax.numpy as jnp
 import optuna
@@ -12,6 +15,7 @@ from optuna.trial import TrialState
 
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
+from flowkit import runs
 from flowkit.agents.fql import FQL
 from flowkit.settings import ConfigError
 from flowkit.studies import load_study, study_names
@@ -201,3 +205,83 @@ def test_a_nan_at_a_known_update_fails_that_trial_only(tmp_path, monkeypatch, pa
     failure = trials["rk4"].user_attrs["failure"]
     assert (failure["kind"], failure["step"]) == ("diverged", 151) and "grad_norm/critic" in failure["metrics"]
     assert state.complete == 1 and list(state.failed.values()) == [failure["message"]]
+
+
+def test_a_worker_whose_trial_was_taken_over_stops_writing(tmp_path, monkeypatch):
+    """Once another worker holds the trial (here: its claim recorded over ours after the first chunk's metrics),
+    this worker writes nothing more, neither into the run folder the other now writes nor to the trial."""
+    study = tiny_study(grid={"solver": ("euler",)}, seeds=(0,), fixed={**TINY, "steps": 400, "eval_every": 200})
+    stored = runner.load_optuna_study(study, tmp_path, create=True)
+    runner.enqueue_missing(stored, study)
+    trial, cell = runner.claim_trial(stored)
+    other = {"host": "another-machine", "pid": 1, "started": "x:1"}
+    study_folder = tmp_path / study.name / "runs"
+    taken_over = {}
+    write = runs.MetricsWriter.write
+
+    def write_then_taken_over(self, record):
+        write(self, record)
+        if not taken_over:
+            runner.storage.record_worker(stored, trial, other)
+            (Path(self._stream.name).parent / "theirs.txt").write_text("the other worker's")
+            taken_over.update(folder_files(study_folder))
+
+    monkeypatch.setattr(runs.MetricsWriter, "write", write_then_taken_over)
+    runner.run_trial(study, trial, cell, tmp_path, progress=False)
+    after = folder_files(study_folder)
+    changed = sorted(name for name in taken_over.keys() | after.keys() if taken_over.get(name) != after.get(name))
+    assert changed == [], f"written after the takeover: {changed}"
+    fresh = stored.get_trials()[trial.number]
+    assert (fresh.state, runner.worker_of(fresh), runner.storage.seed_records(fresh)) == (TrialState.RUNNING, other, {})
+
+
+def folder_files(folder):
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_journal_cut_off_mid_record_is_recovered(tmp_path, capsys):
+    """The journal's last record cut off (power lost mid-write): the next open cuts it back to the last whole
+    record, says so, and later writes start on a line of their own."""
+    study = tiny_study(grid={"solver": ("euler", "rk4")}, seeds=(0,))
+    runner.enqueue_missing(runner.load_optuna_study(study, tmp_path, create=True), study)
+    journal = tmp_path / "tiny" / "optuna.journal"
+    whole = journal.read_bytes()
+    last = whole.splitlines(keepends=True)[-1]
+    journal.write_bytes(whole[: len(whole) - len(last) // 2])
+    capsys.readouterr()
+    stored = runner.load_optuna_study(study, tmp_path, create=True)
+    message = capsys.readouterr().err
+    assert f"journal {journal}" in message and "cut off mid-write" in message, message
+    assert journal.read_bytes() == whole[: len(whole) - len(last)], "cut back to the last whole record"
+    runner.enqueue_missing(stored, study)
+    reopened = runner.load_optuna_study(study, tmp_path)
+    assert len(reopened.get_trials()) >= 2, [t.number for t in reopened.get_trials()]
+
+
+def test_a_journal_damaged_before_its_end_is_refused_with_its_line(tmp_path):
+    study = tiny_study(grid={"solver": ("euler", "rk4")}, seeds=(0,))
+    runner.enqueue_missing(runner.load_optuna_study(study, tmp_path, create=True), study)
+    journal = tmp_path / "tiny" / "optuna.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2][:10] + b"\n"
+    damaged = b"".join(lines)
+    journal.write_bytes(damaged)
+    with pytest.raises(runner.StorageError, match=rf"journal {re.escape(str(journal))}: line 3 is damaged"):
+        runner.load_optuna_study(study, tmp_path)
+    assert journal.read_bytes() == damaged, "a damaged journal is left as it was"
+
+
+def test_status_counts_an_interrupted_trial_and_one_whose_worker_died_as_to_resume(tmp_path, monkeypatch):
+    """Neither is failed (the next run resumes both), and a trial whose worker died is not running."""
+    study = tiny_study(grid={"solver": ("euler", "rk4")}, seeds=(0,))
+    monkeypatch.setattr(runner_trial, "train", CountingTrain(interrupt_on=1))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(study, tmp_path, progress=False)
+    stored = runner.load_optuna_study(study, tmp_path)
+    trial, _ = runner.claim_trial(stored)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    runner.storage.record_worker(stored, trial, {"host": socket.gethostname(), "pid": int(finished.stdout)})
+    state = runner.progress_of(study, stored)
+    counts = (state.complete, state.running, state.waiting, state.failed, sorted(state.interrupted.values()))
+    expected = (0, 0, 0, {}, ["interrupted by the user", "its worker died"])
+    assert counts == expected, (counts, expected)

@@ -1,12 +1,15 @@
 """Many workers, one study: on a journal file and on a real PostgreSQL server, every cell runs exactly once,
 a worker killed mid-trial loses nothing, and its runs resume from their checkpoints."""
 
+import contextlib
 import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -16,8 +19,10 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 import flowkit.studies.runner as runner
+import flowkit.studies.runner.claims as claims
+import flowkit.studies.runner.trial as runner_trial
 from flowkit import runs
-from flowkit.benchmarks.runner_load import audit, load_study, trivial_worker
+from flowkit.benchmarks.runner_load import audit, load_study, trivial_train, trivial_worker
 from flowkit.studies.study import cell_key, cell_slug
 from tests.helpers import TINY, stored_trials, tiny_study
 
@@ -42,6 +47,7 @@ def test_four_workers_on_a_journal_run_every_cell_exactly_once(tmp_path):
     counts = audit(study, tmp_path)
     assert counts == {
         "cells": 24, "trials": 24, "complete": 24, "lost": 0, "duplicated": 0, "stuck": 0, "runs": 48,
+        "runs_repeated": 0,
     }  # fmt: skip
     workers = {runner.worker_of(t)["pid"] for t in stored_trials(study, tmp_path)}
     assert len(workers) >= 2, "the workers shared the cells"
@@ -140,3 +146,98 @@ def test_a_heartbeat_that_fails_is_retried(tmp_path, monkeypatch):
     assert len(calls) >= 4 and len(caught) == 2, (len(calls), len(caught))
     optuna.storages.fail_stale_trials(optuna_study)
     assert optuna_study.get_trials()[0].state == TrialState.RUNNING, "the last beats were recorded"
+
+
+def worker_killed_in_its_first_run(study, runs_dir, storage_url, **kwargs):
+    """trivial_worker for two workers: the one named in runs_dir/victim kills itself (SIGKILL) in its first run,
+    its trial claimed; the other's runs take 0.2 s each, so that the victim claims one before they are all done."""
+    name = multiprocessing.current_process().name
+    victim = (runs_dir / "victim").read_text()
+    started = runs_dir / "started"
+    started.mkdir(exist_ok=True)
+    (started / str(os.getpid())).touch()
+    deadline = time.monotonic() + 120
+    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    def train(config, run_dir, **_):
+        if name == victim:
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.2)
+        return trivial_train(config, run_dir)
+
+    runner_trial.train = train
+    runner.run_study(study, runs_dir, storage_url, **kwargs)
+
+
+@pytest.mark.parametrize("victim", ["flowkit-worker-0", "flowkit-worker-1"])
+def test_a_killed_worker_at_either_position_is_taken_over_on_a_journal(victim, tmp_path):
+    """Each worker killed in turn: the survivor takes its trial over, every cell completes once, and the study
+    ends (a dead worker listed after a live one was never reaped, and its zombie looked alive)."""
+    study = load_study(4)
+    (tmp_path / "victim").write_text(victim)
+    outcome = {}
+
+    def run():
+        try:
+            outcome["progress"] = runner.run_workers(
+                study, tmp_path, workers=2, progress=False, worker=worker_killed_in_its_first_run
+            )
+        except Exception as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    hung = thread.is_alive()
+    if hung:
+        for pid_file in (tmp_path / "started").iterdir():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.name), signal.SIGKILL)
+        thread.join(timeout=30)
+    assert not hung, f"with {victim} killed the study was still running after 120 s"
+    assert "error" not in outcome, f"every cell completed, yet run_workers raised {outcome.get('error')!r}"
+    counts = audit(study, tmp_path)
+    expected = {"cells": 4, "trials": 5, "complete": 4, "lost": 0, "duplicated": 0, "stuck": 0, "runs": 4}
+    assert counts == {**expected, "runs_repeated": 0}, f"{victim} killed: {counts}"
+    assert outcome["progress"].complete == 4, outcome["progress"]
+
+
+def test_a_zombie_is_a_dead_worker(tmp_path):
+    """A worker process that ended but was not yet reaped by its parent still answers kill(pid, 0)."""
+    study = load_study(1)
+    stored = runner.load_optuna_study(study, tmp_path, create=True)
+    runner.enqueue_missing(stored, study)
+    trial, _ = runner.claim_trial(stored)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child became a zombie"
+        time.sleep(0.05)
+    worker = {**runner.worker_of(stored.get_trials()[0]), "pid": child.pid, "started": claims._process_start(child.pid)}
+    runner.storage.record_worker(stored, trial, worker)
+    try:
+        assert runner.enqueue_missing(stored, study) == 1, "the zombie's trial was failed and its cell enqueued again"
+    finally:
+        child.wait()
+    assert [runner.failure_of(t)["kind"] for t in stored.get_trials()[:1]] == ["worker died"]
+
+
+def worker_with_a_broken_dataset(study, runs_dir, storage_url, **kwargs):
+    """trivial_worker whose every run fails as a corrupt dataset file would."""
+
+    def train(config, run_dir, **_):
+        raise ValueError(f"dataset {config.task}: cannot read its file (corrupt)")
+
+    runner_trial.train = train
+    runner.run_study(study, runs_dir, storage_url, **kwargs)
+
+
+def test_the_same_error_of_two_workers_is_reported_once_in_their_words(tmp_path, capfd):
+    study = load_study(2)
+    with pytest.raises(runner.WorkersFailedError) as raised:
+        runner.run_workers(study, tmp_path, workers=2, progress=False, worker=worker_with_a_broken_dataset)
+    expected = "study 'runner-load-2': ValueError: dataset moons: cannot read its file (corrupt)"
+    assert str(raised.value) == expected, (str(raised.value), expected)
+    printed = capfd.readouterr().err
+    assert "Traceback" not in printed, f"the workers printed:\n{printed}"

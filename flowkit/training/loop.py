@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,20 +22,28 @@ from flowkit.run_config import RunConfig
 from flowkit.tasks import Task
 from flowkit.training.chunk import Chunk, compiled_cost
 from flowkit.training.progress import ProgramClock
-from flowkit.training.seed_run import SeedRun, stored_checkpoint
+from flowkit.training.seed_run import Fence, SeedRun, stored_checkpoint
 from flowkit.training.seeds import Seeds
 from flowkit.training.trainer import Trainer
 
 
 def train(
-    config: RunConfig, run_dir: Path, *, progress: bool = True, task: Task | None = None, label: str = ""
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    progress: bool = True,
+    task: Task | None = None,
+    label: str = "",
+    still_ours: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train one run into `run_dir` and return its result (also written to run_dir/result.json).
 
     A run folder holding a checkpoint (of a run with these settings, killed or interrupted) is resumed from
-    it; the result equals that of an uninterrupted run with the same seed.
+    it; the result equals that of an uninterrupted run with the same seed. `still_ours`, if given, is asked
+    before the folder is first written, after every chunk and before the models and result are saved; once it
+    answers False, RunTakenOverError is raised and nothing more is written.
     """
-    return train_seeds([config], [run_dir], progress=progress, task=task, label=label)[0]
+    return train_seeds([config], [run_dir], progress=progress, task=task, label=label, still_ours=still_ours)[0]
 
 
 def train_seeds(
@@ -44,12 +53,13 @@ def train_seeds(
     progress: bool = True,
     task: Task | None = None,
     label: str = "",
+    still_ours: Callable[[], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Train runs that differ only in their seed as one program, each into its own folder exactly as `train`
     would. Results equal separate runs' up to float rounding; the program's time is shared among the seeds
-    (progress.py). All runs must resume from the same step.
+    (progress.py). All runs must resume from the same step. `still_ours` is as for `train`.
     """
-    program = SeedProgram.prepare(configs, run_dirs, task)
+    program = SeedProgram.prepare(configs, run_dirs, task, Fence(still_ours, run_dirs))
     schedule = configs[0].train
     bar = tqdm(
         total=schedule.steps, initial=program.resumed_from, desc=label or configs[0].agent, unit="update",
@@ -79,13 +89,15 @@ class SeedProgram:
     chunk: Chunk
     clock: ProgramClock
     resumed_from: int
+    fence: Fence
 
     @classmethod
-    def prepare(cls, configs: list[RunConfig], run_dirs: list[Path], task: Task | None) -> SeedProgram:
+    def prepare(cls, configs: list[RunConfig], run_dirs: list[Path], task: Task | None, fence: Fence) -> SeedProgram:
         """Check the runs, start (or resume) each seed's, compile the chunk and open the metrics streams."""
         clock = ProgramClock(len(configs))
         _check_only_seeds_differ(configs)
         checkpoints = [stored_checkpoint(*folder) for folder in zip(configs, run_dirs, strict=True)]
+        fence.check()
         trainer = Trainer.create(configs[0], task)
         started = [SeedRun.start(trainer.agent, *run) for run in zip(configs, run_dirs, checkpoints, strict=True)]
         seed_runs = [run for run, _ in started]
@@ -98,7 +110,7 @@ class SeedProgram:
         for run in seed_runs:
             run.progress.compile_s += compile_s / seeds.count
             run.open_metrics()
-        return cls(trainer, seed_runs, seeds, state, data_key, chunk, clock, resumed_from)
+        return cls(trainer, seed_runs, seeds, state, data_key, chunk, clock, resumed_from, fence)
 
     def __enter__(self) -> SeedProgram:
         return self
@@ -113,6 +125,7 @@ class SeedProgram:
         started = time.perf_counter()
         self.state, self.data_key, summary, first_bad = self.chunk(self.state, self.trainer.task.dataset, self.data_key)
         outcomes = self.seeds.split(jax.device_get((summary, first_bad)))
+        self.fence.check()
         seconds = (time.perf_counter() - started) / self.seeds.count
         for run, (seed_summary, seed_first_bad) in zip(self.runs, outcomes, strict=True):
             run.log_chunk(start, length, seed_summary, int(seed_first_bad), seconds)
@@ -133,12 +146,17 @@ class SeedProgram:
 
     def finish(self) -> list[dict[str, Any]]:
         """Save each seed's models, then write its result (with the program's cost per seed), which completes it."""
+        self.fence.check()
         for run, state in zip(self.runs, self.seeds.split(self.state), strict=True):
             run.save(self.trainer, state)
         cost = compiled_cost(self.chunk.compiled)
         cost["gflop_per_update"] /= self.seeds.count
         wall_share = self.clock.lap_share()
-        return [run.finish(self.trainer, cost, wall_share, self.resumed_from, self.seeds.count) for run in self.runs]
+        results = []
+        for run in self.runs:
+            self.fence.check()
+            results.append(run.finish(self.trainer, cost, wall_share, self.resumed_from, self.seeds.count))
+        return results
 
 
 def _check_only_seeds_differ(configs: list[RunConfig]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,23 @@ class DivergedError(RuntimeError):
     def __init__(self, step: int, metrics: list[str], seed: int | None = None):
         super().__init__(f"diverged at update {step}: {', '.join(metrics)} became non-finite")
         self.step, self.metrics, self.seed = step, metrics, seed
+
+
+class RunTakenOverError(RuntimeError):
+    """Another process took the run over (a study worker whose trial was given to another worker): this one
+    stops before writing anything more into its folders."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Asked before every write into the runs' folders: once `still_ours` answers False, nothing more is written."""
+
+    still_ours: Callable[[], bool] | None
+    run_dirs: list[Path]
+
+    def check(self) -> None:
+        if self.still_ours is not None and not self.still_ours():
+            raise RunTakenOverError(f"{', '.join(map(str, self.run_dirs))}: taken over by another process; stopped")
 
 
 def stored_checkpoint(config: RunConfig, run_dir: Path) -> tuple[list[np.ndarray], RunProgress] | None:

@@ -34,7 +34,7 @@ from flowkit.studies.runner.storage import (
     worker_of,
 )
 from flowkit.studies.runner.trial import run_trial
-from flowkit.studies.runner.workers import run_study, run_workers
+from flowkit.studies.runner.workers import WorkersFailedError, run_study, run_workers
 
 __all__ = [
     "DEFINITION_ATTR",
@@ -45,6 +45,7 @@ __all__ = [
     "SeedRecord",
     "StorageError",
     "StudyProgress",
+    "WorkersFailedError",
     "cell_of",
     "claim_trial",
     "enqueue_missing",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from flowkit.studies.runner import storage
 from flowkit.studies.runner.storage import FrozenTrial, StoredStudy, Trial
@@ -16,19 +17,27 @@ RETRYABLE_FAILURES = ("interrupted", "error", "worker died")
 worker that runs out of cells retries only those whose worker died (a cell's error is not raised N times)."""
 
 
+def _process_stat(pid: int) -> list[str] | None:
+    """The fields of Linux's /proc/PID/stat after the command name (state first), or None without them."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _process_start(pid: int) -> str | None:
     """When the process started, as the boot's id and the start time in clock ticks (Linux's /proc), so that a
     process id the system gave again after the worker's end (or a reboot) is not taken for the worker."""
+    fields = _process_stat(pid)
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+    except OSError:
         return None
-    return f"{boot}:{fields[19]}"
+    return None if fields is None else f"{boot}:{fields[19]}"
 
 
-def _worker_dead(trial: FrozenTrial) -> bool:
-    """A running trial claimed by a process of this machine that no longer exists."""
+def worker_dead(trial: FrozenTrial) -> bool:
+    """A running trial claimed by a process of this machine that no longer exists (or is a zombie)."""
     worker = storage.worker_of(trial)
     if not worker or worker.get("host") != socket.gethostname():
         return False
@@ -38,6 +47,9 @@ def _worker_dead(trial: FrozenTrial) -> bool:
         return True
     except PermissionError:
         pass
+    fields = _process_stat(worker["pid"])
+    if fields is not None and fields[0] in ("Z", "X"):  # ended, not yet reaped by its parent: kill(pid, 0) works
+        return True
     started = worker.get("started")
     return started is not None and _process_start(worker["pid"]) not in (started, None)
 
@@ -49,7 +61,7 @@ def enqueue_missing(optuna_study: StoredStudy, study: Study, retried: tuple[str,
     taken = set()
     for trial in storage.trials(optuna_study):
         state = storage.state_of(trial)
-        if state == storage.RUNNING and _worker_dead(trial):
+        if state == storage.RUNNING and worker_dead(trial):
             storage.mark_failed(optuna_study, trial, {"kind": "worker died", "message": "its process was gone"})
             continue
         if state != storage.FAILED or storage.failure_of(trial)["kind"] not in retried:
@@ -60,10 +72,20 @@ def enqueue_missing(optuna_study: StoredStudy, study: Study, retried: tuple[str,
     return len(missing)
 
 
+def _this_worker() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
+
+
 def claim_trial(optuna_study: StoredStudy) -> tuple[Trial, Cell] | None:
     """Move one waiting trial to RUNNING for this process and return it with its cell; None if none waits."""
     claimed = storage.claim_waiting_trial(optuna_study)
     if claimed is not None:
-        worker = {"host": socket.gethostname(), "pid": os.getpid(), "started": _process_start(os.getpid())}
-        storage.record_worker(optuna_study, claimed[0], worker)
+        storage.record_worker(optuna_study, claimed[0], _this_worker())
     return claimed
+
+
+def still_claimed(optuna_study: StoredStudy, trial: Trial) -> bool:
+    """Whether the trial is still RUNNING under this process's claim: once another worker took it over (its
+    heartbeats looked stopped, its process looked gone), this one must write nothing more for it."""
+    current = storage.current_trial(optuna_study, trial)
+    return storage.state_of(current) == storage.RUNNING and storage.worker_of(current) == _this_worker()

@@ -1,10 +1,12 @@
-"""How far a study is: per cell, whether its trial is complete, running, waiting or failed, and the seeds done."""
+"""How far a study is: per cell, whether its trial is complete, running, waiting, interrupted or failed, and the
+seeds done."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from flowkit.studies.runner import storage
+from flowkit.studies.runner.claims import worker_dead
 from flowkit.studies.runner.storage import FrozenTrial, StoredStudy
 from flowkit.studies.study import Study, cell_key
 
@@ -15,8 +17,10 @@ class StudyProgress:
     complete: int
     running: int
     waiting: int
+    interrupted: dict[str, str]
+    """Cell key -> why, for cells whose trial was interrupted or whose worker died: the next run resumes them."""
     failed: dict[str, str]
-    """Cell key -> failure message, for cells whose latest trial failed and that have no complete trial."""
+    """Cell key -> failure message, for cells whose latest trial failed otherwise and that have no complete one."""
     seeds_done: int
     seeds_total: int
     wall_time_s: float
@@ -30,17 +34,19 @@ def progress_of(study: Study, optuna_study: StoredStudy | None) -> StudyProgress
     for trial in trials:
         by_cell.setdefault(storage.trial_cell(trial), []).append(trial)
     counts = {storage.COMPLETE: 0, storage.RUNNING: 0, storage.WAITING: 0}
-    failed, seeds_done = {}, 0
+    interrupted, failed, seeds_done = {}, {}, 0
     for cell in study.cells():
         cell_trials = by_cell.get(cell_key(cell), [])
-        states = [storage.state_of(t) for t in cell_trials]
+        states = [_state(t) for t in cell_trials]
         for state in counts:
             if state in states:
                 counts[state] += 1
                 break
         else:
             if cell_trials:
-                failed[cell_key(cell)] = storage.failure_of(cell_trials[-1])["message"]
+                failure = _failure(cell_trials[-1])
+                resumed = failure["kind"] in ("interrupted", "worker died")
+                (interrupted if resumed else failed)[cell_key(cell)] = failure["message"]
         seeds_done += max((len(storage.seed_records(t)) for t in cell_trials), default=0)
     complete = [t for t in trials if storage.state_of(t) == storage.COMPLETE]
     return StudyProgress(
@@ -48,9 +54,22 @@ def progress_of(study: Study, optuna_study: StoredStudy | None) -> StudyProgress
         complete=counts[storage.COMPLETE],
         running=counts[storage.RUNNING],
         waiting=counts[storage.WAITING],
+        interrupted=interrupted,
         failed=failed,
         seeds_done=seeds_done,
         seeds_total=len(study.cells()) * len(study.seeds),
         wall_time_s=sum(storage.wall_time_s(t) for t in trials),
         time_s={part: sum(storage.time_s(t)[part] for t in complete) for part in ("compile", "train", "eval", "other")},
     )
+
+
+def _state(trial: FrozenTrial) -> str:
+    """The trial's state, a running trial whose worker died counted as failed."""
+    state = storage.state_of(trial)
+    return storage.FAILED if state == storage.RUNNING and worker_dead(trial) else state
+
+
+def _failure(trial: FrozenTrial) -> dict:
+    if storage.state_of(trial) == storage.RUNNING:
+        return {"kind": "worker died", "message": "its worker died"}
+    return storage.failure_of(trial)

@@ -9,6 +9,10 @@ trial atomically, to record heartbeats and to take PostgreSQL's advisory lock.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import sys
+import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -18,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flowkit import runs
@@ -60,6 +64,19 @@ def study_dir(runs_dir: Path, study_name: str) -> Path:
     return runs_dir / study_name
 
 
+def make_study_dir(runs_dir: Path, study_name: str) -> Path:
+    """The study's folder, made and tried with a file, so that one that cannot be written is refused before
+    anything is stored or built (and no journal is created empty)."""
+    folder = study_dir(runs_dir, study_name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise StorageError(f"study folder {folder} cannot be written ({error.strerror})") from None
+    return folder
+
+
 def default_journal(runs_dir: Path, study_name: str) -> Path:
     return study_dir(runs_dir, study_name) / "optuna.journal"
 
@@ -72,7 +89,9 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
         path = Path(url)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
+            lock = JournalFileSymlinkLock(str(path))
+            _repair_journal(path, lock)
+            return JournalStorage(JournalFileBackend(str(path), lock))
         except OSError as error:
             raise StorageError(f"storage {url!r}: cannot open the journal file ({error.strerror})") from None
     engine_url = url
@@ -85,6 +104,44 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StorageError(f"storage {url!r}: cannot connect ({reason})") from None
+
+
+def _repair_journal(path: Path, lock: JournalFileSymlinkLock) -> None:
+    """Cut a record left unfinished at the journal's end (power lost, disk full mid-write) back to the last
+    whole one, saying so: Optuna skips it when reading, but would append the next record onto it, after which
+    nothing reads the journal. A record damaged before the end is refused: the records after it cannot be
+    trusted. The end is cut under Optuna's own lock, so that a worker's append under way is not taken for a
+    cut-off record; the lock is taken only then (a worker killed holding it stalls the others for 30 s)."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    *whole, tail = data.split(b"\n")
+    for number, line in enumerate(whole, start=1):
+        try:
+            json.loads(line)
+        except ValueError:
+            raise StorageError(
+                f"journal {path}: line {number} is damaged, and the records after it cannot be trusted; "
+                f"restore the file from a copy, or keep the {number - 1} records before it by cutting the "
+                "file back to them"
+            ) from None
+    if not tail:
+        return
+    lock.acquire()
+    try:
+        with path.open("r+b") as journal:
+            journal.seek(len(data) - len(tail))
+            if b"\n" in journal.read():  # it was an append under way, finished since
+                return
+            journal.truncate(len(data) - len(tail))
+            os.fsync(journal.fileno())
+    finally:
+        lock.release()
+    print(
+        f"flowkit: journal {path}: its last record (line {len(whole) + 1}, {len(tail)} bytes) was cut off "
+        f"mid-write; removed it, the {len(whole)} records before it are intact",
+        file=sys.stderr,
+    )
 
 
 def load_optuna_study(
@@ -146,8 +203,9 @@ def _check_stored(study: Study, stored: StoredStudy) -> None:
         changed = sorted(key for key in definition if stored_definition.get(key) != definition[key])
         raise StorageError(
             f"study {study.name!r}: the storage holds results from a different definition of this study "
-            f"(changed: {', '.join(changed)}); to keep both, give the study file a new name; to start over, "
-            "delete the stored study (its journal file under runs/, or optuna delete-study for a database)"
+            f"(changed: {', '.join(changed)}); to keep both, give the study another name (its name= in the study "
+            "file); to start over, delete the stored study (its journal file under runs/, or optuna delete-study "
+            "for a database)"
         )
 
 
@@ -256,6 +314,12 @@ def claim_waiting_trial(optuna_study: StoredStudy) -> tuple[Trial, Cell] | None:
 def record_worker(optuna_study: StoredStudy, trial: Trial | FrozenTrial, worker: Mapping[str, Any]) -> None:
     """Record which process runs the trial (host, process id, process start)."""
     _storage_of(optuna_study).set_trial_system_attr(_trial_id(optuna_study, trial.number), WORKER_ATTR, dict(worker))
+
+
+def current_trial(optuna_study: StoredStudy, trial: Trial) -> FrozenTrial:
+    """The trial as stored now, read past Optuna's cache (which keeps a running trial as this process left it)."""
+    storage = _storage_of(optuna_study)
+    return (_database(storage) or storage).get_trial(_trial_id(optuna_study, trial.number))
 
 
 def worker_of(trial: FrozenTrial) -> dict[str, Any] | None:

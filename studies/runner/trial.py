@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,10 +19,11 @@ from flowkit import runs
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
 from flowkit.studies.runner import storage
+from flowkit.studies.runner.claims import still_claimed
 from flowkit.studies.runner.records import SeedRecord, Timing, seed_record
 from flowkit.studies.runner.storage import Trial, study_dir
 from flowkit.studies.study import Cell, Study, cell_slug
-from flowkit.training import DivergedError, train, train_seeds
+from flowkit.training import DivergedError, RunTakenOverError, train, train_seeds
 
 T = TypeVar("T")
 
@@ -41,7 +43,7 @@ def reusable_result(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
 
 
 def train_vectorized(
-    runs_to_train: list[tuple[RunConfig, Path]], *, progress: bool, label: str
+    runs_to_train: list[tuple[RunConfig, Path]], *, progress: bool, label: str, still_ours: Callable[[], bool]
 ) -> dict[int, dict[str, Any]]:
     """Train runs that differ only in seed as one vmapped program per step their checkpoints resume from."""
     by_step: dict[int, list[tuple[RunConfig, Path]]] = {}
@@ -51,7 +53,7 @@ def train_vectorized(
     results = {}
     for group in by_step.values():
         configs, run_dirs = [config for config, _ in group], [run_dir for _, run_dir in group]
-        trained = train_seeds(configs, run_dirs, progress=progress, label=label)
+        trained = train_seeds(configs, run_dirs, progress=progress, label=label, still_ours=still_ours)
         results.update({config.seed: result for config, result in zip(configs, trained, strict=True)})
     return results
 
@@ -63,6 +65,8 @@ class CellRuns:
     study: Study
     cell: Cell
     study_folder: Path
+    still_ours: Callable[[], bool]
+    """Whether the trial is still this worker's; asked before each seed's run and by its training loop."""
     records: dict[int, SeedRecord] = field(default_factory=dict)
     seed: int | None = None
     runs_wall_s: float = 0.0
@@ -77,13 +81,15 @@ class CellRuns:
         trained = {}
         if vectorize_seeds:
             waiting = [planned[seed] for seed in self.study.seeds if stored[seed] is None]
-            trained = self._timed(train_vectorized, waiting, progress=progress, label=f"{slug} seeds")
+            label = f"{slug} seeds"
+            trained = self._timed(train_vectorized, waiting, progress=progress, label=label, still_ours=self.still_ours)
         for seed in self.study.seeds:
             self.seed = seed
             config, run_dir = planned[seed]
             result = stored[seed] or trained.get(seed)
             if result is None:
-                result = self._timed(train, config, run_dir, progress=progress, label=f"{slug} seed {seed}")
+                label = f"{slug} seed {seed}"
+                result = self._timed(train, config, run_dir, progress=progress, label=label, still_ours=self.still_ours)
             record = seed_record(seed, result, metric, self.study.last_evals, run_dir, self.study_folder)
             self.records[seed] = record
             yield record
@@ -114,30 +120,44 @@ def run_trial(
     With `vectorize_seeds` the seeds without a stored result train as one vmapped program.
     """
     started = time.perf_counter()
-    cell_runs = CellRuns(study, cell, study_dir(runs_dir, study.name))
+
+    def still_ours() -> bool:
+        return still_claimed(trial.study, trial)
+
+    def fence() -> None:
+        if not still_ours():
+            raise RunTakenOverError(f"trial {trial.number}: taken over by another worker")
+
+    def tell_failed(failure: dict[str, Any]) -> None:
+        if still_ours():
+            storage.tell_failed(trial, failure)
+
+    cell_runs = CellRuns(study, cell, study_dir(runs_dir, study.name), still_ours)
     try:
         storage.suggest_cell(trial, cell, study.search_space())
         for _ in cell_runs.run(progress=progress, vectorize_seeds=vectorize_seeds):
+            fence()
             storage.write_seed_records(trial, cell_runs.records)
             if bar is not None:
                 bar.update(1)
+        outside_runs_s = time.perf_counter() - started - cell_runs.runs_wall_s
+        records = list(cell_runs.records.values())
+        fence()
+        storage.write_summary(trial, trial_summary(study.metric_for(cell["task"]), records, outside_runs_s))
+        storage.tell_score(trial, statistics.fmean(record.score for record in records))
+    except RunTakenOverError:
+        print(f"flowkit: trial {trial.number} ({cell_slug(cell)}) was taken over by another worker "
+              "(this one looked dead); this worker stopped writing to it", file=sys.stderr)  # fmt: skip
     except DivergedError as error:
         seed = error.seed if error.seed is not None else cell_runs.seed
         failure = {"kind": "diverged", "seed": seed, "step": error.step, "metrics": error.metrics}
-        storage.tell_failed(trial, {**failure, "message": str(error)})
-        return
+        tell_failed({**failure, "message": str(error)})
     except KeyboardInterrupt:
-        interrupted = {"kind": "interrupted", "seed": cell_runs.seed, "message": "interrupted by the user"}
-        storage.tell_failed(trial, interrupted)
+        tell_failed({"kind": "interrupted", "seed": cell_runs.seed, "message": "interrupted by the user"})
         raise
     except Exception as error:
-        message = f"{type(error).__name__}: {error}"
-        storage.tell_failed(trial, {"kind": "error", "seed": cell_runs.seed, "message": message})
+        tell_failed({"kind": "error", "seed": cell_runs.seed, "message": f"{type(error).__name__}: {error}"})
         raise
-    outside_runs_s = time.perf_counter() - started - cell_runs.runs_wall_s
-    records = list(cell_runs.records.values())
-    storage.write_summary(trial, trial_summary(study.metric_for(cell["task"]), records, outside_runs_s))
-    storage.tell_score(trial, statistics.fmean(record.score for record in records))
 
 
 def trial_summary(metric: str, records: list[SeedRecord], outside_runs_s: float) -> dict[str, Any]:

@@ -7,12 +7,16 @@ whose worker died; it stops when every cell is complete or finally failed.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable
+from multiprocessing.queues import SimpleQueue
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
+from flowkit.settings import ConfigError
 from flowkit.studies.runner import storage
 from flowkit.studies.runner.claims import claim_trial, enqueue_missing
 from flowkit.studies.runner.heartbeat import heartbeat
@@ -27,6 +31,7 @@ POLL_S = 2.0
 
 def _open_and_enqueue(study: Study, runs_dir: Path, storage_url: str | None, heartbeat_s: int) -> StoredStudy:
     """The stored study (created if new) with every missing cell enqueued; a bad storage or study fails here."""
+    storage.make_study_dir(runs_dir, study.name)
     study.check_data()
     optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
     with stored_study_lock(optuna_study, runs_dir):
@@ -81,6 +86,28 @@ def run_study(
     return progress_of(study, optuna_study)
 
 
+class WorkersFailedError(RuntimeError):
+    """Workers stopped with cells of the study left undone; the message gives each distinct error once."""
+
+
+def _worker_process(worker: Callable[..., StudyProgress], errors: SimpleQueue, *args: Any, **kwargs: Any) -> None:
+    """A worker process: its error goes to the parent as one line (the parent reports each distinct one once)
+    instead of a traceback per worker; Ctrl-C, which every worker receives with the parent, ends it quietly."""
+    try:
+        worker(*args, **kwargs)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as error:
+        errors.put(str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}")
+        sys.exit(1)
+
+
+def _ended(process: multiprocessing.process.BaseProcess) -> str:
+    code = process.exitcode
+    how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    return f"{process.name} {how}"
+
+
 def run_workers(
     study: Study,
     runs_dir: Path,
@@ -95,14 +122,17 @@ def run_workers(
     """Run the study with `workers` processes on this machine, showing their common progress (runs/s, ETA).
 
     The storage is opened and the cells enqueued here first, so a bad storage or study fails before any
-    process starts. Each process runs `worker` (run_study; tests give a cheap objective).
+    process starts. Each process runs `worker` (run_study; tests give a cheap objective). A study whose
+    cells all completed has succeeded, whatever became of its workers; otherwise a worker's failure raises
+    WorkersFailedError with each distinct error once, in the worker's words.
     """
     optuna_study = _open_and_enqueue(study, runs_dir, storage_url, heartbeat_s)
     context = multiprocessing.get_context("spawn")
+    errors = context.SimpleQueue()
     processes = [
         context.Process(
-            target=worker,
-            args=(study, runs_dir, storage_url),
+            target=_worker_process,
+            args=(worker, errors, study, runs_dir, storage_url),
             kwargs={"progress": False, "heartbeat_s": heartbeat_s, "vectorize_seeds": vectorize_seeds},
             name=f"flowkit-worker-{index}",
         )
@@ -112,14 +142,20 @@ def run_workers(
         process.start()
     bar = _progress_bar(study, optuna_study, progress)
     try:
-        while any(process.is_alive() for process in processes):
+        # every process is asked, so each that ended is reaped: a zombie would look alive to the other workers
+        while [process for process in processes if process.is_alive()]:
             time.sleep(1.0)
             bar.update(progress_of(study, optuna_study).seeds_done - bar.n)
     finally:
         for process in processes:
             process.join()
         bar.close()
-    failed = [f"{p.name} exited with code {p.exitcode}" for p in processes if p.exitcode]
-    if failed:
-        raise RuntimeError(f"study {study.name!r}: " + "; ".join(failed))
-    return progress_of(study, optuna_study)
+    state = progress_of(study, optuna_study)
+    failed = [process for process in processes if process.exitcode]
+    if not failed or state.complete == state.cells:
+        return state
+    reported = []
+    while not errors.empty():
+        reported.append(errors.get())
+    reasons = list(dict.fromkeys(reported)) or [_ended(process) for process in failed]
+    raise WorkersFailedError(f"study {study.name!r}: " + "; ".join(reasons))
