@@ -12,6 +12,7 @@ import time
 import typing
 from pathlib import Path
 
+from flowkit import runs
 from flowkit.agents import AGENT_CONFIGS, FLOW_AGENTS
 from flowkit.run_config import make_run_config, parse_overrides
 from flowkit.settings import ConfigError, TrainConfig, parse_value
@@ -65,6 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path(args.runs_dir) / "train" / (
         f"{args.agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    runs.check_writable(run_dir, "run folder")
     print(f"run folder: {run_dir}", file=sys.stderr)
     try:
         result = train(config, run_dir, progress=not args.quiet)

@@ -22,11 +22,26 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from flowkit.settings import ConfigError
+
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 RESULT = "result.json"
 MODELS = "models"
 CHECKPOINT = "checkpoint.npz"
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Refuse, before anything is built or written, a folder that cannot be made and written: the nearest part of
+    its path that exists must be a folder that takes a file. Nothing is created."""
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(0, f"{existing} is not a folder")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{what} {folder} cannot be written ({error.strerror})") from None
 
 
 def write_atomic(path: Path, content: bytes) -> None:

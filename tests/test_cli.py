@@ -69,6 +69,19 @@ def test_an_interrupted_train_prints_the_command_that_resumes_it(tmp_path, capsy
     assert (resume.run_dir, resume.task, resume.set) == (run_dir, "moons", ["alpha=3"]), error
 
 
+def test_a_run_folder_that_cannot_be_written_is_refused_before_the_models_are_built(tmp_path, capsys, monkeypatch):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    monkeypatch.setattr("flowkit.training.train", lambda *_, **__: pytest.fail("training started"))
+    code = main(["train", "--task", "moons", "--run-dir", str(blocked / "run")])
+    error = capsys.readouterr().err
+    assert (
+        code == 2
+        and error == f"flowkit: error: run folder {blocked / 'run'} cannot be written ({blocked} is not a folder)\n"
+    ), error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["blocked"]
+
+
 def test_status_and_list_of_a_study_not_started_write_nothing(tmp_path, capsys):
     assert main(["study", "status", "ode-solver", "--runs-dir", str(tmp_path)]) == 0
     assert main(["study", "list", "--runs-dir", str(tmp_path)]) == 0

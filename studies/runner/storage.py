@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -68,12 +67,8 @@ def make_study_dir(runs_dir: Path, study_name: str) -> Path:
     """The study's folder, made and tried with a file, so that one that cannot be written is refused before
     anything is stored or built (and no journal is created empty)."""
     folder = study_dir(runs_dir, study_name)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise StorageError(f"study folder {folder} cannot be written ({error.strerror})") from None
+    runs.check_writable(folder, "study folder")
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
