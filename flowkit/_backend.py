@@ -40,6 +40,18 @@ CACHE_MIN_COMPILE_S = 0.1
 """Programs that compile faster than this (Keras' and jnp's small eager operations) get no cache entry."""
 
 
+def device_memory_bytes() -> tuple[str, int]:
+    """The default device's name and the memory a program may take on it: the accelerator's allocator limit, or
+    the host's physical memory on a CPU."""
+    import jax
+
+    device = jax.devices()[0]
+    stats = device.memory_stats() or {}
+    if "bytes_limit" in stats:
+        return device.device_kind, int(stats["bytes_limit"])
+    return "CPU host", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def compilation_cache_dir() -> Path | None:
     """The folder of compiled programs kept between processes: $FLOWKIT_COMPILATION_CACHE, None if it is
     'off', else $XDG_CACHE_HOME/flowkit/jax (~/.cache/flowkit/jax)."""

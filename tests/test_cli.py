@@ -82,6 +82,15 @@ def test_a_run_folder_that_cannot_be_written_is_refused_before_the_models_are_bu
     assert sorted(path.name for path in tmp_path.iterdir()) == ["blocked"]
 
 
+def test_a_batch_that_cannot_fit_is_refused_before_compiling_and_leaves_no_folder(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["train", "--task", "moons", "--set", "batch_size=100000000000", "--run-dir", str(run_dir)])
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert code == 2 and error.startswith("flowkit: error: batch_size: 100000000000 needs at least "), error
+    assert "GiB for one minibatch and its activations" in error and "allowed: a batch that fits" in error, error
+    assert not run_dir.exists(), "nothing is left behind"
+
+
 def test_status_and_list_of_a_study_not_started_write_nothing(tmp_path, capsys):
     assert main(["study", "status", "ode-solver", "--runs-dir", str(tmp_path)]) == 0
     assert main(["study", "list", "--runs-dir", str(tmp_path)]) == 0

@@ -99,6 +99,7 @@ class SeedProgram:
         checkpoints = [stored_checkpoint(*folder) for folder in zip(configs, run_dirs, strict=True)]
         fence.check()
         trainer = Trainer.create(configs[0], task)
+        trainer.check_fits()
         started = [SeedRun.start(trainer.agent, *run) for run in zip(configs, run_dirs, checkpoints, strict=True)]
         seed_runs = [run for run, _ in started]
         resumed_from = _common_step(seed_runs)

@@ -16,11 +16,12 @@ import keras
 import numpy as np
 
 from flowkit import runs
-from flowkit._backend import use_compilation_cache
+from flowkit._backend import device_memory_bytes, use_compilation_cache
 from flowkit.agents import Agent, TrainState, make_agent
 from flowkit.agents.base import Params
 from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps
 from flowkit.run_config import RunConfig
+from flowkit.settings import ConfigError
 from flowkit.tasks import Task, load_task
 from flowkit.training.chunk import Chunk, compiled_chunk
 
@@ -42,6 +43,21 @@ class Trainer:
         use_compilation_cache()
         task = task or load_task(config.task)
         return cls(config, task, make_agent(config, task.obs_dim, task.action_dim))
+
+    def check_fits(self) -> None:
+        """Refuse a minibatch that cannot fit in the device's memory, before anything is compiled or written: its
+        inputs and one activation per layer of every network (a lower bound of what an update holds) already
+        exceed the memory."""
+        batch_size = self.agent.config.batch_size
+        widths = [v.shape[-1] for model in self.agent.models.values() for v in model.trainable_variables if v.ndim == 2]
+        per_sample = 4 * (sum(widths) + 2 * (self.agent.obs_dim + self.agent.action_dim))
+        device, available = device_memory_bytes()
+        if batch_size * per_sample > available:
+            raise ConfigError(
+                f"batch_size: {batch_size} needs at least {batch_size * per_sample / 2**30:,.0f} GiB for one minibatch "
+                f"and its activations, and the {device} has {available / 2**30:,.0f} GiB; allowed: a batch that fits "
+                f"(this lower bound admits at most {available // per_sample:,})"
+            )
 
     def compiled_chunk(self, state: TrainState, data_key: jax.Array, *, vectorized: bool = False) -> Chunk:
         """The training chunk compiled for these shapes (kept and stored: chunk.compiled_chunk); `vectorized`
