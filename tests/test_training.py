@@ -320,3 +320,14 @@ def test_seeds_in_one_program_killed_after_a_checkpoint_resume_to_the_same_resul
         assert after["timing"]["resumed_from_step"] == 100
         assert after["eval_history"] == before["eval_history"], "same evaluations, to the last digit"
         assert learning_curves(tmp_path / f"killed{seed}") == learning_curves(tmp_path / f"whole{seed}")
+
+
+@pytest.mark.slow
+def test_progress_written_to_a_log_is_plain_lines(tmp_path: Path, capfd):
+    """Standard error that is not a terminal (a log file, a CI console) gets one plain line at the end (and one
+    every PLAIN_EVERY_S seconds), never the cursor movements of a redrawn bar."""
+    config = make_run_config("fql", "moons", 0, {**TINY, "steps": 300, "eval_every": 300})
+    train(config, tmp_path / "run", progress=True)
+    err = capfd.readouterr().err
+    assert "\x1b[" not in err and "\r" not in err, repr(err[:300])
+    assert err.splitlines()[-1].startswith("fql: 300/300 updates (100%) reward_mean="), err

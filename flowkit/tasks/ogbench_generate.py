@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from flowkit import runs
+from flowkit.progress_bars import ProgressBar, progress_bar
 from flowkit.settings import ConfigError
 
 PART_EPISODES = 10
@@ -356,7 +356,7 @@ def generate(
             if not _part_path(parts_dir, first, stop).exists()]  # fmt: skip
     total_steps = sum(stop - first for first, stop in todo) * recipe.max_episode_steps
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, desc=name, unit="step", unit_scale=True, disable=not progress)
+    bar = progress_bar(total=total_steps, desc=name, unit="step", unit_scale=True, disable=not progress)
     try:
         if workers == 1:
             for first, stop in todo:
@@ -397,7 +397,7 @@ def _by_kind(counts: dict[str, Any]) -> str:
 
 
 def _make_parts_in_processes(
-    recipe: Recipe, seed: int, todo: list[tuple[int, int]], parts_dir: Path, workers: int, bar: tqdm
+    recipe: Recipe, seed: int, todo: list[tuple[int, int]], parts_dir: Path, workers: int, bar: ProgressBar
 ) -> None:
     context = multiprocessing.get_context("spawn")
     steps_done = context.Queue()

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import jax
-from tqdm.auto import tqdm
 
 from flowkit.agents import TrainState
+from flowkit.progress_bars import progress_bar
 from flowkit.run_config import RunConfig
 from flowkit.tasks import Task
 from flowkit.training.chunk import Chunk, compiled_cost
@@ -61,7 +61,7 @@ def train_seeds(
     """
     program = SeedProgram.prepare(configs, run_dirs, task, Fence(still_ours, run_dirs))
     schedule = configs[0].train
-    bar = tqdm(
+    bar = progress_bar(
         total=schedule.steps, initial=program.resumed_from, desc=label or configs[0].agent, unit="update",
         disable=not progress, leave=False,
     )  # fmt: skip

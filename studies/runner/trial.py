@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tqdm.auto import tqdm
-
 from flowkit import runs
+from flowkit.progress_bars import ProgressBar
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
 from flowkit.studies.runner import storage
@@ -112,7 +111,7 @@ def run_trial(
     runs_dir: Path,
     *,
     progress: bool,
-    bar: tqdm | None = None,
+    bar: ProgressBar | None = None,
     vectorize_seeds: bool = False,
 ) -> None:
     """Train every seed of the trial's cell and tell the storage the cell's score (mean over seeds).

@@ -14,8 +14,7 @@ from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from flowkit.progress_bars import ProgressBar, progress_bar
 from flowkit.settings import ConfigError
 from flowkit.studies.runner import storage
 from flowkit.studies.runner.claims import claim_trial, enqueue_missing
@@ -39,9 +38,11 @@ def _open_and_enqueue(study: Study, runs_dir: Path, storage_url: str | None, hea
     return optuna_study
 
 
-def _progress_bar(study: Study, optuna_study: StoredStudy, progress: bool) -> tqdm:
+def _progress_bar(study: Study, optuna_study: StoredStudy, progress: bool) -> ProgressBar:
     state = progress_of(study, optuna_study)
-    return tqdm(total=state.seeds_total, initial=state.seeds_done, desc=study.name, unit="run", disable=not progress)
+    return progress_bar(
+        total=state.seeds_total, initial=state.seeds_done, desc=study.name, unit="run", disable=not progress
+    )
 
 
 def run_study(
