@@ -137,9 +137,12 @@ class Agent(abc.ABC, Generic[ConfigT]):
         """The shape of the noise `policy` takes for observations of batch shape `batch_shape`."""
         return (*batch_shape, self.action_dim)
 
+    def policy_noise(self, key: jax.Array, observations: jax.Array) -> jax.Array:
+        """The noise `policy` takes for these observations, drawn from N(0, I)."""
+        return jax.random.normal(key, self.noise_shape(observations.shape[:-1]))
+
     def act(self, params: Params, observations: jax.Array, key: jax.Array) -> jax.Array:
-        noise = jax.random.normal(key, self.noise_shape(observations.shape[:-1]))
-        return self.policy(params, observations, noise)
+        return self.policy(params, observations, self.policy_noise(key, observations))
 
     def init(self, seed: int) -> TrainState:
         models = self.build_models(seed)

@@ -9,6 +9,7 @@ every `actor_freq` updates. Reference: github.com/seohongpark/fql, agents/rebrac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,13 @@ class ReBRACConfig(CriticConfig):
     actor_fc_scale: float = setting(0.01, "initialisation scale of the actor's last layer", above=0)
 
 
+class ReBRACDraws(NamedTuple):
+    """The random draws of one ReBRAC loss."""
+
+    target_noise: jax.Array
+    """N(0, I) noise of the target policy's smoothing, before scaling by actor_noise and clipping."""
+
+
 class ReBRAC(Agent[ReBRACConfig]):
     name = "rebrac"
     config_class = ReBRACConfig
@@ -57,14 +65,16 @@ class ReBRAC(Agent[ReBRACConfig]):
     def target_rate(self, step: jax.Array) -> jax.Array:
         return jnp.where(step % self.config.actor_freq == 0, self.config.tau, 0.0)
 
+    def draws(self, key: jax.Array, batch: Transitions) -> ReBRACDraws:
+        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
+        return ReBRACDraws(jax.random.normal(key, batch.actions.shape))
+
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config
 
         # Critic: smoothed target action, penalised by its squared distance to the data's next action.
         next_actions = self.deterministic_action(target_params, batch.next_observations)
-        noise = jnp.clip(
-            c.actor_noise * jax.random.normal(key, next_actions.shape), -c.actor_noise_clip, c.actor_noise_clip
-        )
+        noise = jnp.clip(c.actor_noise * self.draws(key, batch).target_noise, -c.actor_noise_clip, c.actor_noise_clip)
         next_actions = jnp.clip(next_actions + noise, -1, 1)
         next_q = aggregate(self.apply("critic", target_params, batch.next_observations, next_actions), c.q_agg)
         next_q = next_q - c.alpha_critic * jnp.sum((next_actions - batch.next_actions) ** 2, axis=-1)
