@@ -1,8 +1,9 @@
 """A hand-written pure-JAX FQL update: the yardstick `flowkit bench step` times flowkit's update against.
 
 Same mathematics as flowkit.agents.fql (critic ensemble of two, flow BC, distillation onto the clipped flow
-solve, Q loss, one Adam step on the summed loss, Polyak target), but with plain parameter pytrees, hand-written
-MLPs and a hand-written Adam, and no Keras. Kept outside the library on purpose: it is only a baseline.
+solve, Q loss, one Adam step on the summed loss, Polyak target from the critic before that step, as in the
+public code), but with plain parameter pytrees, hand-written MLPs and a hand-written Adam, and no Keras. Kept
+outside the library on purpose: it is only a baseline.
 """
 
 from __future__ import annotations
@@ -146,7 +147,10 @@ class ReferenceFQL:
             moments,
             velocities,
         )
-        target = jax.tree.map(lambda p, t: self.tau * p + (1 - self.tau) * t, params["critic"], state.target_critic)
+        # The public codes' order: the target moves toward the critic from before the Adam step.
+        target = jax.tree.map(
+            lambda p, t: self.tau * p + (1 - self.tau) * t, state.params["critic"], state.target_critic
+        )
         return ReferenceState(params, target, moments, velocities, count, key)
 
     def chunk(self, batch_size: int, length: int):

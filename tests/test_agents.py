@@ -50,26 +50,34 @@ def test_every_method_and_solver_updates_and_acts(agent_name, solver, tmp_path: 
 @pytest.mark.parametrize("agent_name", [name for name, cls in AGENTS.items() if cls.target_models])
 @pytest.mark.slow
 def test_update_moves_targets_by_polyak_averaging(agent_name):
+    """The targets move toward the parameters from before the Adam step, as in the public codes: after two updates
+    (ReBRAC moves its targets on the second), target = tau * params_1 + (1 - tau) * target_1."""
     agent, state, batch = tiny_agent(agent_name, tau=0.5)
-    new_state, _ = jax.jit(agent.update)(state, batch)
+    update = jax.jit(agent.update)
+    first, _ = update(state, batch)
+    second, _ = update(first, batch)
     for name in agent.target_models:
-        moves = zip(state.params[name], new_state.params[name], new_state.target_params[name], strict=True)
-        for old, new, target in moves:
-            np.testing.assert_allclose(target, 0.5 * new + 0.5 * old, rtol=1e-5, atol=1e-6, err_msg=name)
-    assert int(new_state.step) == 1
+        moves = zip(first.params[name], first.target_params[name], second.target_params[name], strict=True)
+        for params, target, moved in moves:
+            np.testing.assert_allclose(moved, 0.5 * params + 0.5 * target, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert int(second.step) == 2
 
 
 @pytest.mark.slow
 def test_rebrac_moves_its_actor_and_targets_every_actor_freq_updates():
+    """Updates 1, 3, ... (counted from 0) are full, as the public main.py's i % actor_freq == 0 with i from 1."""
     agent, state, batch = tiny_agent("rebrac", actor_freq=2)
     update = jax.jit(agent.update)
     first, _ = update(state, batch)
     second, _ = update(first, batch)
     key = jax.random.PRNGKey(0)
-    assert float(agent.loss(first.params, first.target_params, batch, key, first.step)[0]["q"]) == 0.0
-    assert float(agent.loss(state.params, state.target_params, batch, key, state.step)[0]["q"]) != 0.0
-    for before, after in zip(first.target_params["critic"], second.target_params["critic"], strict=True):
+    assert float(agent.loss(state.params, state.target_params, batch, key, state.step)[0]["q"]) == 0.0
+    assert float(agent.loss(first.params, first.target_params, batch, key, first.step)[0]["q"]) != 0.0
+    for before, after in zip(state.target_params["critic"], first.target_params["critic"], strict=True):
         np.testing.assert_array_equal(before, after)
+    targets = zip(first.target_params["critic"], second.target_params["critic"], strict=True)
+    moved = global_norm([after - before for before, after in targets])
+    assert float(moved) > 0.0, "the second update (a full one) moves the targets"
 
 
 @pytest.mark.slow

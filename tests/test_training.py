@@ -178,7 +178,7 @@ def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tm
     assert learning_curves(tmp_path / "kept") == learning_curves(tmp_path / "fresh")
     train(make_run_config("fql", "moons", 0, {**TINY, "alpha": 10.0}), tmp_path / "alpha10", progress=False)
     assert len(traced) == 3 and learning_curves(tmp_path / "alpha10") != learning_curves(tmp_path / "kept")
-    # The learning rate is one too; Keras' Adam keeps it in the optimiser state, which the program takes.
+    # The learning rate is one too: Adam's step reads it from the program's coefficient arguments.
     train(make_run_config("fql", "moons", 0, {**TINY, "alpha": 3.0, "lr": 1e-3}), tmp_path / "lr", progress=False)
     assert len(traced) == 3 and learning_curves(tmp_path / "lr") != learning_curves(tmp_path / "kept")
     monkeypatch.undo()

@@ -1,7 +1,8 @@
 """The agent interface every method implements, the update machinery and the settings they all share.
 
 An agent is a set of Keras models plus pure functions over a state pytree (TrainState): `init` makes the state
-from a seed, `update` takes one Adam step on the method's loss and the Polyak step of its target networks,
+from a seed, `update` takes one Adam step on the method's loss (optax.adam's update, written out in `adam_step`)
+and the Polyak step of its target networks,
 `policy` maps (observations, noise) to actions. The models themselves hold no training state: they are
 called with ``stateless_call`` on the variables in the state, so jit, scan, vmap and grad all apply. A method
 writes only `build_models`, `loss`, `policy` and `policy_model`.
@@ -68,12 +69,46 @@ class FlowConfig(AgentConfig):
 ConfigT = TypeVar("ConfigT", bound=AgentConfig)
 
 
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
+"""optax.adam's defaults, which the public codes use."""
+
+
+class AdamState(NamedTuple):
+    count: jax.Array
+    """Updates taken (int32)."""
+    mu: Params
+    """First moments, like the parameters."""
+    nu: Params
+    """Second moments, like the parameters."""
+
+
+def adam_init(params: Params) -> AdamState:
+    return AdamState(
+        jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params), jax.tree.map(jnp.zeros_like, params)
+    )
+
+
+def adam_step(grads: Params, state: AdamState, params: Params, lr: jax.Array | float) -> tuple[Params, AdamState]:
+    """One step of optax.adam(lr) (the public codes' optimiser), operation for operation: epsilon is added to
+    sqrt(nu_hat) after bias correction. Keras' Adam adds it before (epsilon 1e-8 there acts like 3e-7 here at the
+    first step), which is why the kit does not use it."""
+    count = state.count + 1
+    mu = jax.tree.map(lambda g, m: (1 - ADAM_B1) * g + ADAM_B1 * m, grads, state.mu)
+    nu = jax.tree.map(lambda g, v: (1 - ADAM_B2) * (g * g) + ADAM_B2 * v, grads, state.nu)
+    correction1, correction2 = 1 - ADAM_B1**count, 1 - ADAM_B2**count
+
+    def step(p: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
+        update = (m / correction1.astype(m.dtype)) / (jnp.sqrt(v / correction2.astype(v.dtype)) + ADAM_EPS)
+        return p + update * -lr
+
+    return jax.tree.map(step, params, mu, nu), AdamState(count, mu, nu)
+
+
 class TrainState(NamedTuple):
     params: Params
     target_params: Params
     """Polyak-averaged copies of the models named in Agent.target_models."""
-    opt_state: list[jax.Array]
-    """Keras Adam's variables (iteration, learning rate, moments) as arrays."""
+    opt_state: AdamState
     key: jax.Array
     step: jax.Array
 
@@ -94,8 +129,6 @@ class Agent(abc.ABC, Generic[ConfigT]):
         for name, model in self.models.items():
             if model.non_trainable_variables:
                 raise TypeError(f"model {name!r} has non-trainable variables; agents' models must be stateless")
-        self.optimizer = keras.optimizers.Adam(learning_rate=config.lr, epsilon=1e-8)
-        self.optimizer.build([v for model in self.models.values() for v in model.trainable_variables])
 
     @abc.abstractmethod
     def build_models(self, seed: int) -> dict[str, keras.Model]:
@@ -137,9 +170,12 @@ class Agent(abc.ABC, Generic[ConfigT]):
         """The shape of the noise `policy` takes for observations of batch shape `batch_shape`."""
         return (*batch_shape, self.action_dim)
 
+    def policy_noise(self, key: jax.Array, observations: jax.Array) -> jax.Array:
+        """The noise `policy` takes for these observations, drawn from N(0, I)."""
+        return jax.random.normal(key, self.noise_shape(observations.shape[:-1]))
+
     def act(self, params: Params, observations: jax.Array, key: jax.Array) -> jax.Array:
-        noise = jax.random.normal(key, self.noise_shape(observations.shape[:-1]))
-        return self.policy(params, observations, noise)
+        return self.policy(params, observations, self.policy_noise(key, observations))
 
     def init(self, seed: int) -> TrainState:
         models = self.build_models(seed)
@@ -147,7 +183,7 @@ class Agent(abc.ABC, Generic[ConfigT]):
         return TrainState(
             params=params,
             target_params={name: [jnp.copy(p) for p in params[name]] for name in self.target_models},
-            opt_state=[jnp.array(v.value) for v in self.optimizer.variables],
+            opt_state=adam_init(params),
             key=jax.random.PRNGKey(seed),
             step=jnp.zeros((), jnp.int32),
         )
@@ -155,7 +191,7 @@ class Agent(abc.ABC, Generic[ConfigT]):
     def update(
         self, state: TrainState, batch: Transitions, term_grad_norms: bool = False
     ) -> tuple[TrainState, dict[str, jax.Array]]:
-        """One Adam step on the total loss, then the Polyak step of the target networks.
+        """One Adam step on the total loss and the Polyak step of the target networks, in the public codes' order.
 
         The metrics hold each loss term, each model's gradient norm and, with `term_grad_norms`, each term's
         gradient norm on each model; the terms are then differentiated one by one (XLA shares their forward
@@ -180,23 +216,18 @@ class Agent(abc.ABC, Generic[ConfigT]):
                     metrics[f"grad_norm/{name}/{term}"] = global_norm(term_grads[name])
         else:
             grads, (terms, metrics) = jax.grad(total, has_aux=True)(state.params)
-        flat_params, flat_opt = self.optimizer.stateless_apply(
-            state.opt_state,
-            [g for name in names for g in grads[name]],
-            [p for name in names for p in state.params[name]],
-        )
-        params, start = {}, 0
-        for name in names:
-            count = len(state.params[name])
-            params[name], start = flat_params[start : start + count], start + count
+        params, opt_state = adam_step(grads, state.opt_state, state.params, self.config.lr)
+        # The targets move toward the parameters the loss was computed with, from before this Adam step: every public
+        # code does so (fql, rebrac, value-flows' fbrac, qflow: target_update reads self.network.params, the agent's
+        # state before apply_loss_fn, and writes into the new network), so targets lag the online networks by one step.
         tau = self.target_rate(state.step) if self.target_models else 0.0
         target_params = {
-            name: [tau * p + (1 - tau) * t for p, t in zip(params[name], state.target_params[name], strict=True)]
+            name: [tau * p + (1 - tau) * t for p, t in zip(state.params[name], state.target_params[name], strict=True)]
             for name in self.target_models
         }
         for name in names:
             metrics[f"grad_norm/{name}"] = global_norm(grads[name])
-        return TrainState(params, target_params, flat_opt, key, state.step + 1), metrics
+        return TrainState(params, target_params, opt_state, key, state.step + 1), metrics
 
     def write_back(self, state: TrainState) -> None:
         """Copy the state's variables into the Keras models (for saving or eager use)."""

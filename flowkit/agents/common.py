@@ -3,6 +3,8 @@ distillation and TD learning."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import keras
@@ -28,21 +30,58 @@ def aggregate(values: jax.Array, how: str) -> jax.Array:
     return values.min(axis=0) if how == "min" else values.mean(axis=0)
 
 
+class FlowPath(NamedTuple):
+    """A draw of the linear path x_t = (1 - t) x0 + t a: the noise x0 ~ N(0, I) and the time t ~ U[0, 1]."""
+
+    x0: jax.Array
+    t: jax.Array
+    """Shape (*batch, 1)."""
+
+    def at(self, actions: jax.Array) -> jax.Array:
+        """x_t for the data's actions."""
+        return (1 - self.t) * self.x0 + self.t * actions
+
+
+def draw_path(actions: jax.Array, key: jax.Array) -> FlowPath:
+    """x0 ~ N(0, I) of the actions' shape and t ~ U[0, 1] per sample, from one key."""
+    noise_key, time_key = jax.random.split(key)
+    return FlowPath(jax.random.normal(noise_key, actions.shape), jax.random.uniform(time_key, (*actions.shape[:-1], 1)))
+
+
 def interpolate(actions: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(x0, t, x_t) on the linear path x_t = (1 - t) x0 + t a, with x0 ~ N(0, I) and t ~ U[0, 1]."""
-    noise_key, time_key = jax.random.split(key)
-    x0 = jax.random.normal(noise_key, actions.shape)
-    t = jax.random.uniform(time_key, (*actions.shape[:-1], 1))
-    return x0, t, (1 - t) * x0 + t * actions
+    path = draw_path(actions, key)
+    return path.x0, path.t, path.at(actions)
 
 
-def flow_matching_loss(agent: Agent, params: Params, batch: Transitions, key: jax.Array) -> jax.Array:
-    """L_BC = mean || v(s, x_t, t) - (a - x0) ||^2.
+def flow_matching_loss(agent: Agent, params: Params, batch: Transitions, path: FlowPath) -> jax.Array:
+    """L_BC = mean || v(s, x_t, t) - (a - x0) ||^2 at the drawn path point.
 
     Averaged over batch and action dimensions, as in the public FQL code, so that its alpha values transfer.
     """
-    x0, t, x_t = interpolate(batch.actions, key)
-    return jnp.mean((agent.apply("flow", params, batch.observations, x_t, t) - (batch.actions - x0)) ** 2)
+    x_t = path.at(batch.actions)
+    return jnp.mean((agent.apply("flow", params, batch.observations, x_t, path.t) - (batch.actions - path.x0)) ** 2)
+
+
+class ActorCriticDraws(NamedTuple):
+    """The random draws of one FQL or FBRAC loss: what a test replaces to feed another implementation the same."""
+
+    next_noise: jax.Array
+    """z' of the next actions in the TD target."""
+    path: FlowPath
+    """(x0, t) of flow matching."""
+    noise: jax.Array
+    """z of the policy's actions in the Q term (and of FQL's distillation)."""
+
+
+def actor_critic_draws(agent: Agent, key: jax.Array, batch: Transitions) -> ActorCriticDraws:
+    """FQL's and FBRAC's draws: the key split in three, for the next actions, the path and the policy's noise."""
+    next_key, bc_key, noise_key = jax.random.split(key, 3)
+    return ActorCriticDraws(
+        agent.policy_noise(next_key, batch.next_observations),
+        draw_path(batch.actions, bc_key),
+        jax.random.normal(noise_key, batch.actions.shape),
+    )
 
 
 def flow_actions(

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, FlowConfig, Params
-from flowkit.agents.common import distillation_loss, flow_matching_loss
+from flowkit.agents.common import distillation_loss, draw_path, flow_matching_loss
 from flowkit.networks import ClippedPolicy, OneStepPolicy, VelocityField, derive_seed
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
@@ -40,7 +40,7 @@ class DistillBC(Agent[DistillBCConfig]):
 
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         bc_key, noise_key = jax.random.split(key)
-        bc_flow_loss = flow_matching_loss(self, params, batch, bc_key)
+        bc_flow_loss = flow_matching_loss(self, params, batch, draw_path(batch.actions, bc_key))
         noise = jax.random.normal(noise_key, batch.actions.shape)
         distill_loss, _ = distillation_loss(self, params, batch.observations, noise)
         terms = {"bc_flow": bc_flow_loss, "distill": self.config.alpha * distill_loss}

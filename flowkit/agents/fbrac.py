@@ -15,6 +15,8 @@ import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import (
+    ActorCriticDraws,
+    actor_critic_draws,
     critic_and_flow,
     flow_actions,
     flow_matching_loss,
@@ -44,20 +46,23 @@ class FBRAC(Agent[FBRACConfig]):
     def build_models(self, seed: int) -> dict[str, keras.Model]:
         return critic_and_flow(self, seed)
 
+    def draws(self, key: jax.Array, batch: Transitions) -> ActorCriticDraws:
+        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
+        return actor_critic_draws(self, key, batch)
+
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config
-        next_key, bc_key, noise_key = jax.random.split(key, 3)
+        drawn = self.draws(key, batch)
 
         # Critic: the next action comes from the full flow.
-        next_actions = self.act(jax.lax.stop_gradient(params), batch.next_observations, next_key)
+        next_actions = self.policy(jax.lax.stop_gradient(params), batch.next_observations, drawn.next_noise)
         critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions)
 
         # Flow BC, weighted by alpha.
-        bc_flow_loss = flow_matching_loss(self, params, batch, bc_key)
+        bc_flow_loss = flow_matching_loss(self, params, batch, drawn.path)
 
         # Q through the solver: every step of Psi is differentiated (BPTT); no gradient to the critic.
-        noise = jax.random.normal(noise_key, batch.actions.shape)
-        actions = jnp.clip(flow_actions(self, params, batch.observations, noise), -1, 1)
+        actions = jnp.clip(flow_actions(self, params, batch.observations, drawn.noise), -1, 1)
         q = policy_value(self, params, batch.observations, actions)
         q_loss = q_maximisation_loss(q, c.normalize_q_loss)
 

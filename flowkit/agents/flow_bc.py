@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, FlowConfig, Params
-from flowkit.agents.common import flow_actions, flow_matching_loss
+from flowkit.agents.common import draw_path, flow_actions, flow_matching_loss
 from flowkit.networks import FlowPolicy, VelocityField, derive_seed
 from flowkit.tasks import Transitions
 
@@ -39,7 +39,7 @@ class FlowBC(Agent[FlowBCConfig]):
         }
 
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
-        bc_flow_loss = flow_matching_loss(self, params, batch, key)
+        bc_flow_loss = flow_matching_loss(self, params, batch, draw_path(batch.actions, key))
         return {"bc_flow": bc_flow_loss}, {"bc_flow_loss": bc_flow_loss}
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:

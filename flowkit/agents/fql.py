@@ -16,6 +16,8 @@ import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import (
+    ActorCriticDraws,
+    actor_critic_draws,
     critic_and_flow,
     distillation_loss,
     flow_matching_loss,
@@ -49,20 +51,23 @@ class FQL(Agent[FQLConfig]):
             "onestep": OneStepPolicy(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 2)),
         }
 
+    def draws(self, key: jax.Array, batch: Transitions) -> ActorCriticDraws:
+        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
+        return actor_critic_draws(self, key, batch)
+
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config
-        next_key, bc_key, noise_key = jax.random.split(key, 3)
+        drawn = self.draws(key, batch)
 
         # Critic: y = r + gamma * mask * agg_i Qbar_i(s', clip(mu_w(s', z'))).
-        next_actions = self.act(jax.lax.stop_gradient(params), batch.next_observations, next_key)
+        next_actions = self.policy(jax.lax.stop_gradient(params), batch.next_observations, drawn.next_noise)
         critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions)
 
         # Flow BC: the flow policy clones the data's actions.
-        bc_flow_loss = flow_matching_loss(self, params, batch, bc_key)
+        bc_flow_loss = flow_matching_loss(self, params, batch, drawn.path)
 
         # Distillation: mu_w(s, z) regresses onto the flow's solve from the same z; no gradient to theta.
-        noise = jax.random.normal(noise_key, batch.actions.shape)
-        distill_loss, actions = distillation_loss(self, params, batch.observations, noise)
+        distill_loss, actions = distillation_loss(self, params, batch.observations, drawn.noise)
 
         # Q: the one-step policy maximises the critic's mean value; no gradient to the critic.
         q = policy_value(self, params, batch.observations, jnp.clip(actions, -1, 1))

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
-from flowkit.agents.common import aggregate, critic_and_flow, flow_actions, flow_matching_loss, iql_losses
+from flowkit.agents.common import aggregate, critic_and_flow, draw_path, flow_actions, flow_matching_loss, iql_losses
 from flowkit.networks import BestOfNPolicy, StateValue, best_of, derive_seed
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
@@ -54,7 +54,7 @@ class IFQL(Agent[IFQLConfig]):
         value_loss, critic_loss, metrics = iql_losses(self, params, target_params, batch, c.expectile, c.q_agg)
 
         # Flow BC: the flow policy clones the data's actions; the critic never trains it.
-        bc_flow_loss = flow_matching_loss(self, params, batch, key)
+        bc_flow_loss = flow_matching_loss(self, params, batch, draw_path(batch.actions, key))
 
         metrics["bc_flow_loss"] = bc_flow_loss
         return {"value": value_loss, "critic": critic_loss, "bc_flow": bc_flow_loss}, metrics

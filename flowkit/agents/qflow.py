@@ -14,13 +14,14 @@ regressed onto the target critic at the flow's end point from x_t; the guided fl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
-from flowkit.agents.common import aggregate, critic_and_flow, flow_actions, interpolate, td_loss
+from flowkit.agents.common import FlowPath, aggregate, critic_and_flow, draw_path, flow_actions, td_loss
 from flowkit.networks import FlowPolicy, FlowValueEnsemble, derive_seed
 from flowkit.settings import setting
 from flowkit.tasks import Transitions
@@ -36,6 +37,15 @@ class QFlowConfig(FlowConfig, CriticConfig):
     time_features: str = setting(
         "fourier", "time input of V(s, x, t): 16 Fourier features or raw t", choices=("fourier", "raw")
     )
+
+
+class QFlowDraws(NamedTuple):
+    """The random draws of one Q-Flow loss."""
+
+    next_noise: jax.Array
+    """z' of the next actions in the TD target."""
+    path: FlowPath
+    """(x0, t) of the intermediate value's regression and of the guided flow matching (one draw for both)."""
 
 
 class QFlow(Agent[QFlowConfig]):
@@ -57,18 +67,23 @@ class QFlow(Agent[QFlowConfig]):
         """mean_j V_j(s, x, t): the value Q-Flow assigns to x at flow time t."""
         return self.apply("value", params, observations, x, t).mean(axis=0)
 
+    def draws(self, key: jax.Array, batch: Transitions) -> QFlowDraws:
+        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
+        next_key, path_key = jax.random.split(key)
+        return QFlowDraws(self.policy_noise(next_key, batch.next_observations), draw_path(batch.actions, path_key))
+
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config
-        next_key, path_key = jax.random.split(key)
+        drawn = self.draws(key, batch)
         frozen = jax.lax.stop_gradient(params)
         s = batch.observations
 
         # Outer critic: y = r + gamma * mask * agg_i Qbar_i(s', clip(Psi_{0->1}(s', z'))).
-        next_actions = self.act(frozen, batch.next_observations, next_key)
+        next_actions = self.policy(frozen, batch.next_observations, drawn.next_noise)
         critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions)
 
         # Intermediate value: agg_j V_j(s, x_t, t) onto agg_i Qbar_i(s, clip(Psi_{t->1}(s, x_t))), no gradient.
-        x0, t, x_t = interpolate(batch.actions, path_key)
+        x0, t, x_t = drawn.path.x0, drawn.path.t, drawn.path.at(batch.actions)
         end = jnp.clip(flow_actions(self, frozen, s, x_t, t0=t), -1, 1)
         value_target = jax.lax.stop_gradient(aggregate(self.apply("critic", target_params, s, end), c.q_agg))
         value = aggregate(self.apply("value", params, s, x_t, t), c.q_agg)

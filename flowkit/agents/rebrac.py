@@ -3,12 +3,14 @@
 TD3+BC with LayerNorm critics: a deterministic tanh actor maximises the normalised value minus alpha_actor
 times its squared distance to the data's action; the critic's target subtracts alpha_critic times the
 squared distance of the smoothed target action to the data's next action. The actor and the targets move
-every `actor_freq` updates. Reference: github.com/seohongpark/fql, agents/rebrac.py.
+every `actor_freq` updates, from the actor_freq-th on (the public main.py counts updates from 1 and updates the
+actor when the count is a multiple of actor_freq). Reference: github.com/seohongpark/fql, agents/rebrac.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +38,13 @@ class ReBRACConfig(CriticConfig):
     actor_fc_scale: float = setting(0.01, "initialisation scale of the actor's last layer", above=0)
 
 
+class ReBRACDraws(NamedTuple):
+    """The random draws of one ReBRAC loss."""
+
+    target_noise: jax.Array
+    """N(0, I) noise of the target policy's smoothing, before scaling by actor_noise and clipping."""
+
+
 class ReBRAC(Agent[ReBRACConfig]):
     name = "rebrac"
     config_class = ReBRACConfig
@@ -54,17 +63,24 @@ class ReBRAC(Agent[ReBRACConfig]):
     def deterministic_action(self, params: Params, observations: jax.Array) -> jax.Array:
         return jnp.tanh(self.apply("actor", params, observations)[0])
 
+    def actor_step(self, step: jax.Array) -> jax.Array:
+        """Whether update number `step` (from 0) moves the actor and the targets: the public code's
+        `i % actor_freq == 0` with i = step + 1."""
+        return (step + 1) % self.config.actor_freq == 0
+
     def target_rate(self, step: jax.Array) -> jax.Array:
-        return jnp.where(step % self.config.actor_freq == 0, self.config.tau, 0.0)
+        return jnp.where(self.actor_step(step), self.config.tau, 0.0)
+
+    def draws(self, key: jax.Array, batch: Transitions) -> ReBRACDraws:
+        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
+        return ReBRACDraws(jax.random.normal(key, batch.actions.shape))
 
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config
 
         # Critic: smoothed target action, penalised by its squared distance to the data's next action.
         next_actions = self.deterministic_action(target_params, batch.next_observations)
-        noise = jnp.clip(
-            c.actor_noise * jax.random.normal(key, next_actions.shape), -c.actor_noise_clip, c.actor_noise_clip
-        )
+        noise = jnp.clip(c.actor_noise * self.draws(key, batch).target_noise, -c.actor_noise_clip, c.actor_noise_clip)
         next_actions = jnp.clip(next_actions + noise, -1, 1)
         next_q = aggregate(self.apply("critic", target_params, batch.next_observations, next_actions), c.q_agg)
         next_q = next_q - c.alpha_critic * jnp.sum((next_actions - batch.next_actions) ** 2, axis=-1)
@@ -75,7 +91,7 @@ class ReBRAC(Agent[ReBRACConfig]):
         q = policy_value(self, params, batch.observations, actions, c.q_agg)
         q_loss = q_maximisation_loss(q, normalize=True)
         bc_loss = c.alpha_actor * jnp.mean(jnp.sum((actions - batch.actions) ** 2, axis=-1))
-        actor_step = step % c.actor_freq == 0
+        actor_step = self.actor_step(step)
         metrics.update(q_loss=q_loss, bc_loss=bc_loss)
         terms = {
             "critic": critic_loss,
