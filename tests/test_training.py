@@ -112,6 +112,19 @@ def test_a_checkpoint_from_an_older_flowkit_is_refused_plainly(tmp_path: Path):
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == stored
 
 
+@pytest.mark.slow
+def test_a_checkpoint_whose_state_is_laid_out_otherwise_is_refused_plainly(tmp_path: Path):
+    """A checkpoint of these settings whose training state has another layout (an older kit's optimiser state)
+    is refused with a ConfigError before anything in its folder is written."""
+    config = make_run_config("fql", "moons", 0, TINY)
+    progress = RunProgress(config.to_dict()).to_dict()
+    runs.save_checkpoint(tmp_path, [np.zeros(3), np.zeros((2, 2))], progress)
+    stored = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with pytest.raises(ConfigError, match=r"holds a checkpoint from an older flowkit \(its training state is laid out"):
+        train(config, tmp_path, progress=False)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == stored
+
+
 def test_seeds_stack_and_split_back_and_one_seed_is_kept_as_it_is():
     """Several seeds' pytrees stack on a leading axis and split back to each seed's; one seed's pass unchanged
     (its chunk is not vmapped), so the loop stacks and splits alike for one seed and many."""

@@ -51,6 +51,16 @@ class Fence:
             raise RunTakenOverError(f"{', '.join(map(str, self.run_dirs))}: taken over by another process; stopped")
 
 
+def _check_layout(carry: Carry, leaves: list[np.ndarray], run_dir: Path) -> None:
+    """Refuse a checkpoint whose training state is laid out otherwise than this kit's (an older optimiser state)."""
+    expected = [np.shape(leaf) for leaf in jax.tree.leaves(carry)]
+    if [np.shape(leaf) for leaf in leaves] != expected:
+        raise ConfigError(
+            f"run folder {run_dir} holds a checkpoint from an older flowkit (its training state is laid out "
+            "otherwise); move it away to rerun"
+        )
+
+
 def stored_checkpoint(config: RunConfig, run_dir: Path) -> tuple[list[np.ndarray], RunProgress] | None:
     """The checkpoint the run resumes from, if its folder holds one of these settings. A folder holding a
     completed run, a checkpoint of other settings or of an older flowkit is refused before anything is written."""
@@ -80,9 +90,11 @@ class SeedRun:
         cls, agent: Agent, config: RunConfig, run_dir: Path, checkpoint: tuple[list[np.ndarray], RunProgress] | None
     ) -> tuple[SeedRun, Carry]:
         """The run and its initial state and data key, or those of its checkpoint; writes its config.json."""
+        carry = (agent.init(config.seed), jax.random.fold_in(jax.random.PRNGKey(config.seed), DATA_STREAM))
+        if checkpoint is not None:
+            _check_layout(carry, checkpoint[0], run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         runs.write_json_atomic(run_dir / runs.CONFIG, config.to_dict())
-        carry = (agent.init(config.seed), jax.random.fold_in(jax.random.PRNGKey(config.seed), DATA_STREAM))
         if checkpoint is None:
             return cls(config, run_dir, RunProgress(config.to_dict()), resumed=False), carry
         leaves, progress = checkpoint
