@@ -30,8 +30,8 @@ POLL_S = 2.0
 
 def _open_and_enqueue(study: Study, runs_dir: Path, storage_url: str | None, heartbeat_s: int) -> StoredStudy:
     """The stored study (created if new) with every missing cell enqueued; a bad storage or study fails here."""
-    storage.make_study_dir(runs_dir, study.name)
     study.check_data()
+    storage.make_study_dir(runs_dir, study.name)
     optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
     with stored_study_lock(optuna_study, runs_dir):
         enqueue_missing(optuna_study, study)
