@@ -1,14 +1,23 @@
 """The `flowkit` command: errors name what was wrong before anything runs; a run and a benchmark work."""
 
+import contextlib
 import json
+import os
 import re
 import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from flowkit import runs
 from flowkit.cli import build_parser, main
 from flowkit.studies import load_study
-from flowkit.studies.runner import enqueue_missing, load_optuna_study
+from flowkit.studies.runner import enqueue_missing, failure_of, load_optuna_study, trial_cell
+from flowkit.studies.study import cell_key, cell_slug
 
 
 def test_bad_setting_exits_before_creating_anything(tmp_path, capsys):
@@ -267,3 +276,62 @@ def test_hints_for_a_study_kept_in_a_file_name_its_path_and_its_name_setting(tmp
     assert main(["study", "run", str(path), "--runs-dir", str(tmp_path), "--storage", str(journal)]) == 2
     error = capsys.readouterr().err
     assert "give the study another name (its name= in the study file)" in error, error
+
+
+CTRL_C_STUDY = """
+from flowkit import Study
+STUDY = Study(name="ctrlc", question="?", agents=("fql",), tasks=("moons",), grid={"solver": ("euler", "midpoint")},
+              seeds=(0,), fixed={"actor_hidden": (16,), "critic_hidden": (16,), "batch_size": 32, "flow_steps": 2,
+                                 "steps": 3000, "log_every": 100, "eval_every": 3000, "eval_episodes": 20,
+                                 "checkpoint_every": 500})
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_study_with_two_workers_is_one_line_and_the_same_command_resumes_it(tmp_path):
+    """Ctrl-C reaches the command and both its workers (the terminal signals the whole process group) while they
+    train: no traceback, one `flowkit: interrupted` line, exit 130; the same command then completes the study."""
+    path = tmp_path / "ctrlc.py"
+    path.write_text(CTRL_C_STUDY)
+    command = [Path(sys.executable).with_name("flowkit"), "study", "run", path, "--workers", "2", "--quiet"]
+    command += ["--runs-dir", tmp_path]
+    study = load_study(str(path))
+    run_dirs = [tmp_path / "ctrlc" / "runs" / cell_slug(cell) / "seed0" for cell in study.cells()]
+
+    def training(run_dir):
+        metrics = run_dir / runs.METRICS
+        return metrics.exists() and '"phase": "train"' in metrics.read_text()
+
+    def both_in_their_runs():
+        """Both workers' runs started (their config.json written), one of them training."""
+        started = all((run_dir / runs.CONFIG).exists() for run_dir in run_dirs)
+        return started and any(training(run_dir) for run_dir in run_dirs)
+
+    interrupted = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not both_in_their_runs():
+            assert time.monotonic() < deadline and interrupted.poll() is None, "both workers started their runs"
+            time.sleep(0.05)
+        os.killpg(interrupted.pid, signal.SIGINT)
+        _, error = interrupted.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(interrupted.pid, signal.SIGKILL)
+    said = [line for line in error.splitlines() if line.startswith("flowkit: interrupted")]
+    assert "Traceback" not in error and len(said) == 1, f"Ctrl-C printed {len(said)} interrupted lines:\n{error}"
+    assert interrupted.returncode == 130, f"exit code {interrupted.returncode}, printed:\n{error}"
+    assert not any((run_dir / runs.RESULT).exists() for run_dir in run_dirs), "Ctrl-C came before a run completed"
+
+    kinds = [failure_of(t)["kind"] for t in load_optuna_study(study, tmp_path).get_trials()]
+    assert kinds == ["interrupted", "interrupted"], f"the interrupted trials were stored as {kinds}"
+
+    resumed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert resumed.returncode == 0, f"the same command again exited {resumed.returncode}:\n{resumed.stderr}"
+    trials = load_optuna_study(study, tmp_path).get_trials()
+    complete = sorted(trial_cell(t) for t in trials if t.state.name == "COMPLETE")
+    expected = sorted(cell_key(cell) for cell in study.cells())
+    assert complete == expected, f"complete trials' cells {complete}, expected each of {expected} once"
+    assert all((run_dir / runs.RESULT).exists() for run_dir in run_dirs), [str(d) for d in run_dirs]

@@ -21,8 +21,10 @@ from optuna.trial import TrialState
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.claims as claims
 import flowkit.studies.runner.trial as runner_trial
+import flowkit.training.loop as training_loop
 from flowkit import runs
 from flowkit.benchmarks.runner_load import audit, load_study, trivial_train, trivial_worker
+from flowkit.studies.runner.records import seed_record
 from flowkit.studies.study import cell_key, cell_slug
 from tests.helpers import TINY, stored_trials, tiny_study
 
@@ -124,6 +126,96 @@ def test_postgres_worker_killed_mid_trial_is_taken_over_and_resumed(postgres_url
     assert runner.trial_cell(failed[0]) == runner.trial_cell(victim[0])
     resumed_from = runs.load_result(victim[1])["timing"]["resumed_from_step"]
     assert resumed_from >= 500, "the survivor resumed the killed run from its checkpoint"
+
+
+def worker_with_slow_chunks(stderr_path, study, runs_dir, storage_url, **kwargs):
+    """run_study with its stderr in a file of its own, each chunk of updates 0.2 s longer, so that a test can pause
+    the worker between one chunk and the next."""
+    with open(stderr_path, "w") as stderr:
+        os.dup2(stderr.fileno(), 2)
+    train_chunk = training_loop.SeedProgram.train_chunk
+
+    def slow_train_chunk(self, start):
+        time.sleep(0.2)
+        return train_chunk(self, start)
+
+    training_loop.SeedProgram.train_chunk = slow_train_chunk
+    runner.run_study(study, runs_dir, storage_url, **kwargs)
+
+
+def _wait_for(what, found, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while not (value := found()):
+        assert time.monotonic() < deadline, f"{what} within {timeout_s} s"
+        time.sleep(0.05)
+    return value
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.postgres
+def test_postgres_worker_paused_past_its_heartbeats_stops_writing_once_taken_over(postgres_url, tmp_path):
+    """SIGSTOP the worker holding the only trial after its first chunk; the other takes the trial over and finishes
+    it; after SIGCONT the stale worker must write nothing more into the finished run folder and end quietly."""
+    fixed = {**TINY, "actor_hidden": (16,), "critic_hidden": (16,), "eval_episodes": 20}
+    fixed |= {"steps": 500, "eval_every": 500, "checkpoint_every": 100}
+    study = tiny_study(name="fence", grid={"solver": ("euler",)}, seeds=(0,), fixed=fixed)
+    run_dir = tmp_path / "fence" / "runs" / cell_slug(next(iter(study.cells()))) / "seed0"
+    stored = runner.load_optuna_study(study, tmp_path, postgres_url, create=True)
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=worker_with_slow_chunks, args=(tmp_path / f"stderr{i}", study, tmp_path, postgres_url),
+                        kwargs={"progress": False, "heartbeat_s": 1})
+        for i in range(2)
+    ]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    try:
+
+        def first_chunk_written():
+            running = stored.get_trials(states=(TrialState.RUNNING,))
+            metrics = run_dir / runs.METRICS
+            return running and metrics.exists() and '"phase": "train"' in metrics.read_text() and running[0]
+
+        trial = _wait_for("the first chunk's metrics were written", first_chunk_written, 120)
+        stale = next(w for w in workers if w.pid == runner.worker_of(trial)["pid"])
+        os.kill(stale.pid, signal.SIGSTOP)
+        other = next(w for w in workers if w is not stale)
+
+        def complete():
+            return runner.load_optuna_study(study, tmp_path, postgres_url).get_trials(states=(TrialState.COMPLETE,))
+
+        (finished,) = _wait_for("the other worker completed the cell", complete, 120)
+        other.join(timeout=60)
+        assert other.exitcode == 0, f"the other worker ended with {other.exitcode}"
+        before = _files(run_dir)
+        os.kill(stale.pid, signal.SIGCONT)
+        stale.join(timeout=60)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+    after = _files(run_dir)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert changed == [], f"the stale worker rewrote {changed} of the finished run folder ({len(before)} files)"
+    stale_err = (tmp_path / f"stderr{workers.index(stale)}").read_text()
+    ended = f"the stale worker ended with {stale.exitcode} (-9: killed, still running after 60 s)"
+    assert stale.exitcode == 0, f"{ended}, having printed:\n{stale_err}"
+    assert runner.worker_of(finished)["pid"] == other.pid, (runner.worker_of(finished), other.pid, stale.pid)
+    (record,) = runner.seed_records(finished).values()
+    result, metric = runs.load_result(run_dir), study.metric_for("moons")
+    of_folder = seed_record(0, result, metric, study.last_evals, run_dir, tmp_path / "fence")
+    assert record == of_folder, f"the trial's record {record} is not that of the folder's result {of_folder}"
+    trials = runner.load_optuna_study(study, tmp_path, postgres_url).get_trials()
+    states = [(t.number, t.state.name, runner.worker_of(t)["pid"]) for t in trials]
+    expected = [(trial.number, "FAIL", stale.pid), (finished.number, "COMPLETE", other.pid)]
+    assert states == expected, f"trials {states}, expected {expected}"
+    lines = stale_err.splitlines()
+    assert "Traceback" not in stale_err and len(lines) <= 1, f"the stale worker printed:\n{stale_err}"
+    assert not lines or "taken over" in lines[0], f"the stale worker printed:\n{stale_err}"
 
 
 def test_a_heartbeat_that_fails_is_retried(tmp_path, monkeypatch):
