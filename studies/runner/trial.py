@@ -104,6 +104,25 @@ class CellRuns:
             self.runs_wall_s += time.perf_counter() - started
 
 
+@dataclass(frozen=True)
+class TrialClaim:
+    """This worker's claim on a trial: asked before every write, so a worker whose trial was taken over (it looked
+    dead) writes nothing more to it."""
+
+    trial: Trial
+
+    def still_ours(self) -> bool:
+        return still_claimed(self.trial.study, self.trial)
+
+    def fence(self) -> None:
+        if not self.still_ours():
+            raise RunTakenOverError(f"trial {self.trial.number}: taken over by another worker")
+
+    def tell_failed(self, failure: dict[str, Any]) -> None:
+        if self.still_ours():
+            storage.tell_failed(self.trial, failure)
+
+
 def run_trial(
     study: Study,
     trial: Trial,
@@ -114,49 +133,53 @@ def run_trial(
     bar: ProgressBar | None = None,
     vectorize_seeds: bool = False,
 ) -> None:
-    """Train every seed of the trial's cell and tell the storage the cell's score (mean over seeds).
+    """Train every seed of the trial's cell and tell the storage the cell's score (mean over seeds); a failure is
+    recorded on the trial (a divergence for good, an error or an interruption to be retried).
 
     With `vectorize_seeds` the seeds without a stored result train as one vmapped program.
     """
-    started = time.perf_counter()
-
-    def still_ours() -> bool:
-        return still_claimed(trial.study, trial)
-
-    def fence() -> None:
-        if not still_ours():
-            raise RunTakenOverError(f"trial {trial.number}: taken over by another worker")
-
-    def tell_failed(failure: dict[str, Any]) -> None:
-        if still_ours():
-            storage.tell_failed(trial, failure)
-
-    cell_runs = CellRuns(study, cell, study_dir(runs_dir, study.name), still_ours)
+    claim = TrialClaim(trial)
+    cell_runs = CellRuns(study, cell, study_dir(runs_dir, study.name), claim.still_ours)
     try:
-        storage.suggest_cell(trial, cell, study.search_space())
-        for _ in cell_runs.run(progress=progress, vectorize_seeds=vectorize_seeds):
-            fence()
-            storage.write_seed_records(trial, cell_runs.records)
-            if bar is not None:
-                bar.update(1)
-        outside_runs_s = time.perf_counter() - started - cell_runs.runs_wall_s
-        records = list(cell_runs.records.values())
-        fence()
-        storage.write_summary(trial, trial_summary(study.metric_for(cell["task"]), records, outside_runs_s))
-        storage.tell_score(trial, statistics.fmean(record.score for record in records))
+        _train_and_tell(study, trial, cell, cell_runs, claim, progress, bar, vectorize_seeds)
     except RunTakenOverError:
         print(f"flowkit: trial {trial.number} ({cell_slug(cell)}) was taken over by another worker "
               "(this one looked dead); this worker stopped writing to it", file=sys.stderr)  # fmt: skip
     except DivergedError as error:
         seed = error.seed if error.seed is not None else cell_runs.seed
         failure = {"kind": "diverged", "seed": seed, "step": error.step, "metrics": error.metrics}
-        tell_failed({**failure, "message": str(error)})
+        claim.tell_failed({**failure, "message": str(error)})
     except KeyboardInterrupt:
-        tell_failed({"kind": "interrupted", "seed": cell_runs.seed, "message": "interrupted by the user"})
+        claim.tell_failed({"kind": "interrupted", "seed": cell_runs.seed, "message": "interrupted by the user"})
         raise
     except Exception as error:
-        tell_failed({"kind": "error", "seed": cell_runs.seed, "message": f"{type(error).__name__}: {error}"})
+        claim.tell_failed({"kind": "error", "seed": cell_runs.seed, "message": f"{type(error).__name__}: {error}"})
         raise
+
+
+def _train_and_tell(
+    study: Study,
+    trial: Trial,
+    cell: Cell,
+    cell_runs: CellRuns,
+    claim: TrialClaim,
+    progress: bool,
+    bar: ProgressBar | None,
+    vectorize_seeds: bool,
+) -> None:
+    """Train the cell's seeds, storing each seed's record as it completes, then the trial's summary and score."""
+    started = time.perf_counter()
+    storage.suggest_cell(trial, cell, study.search_space())
+    for _ in cell_runs.run(progress=progress, vectorize_seeds=vectorize_seeds):
+        claim.fence()
+        storage.write_seed_records(trial, cell_runs.records)
+        if bar is not None:
+            bar.update(1)
+    outside_runs_s = time.perf_counter() - started - cell_runs.runs_wall_s
+    records = list(cell_runs.records.values())
+    claim.fence()
+    storage.write_summary(trial, trial_summary(study.metric_for(cell["task"]), records, outside_runs_s))
+    storage.tell_score(trial, statistics.fmean(record.score for record in records))
 
 
 def trial_summary(metric: str, records: list[SeedRecord], outside_runs_s: float) -> dict[str, Any]:
