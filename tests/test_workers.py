@@ -129,14 +129,16 @@ def test_postgres_worker_killed_mid_trial_is_taken_over_and_resumed(postgres_url
 
 
 def worker_with_slow_chunks(stderr_path, study, runs_dir, storage_url, **kwargs):
-    """run_study with its stderr in a file of its own, each chunk of updates 0.2 s longer, so that a test can pause
-    the worker between one chunk and the next."""
+    """run_study with its stderr in a file of its own; before each chunk after the first the worker leaves a
+    `waiting-PID` file beside stderr and waits 2 s, so that a test can pause it between one chunk and the next."""
     with open(stderr_path, "w") as stderr:
         os.dup2(stderr.fileno(), 2)
     train_chunk = training_loop.SeedProgram.train_chunk
 
     def slow_train_chunk(self, start):
-        time.sleep(0.2)
+        if start > 0:
+            (Path(stderr_path).parent / f"waiting-{os.getpid()}").touch()
+            time.sleep(2.0)
         return train_chunk(self, start)
 
     training_loop.SeedProgram.train_chunk = slow_train_chunk
@@ -174,12 +176,11 @@ def test_postgres_worker_paused_past_its_heartbeats_stops_writing_once_taken_ove
         worker.start()
     try:
 
-        def first_chunk_written():
+        def waiting_after_the_first_chunk():
             running = stored.get_trials(states=(TrialState.RUNNING,))
-            metrics = run_dir / runs.METRICS
-            return running and metrics.exists() and '"phase": "train"' in metrics.read_text() and running[0]
+            return running and (tmp_path / f"waiting-{runner.worker_of(running[0])['pid']}").exists() and running[0]
 
-        trial = _wait_for("the first chunk's metrics were written", first_chunk_written, 120)
+        trial = _wait_for("the worker finished its first chunk", waiting_after_the_first_chunk, 120)
         stale = next(w for w in workers if w.pid == runner.worker_of(trial)["pid"])
         os.kill(stale.pid, signal.SIGSTOP)
         other = next(w for w in workers if w is not stale)

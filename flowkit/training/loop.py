@@ -134,6 +134,7 @@ class SeedProgram:
 
     def evaluate(self) -> str:
         """Evaluate each seed's policy; the last seed's score, for the progress bar."""
+        self.fence.check()
         for run, state in zip(self.runs, self.seeds.split(self.state), strict=True):
             metrics = run.evaluate(self.trainer, state.params)
         score = self.trainer.task.score_metric
@@ -141,6 +142,7 @@ class SeedProgram:
 
     def checkpoint(self) -> None:
         """Store each seed's state, data key and progress, with the wall time to now."""
+        self.fence.check()
         wall_share = self.clock.lap_share()
         for run, carry in zip(self.runs, self.seeds.split((self.state, self.data_key)), strict=True):
             run.checkpoint(carry, wall_share)
