@@ -34,13 +34,18 @@ pytestmark = pytest.mark.slow
 def worker_once_all_started(study, runs_dir, storage_url, **kwargs):
     """trivial_worker, started once every worker process has (spawned processes import at different speeds,
     and one could finish all trivial runs before another starts, leaving nothing concurrent to test)."""
+    wait_until_started(runs_dir, 4)
+    trivial_worker(study, runs_dir, storage_url, **kwargs)
+
+
+def wait_until_started(runs_dir, workers: int) -> None:
+    """Mark this worker process started, then wait (at most 120 s) until `workers` processes have."""
     started = runs_dir / "started"
     started.mkdir(exist_ok=True)
     (started / str(os.getpid())).touch()
     deadline = time.monotonic() + 120
-    while len(list(started.iterdir())) < 4 and time.monotonic() < deadline:
+    while len(list(started.iterdir())) < workers and time.monotonic() < deadline:
         time.sleep(0.05)
-    trivial_worker(study, runs_dir, storage_url, **kwargs)
 
 
 def test_four_workers_on_a_journal_run_every_cell_exactly_once(tmp_path):
@@ -246,12 +251,7 @@ def worker_killed_in_its_first_run(study, runs_dir, storage_url, **kwargs):
     its trial claimed; the other's runs take 0.2 s each, so that the victim claims one before they are all done."""
     name = multiprocessing.current_process().name
     victim = (runs_dir / "victim").read_text()
-    started = runs_dir / "started"
-    started.mkdir(exist_ok=True)
-    (started / str(os.getpid())).touch()
-    deadline = time.monotonic() + 120
-    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until_started(runs_dir, 2)
 
     def train(config, run_dir, **_):
         if name == victim:
