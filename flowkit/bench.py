@@ -287,25 +287,26 @@ def bench_evaluation(config: RunConfig, episodes: int, *, iterations: int) -> di
     """Environment steps per second of a run's evaluation (its compiled policy acting on all episodes' observations
     in one call per step) against the same environments stepped with random actions and no policy, the two timed
     in turn after one warm-up evaluation; medians."""
-    from flowkit.tasks.ogbench_tasks import SingleTask
+    from flowkit.tasks.ogbench_tasks import LOCKSTEP_ENVIRONMENTS, SingleTask
 
     trainer = Trainer.create(config)
     task = trainer.task
     if not isinstance(task, SingleTask):
         raise ConfigError(f"--task: {config.task!r} is not an OGBench single-task name (flowkit data list)")
     policy = trainer.policy(trainer.agent.init(config.seed).params)
-    envs = task.environments(episodes)
     task.evaluate(policy, jax.random.PRNGKey(0), episodes)
+    envs = task.environments(min(episodes, LOCKSTEP_ENVIRONMENTS))
     rates: dict[str, list[float]] = {"evaluation": [], "raw": []}
     for repeat in range(iterations):
         started = time.perf_counter()
         metrics = task.evaluate(policy, jax.random.PRNGKey(1 + repeat), episodes)
-        steps = metrics.get("episode_length", 0.0) * len(envs)
+        steps = metrics.get("episode_length", 0.0) * episodes
         rates["evaluation"].append(steps / (time.perf_counter() - started))
         rates["raw"].append(_raw_steps_per_second(envs, int(steps)))
     rate = {name: statistics.median(values) for name, values in rates.items()}
     return {
-        "task": config.task, "episodes": len(envs), "hidden": list(config.agent_config.actor_hidden),
+        "task": config.task, "episodes": episodes, "lockstep": len(envs),
+        "hidden": list(config.agent_config.actor_hidden),
         "iterations": iterations, "steps_per_second": rate, "share_of_raw": rate["evaluation"] / rate["raw"],
         "load_average": os.getloadavg()[0],
     }  # fmt: skip
@@ -360,7 +361,8 @@ def format_evaluation(results: dict[str, Any]) -> str:
     rate = results["steps_per_second"]
     return "\n".join(
         [
-            f"evaluation on {results['task']}: {results['episodes']} episodes in lockstep, policy hidden "
+            f"evaluation on {results['task']}: {results['episodes']} episodes, {results['lockstep']} at a time "
+            f"in lockstep, policy hidden "
             f"{'x'.join(map(str, results['hidden']))}, {results['iterations']} timed evaluations",
             f"evaluation (policy + environments): {rate['evaluation']:8.0f} environment steps/s",
             f"environments alone (random actions): {rate['raw']:7.0f} environment steps/s",

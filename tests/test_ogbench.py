@@ -20,7 +20,7 @@ import pytest
 from flowkit.bench import bench_evaluation
 from flowkit.cli import main
 from flowkit.settings import ConfigError
-from flowkit.tasks import ACTION_CLIP, DATA_DIR_ENV, DatasetError, load_task, ogbench_generate
+from flowkit.tasks import ACTION_CLIP, DATA_DIR_ENV, DatasetError, load_task, ogbench_generate, ogbench_tasks
 from flowkit.tasks.ogbench_generate import dataset_paths, generate, import_ogbench
 from flowkit.tasks.ogbench_tasks import SINGLE_TASKS
 from flowkit.training import train
@@ -137,6 +137,24 @@ def test_goal_conditioned_evaluation_covers_the_five_goals(data_dir):
 
 
 @pytest.mark.ogbench
+def test_evaluation_reuses_a_bounded_number_of_environments(data_dir, monkeypatch):
+    """Each environment holds 150-200 MB: 50 evaluation episodes must not make 50 of them."""
+    monkeypatch.setattr(ogbench_tasks, "LOCKSTEP_ENVIRONMENTS", 2)
+    task = load_task(CUBE_TASK)
+    weights = jax.random.normal(jax.random.PRNGKey(1), (task.obs_dim, task.action_dim))
+    policy = jax.jit(lambda observations, key: jnp.tanh(observations @ weights))
+    first = task.run_episodes(policy, jax.random.PRNGKey(0), [{}] * 5)
+    assert len(task._envs) == 2, f"5 episodes made {len(task._envs)} environments, expected at most 2"
+    assert first.lengths.shape == (5,) and (first.lengths >= 1).all(), f"episode lengths {first.lengths}"
+    again = task.run_episodes(policy, jax.random.PRNGKey(0), [{}] * 5)
+    np.testing.assert_array_equal(again.returns, first.returns, "same key, same episodes")
+    monkeypatch.setattr(ogbench_tasks, "LOCKSTEP_ENVIRONMENTS", 5)
+    unbatched = task.run_episodes(policy, jax.random.PRNGKey(0), [{}] * 5)
+    np.testing.assert_array_equal(unbatched.returns, first.returns, "a deterministic policy's episodes do not "
+                                  "depend on how they are batched")  # fmt: skip
+
+
+@pytest.mark.ogbench
 def test_an_interrupted_generation_leaves_no_loadable_file_and_resumes(data_dir, tmp_path, monkeypatch):
     folder = tmp_path / "data"
     command = [sys.executable, "-m", "flowkit.cli", "data", "generate", CUBE, "--episodes", "2", "--val-episodes",
@@ -239,7 +257,7 @@ def test_bench_eval_measures_the_evaluation_and_the_environments_alone(data_dir)
     config = tiny_config("fql", CUBE_TASK)
     results = bench_evaluation(config, 2, iterations=1)
     rates = results["steps_per_second"]
-    assert results["episodes"] == 2 and rates["evaluation"] > 0 and rates["raw"] > 0
+    assert results["episodes"] == 2 and results["lockstep"] == 2 and rates["evaluation"] > 0 and rates["raw"] > 0
     assert results["share_of_raw"] == pytest.approx(rates["evaluation"] / rates["raw"])
     with pytest.raises(ConfigError, match="'moons' is not an OGBench single-task name"):
         bench_evaluation(tiny_config("fql", "moons"), 2, iterations=1)

@@ -40,6 +40,9 @@ from flowkit.tasks.ogbench_generate import RECIPES, dataset_paths, generate_comm
 
 SINGLE_TASKS = 5
 """OGBench's evaluation tasks per environment (task1 ... task5; the evaluation goals of goal-conditioned runs)."""
+LOCKSTEP_ENVIRONMENTS = 10
+"""Episodes an evaluation steps together at most. An OGBench environment holds 150 to 200 MB (five cube-single
+environments: 1.1 GB), so the paper's 50 episodes at once would hold some 10 GB per run; ten are reused."""
 DEFAULT_TASK = {"cube": 2, "scene": 2, "puzzle": 4, "pointmaze": 1}
 """The task `-singletask-v0` stands for, per environment (OGBench's registrations)."""
 _SINGLE_TASK = re.compile(r"^(?P<dataset>.+)-singletask(?:-task(?P<task>\d))?-(?P<version>v\d+)$")
@@ -163,6 +166,20 @@ class OGBenchTask(Task):
             self._envs.append(make_env(self.env_id))
         return self._envs[:count]
 
+    def run_episodes(self, policy: Policy, key: jax.Array, options: list[dict], goals: bool = False) -> Rollouts:
+        """One episode per entry of `options`, in lockstep batches of at most LOCKSTEP_ENVIRONMENTS environments
+        (reused batch after batch); episode i is reset with the i-th seed drawn from `key`, whatever the batch."""
+        seeds = np.random.SeedSequence(np.asarray(jax.random.key_data(key), dtype=np.uint32).tolist()).generate_state(
+            len(options)
+        )
+        envs = self.environments(min(len(options), LOCKSTEP_ENVIRONMENTS))
+        batches = []
+        for batch, start in enumerate(range(0, len(options), len(envs))):
+            stop = min(start + len(envs), len(options))
+            batch_key, batch_options = jax.random.fold_in(key, batch), options[start:stop]
+            batches.append(rollout(envs[: stop - start], policy, batch_key, batch_options, seeds[start:stop], goals))
+        return Rollouts(*(np.concatenate(column) for column in zip(*batches, strict=True)))
+
     @classmethod
     def load(cls, name: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The training and validation columns of a task, as ogbench.make_env_and_datasets gives them."""
@@ -208,7 +225,7 @@ class SingleTask(OGBenchTask):
                            rewards=jnp.asarray(columns["rewards"]), masks=jnp.asarray(columns["masks"]))  # fmt: skip
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
-        rollouts = rollout(self.environments(episodes), policy, key, [{}] * episodes)
+        rollouts = self.run_episodes(policy, key, [{}] * episodes)
         return {
             "success": float(np.mean(rollouts.success)),
             "return": float(np.mean(rollouts.returns)),
@@ -222,15 +239,15 @@ class Rollouts(NamedTuple):
     lengths: np.ndarray
 
 
-def rollout(envs: list[Any], policy: Policy, key: jax.Array, options: list[dict], goals: bool = False) -> Rollouts:
-    """One episode in each environment, stepped in lockstep with one policy call per step for all of them.
+def rollout(
+    envs: list[Any], policy: Policy, key: jax.Array, options: list[dict], seeds: np.ndarray, goals: bool = False
+) -> Rollouts:
+    """One episode in each environment (reset with its seed), stepped in lockstep with one policy call per step
+    for all of them.
 
     An episode's success is the `success` of its last step (OGBench ends an episode when the goal is reached).
     With `goals`, each observation is followed by the episode's goal observation from the reset info.
     """
-    seeds = np.random.SeedSequence(np.asarray(jax.random.key_data(key), dtype=np.uint32).tolist()).generate_state(
-        len(envs)
-    )
     observations, goal_observations = [], []
     for env, seed, option in zip(envs, seeds, options, strict=True):
         observation, info = env.reset(seed=int(seed), options=option or None)
@@ -308,7 +325,7 @@ class GoalConditionedTask(OGBenchTask):
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         count = episodes * SINGLE_TASKS
         options = [{"task_id": 1 + index // episodes, "render_goal": False} for index in range(count)]
-        success = rollout(self.environments(count), policy, key, options, goals=True).success.reshape(SINGLE_TASKS, -1)
+        success = self.run_episodes(policy, key, options, goals=True).success.reshape(SINGLE_TASKS, -1)
         metrics = {f"success/task{task + 1}": float(rate) for task, rate in enumerate(success.mean(axis=1))}
         return {"success": float(success.mean()), **metrics}
 
