@@ -6,7 +6,10 @@ whose worker died; it stops when every cell is complete or finally failed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -91,9 +94,17 @@ class WorkersFailedError(RuntimeError):
     """Workers stopped with cells of the study left undone; the message gives each distinct error once."""
 
 
+def _stop_at_the_first_interrupt(signum: int, frame: Any) -> None:
+    """A worker stops at its first SIGINT and ignores the next ones: after Ctrl-C (the terminal signals the whole
+    group) the parent forwards its own, which must not cut short the worker's storing of its trial."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _worker_process(worker: Callable[..., StudyProgress], errors: SimpleQueue, *args: Any, **kwargs: Any) -> None:
     """A worker process: its error goes to the parent as one line (the parent reports each distinct one once)
-    instead of a traceback per worker; Ctrl-C, which every worker receives with the parent, ends it quietly."""
+    instead of a traceback per worker; an interrupt ends it quietly."""
+    signal.signal(signal.SIGINT, _stop_at_the_first_interrupt)
     try:
         worker(*args, **kwargs)
     except KeyboardInterrupt:
@@ -107,6 +118,13 @@ def _ended(process: multiprocessing.process.BaseProcess) -> str:
     code = process.exitcode
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return f"{process.name} {how}"
+
+
+def _interrupt(processes: list[multiprocessing.process.BaseProcess]) -> None:
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGINT)
 
 
 def run_workers(
@@ -147,6 +165,9 @@ def run_workers(
         while [process for process in processes if process.is_alive()]:
             time.sleep(1.0)
             bar.update(progress_of(study, optuna_study).seeds_done - bar.n)
+    except KeyboardInterrupt:
+        _interrupt(processes)  # a SIGINT sent to this process alone (kill -INT) stops the workers too
+        raise
     finally:
         for process in processes:
             process.join()
