@@ -230,24 +230,33 @@ def _plotted(setting: Axis, value) -> float:
 
 
 def slices(study: Study, grouped: list[SettingGroup], metric: str, path: Path) -> None:
-    """Score against each varied setting, a panel per setting (and method and task): each cell a point at its
-    mean over seeds, with a bar of one standard deviation and its seeds as dots."""
-    panels = [(group, item) for group in grouped for item in group.importances]
-    figure, axes = _subplots(len(panels), width=4.0, height=3.2)
-    for axis, (group, item) in zip(axes, panels, strict=True):
-        setting = group.axes[item.setting]
-        for index, result in enumerate(group.results):
-            x = _plotted(setting, result.cell[item.setting])
-            summary = result.summary
-            spread = 0.0 if summary.n < 2 else summary.std
-            labels = ("cell: mean ± std", "seeds") if index == 0 else (None, None)
-            axis.errorbar(x, summary.mean, spread, fmt="o", color="tab:blue", ms=4, alpha=0.7, label=labels[0])
-            axis.plot([x] * summary.n, result.score_list, ".", color="tab:gray", ms=3, alpha=0.6, label=labels[1])
-        _setting_axis(axis, study, item.setting, setting)
-        title = f"fANOVA {item.fanova_mean:.2f}"
-        axis.set(title=f"{group.label}: {title}" if len(grouped) > 1 else title, ylabel=f"final {metric}")
-        axis.title.set_fontsize(9)
-    _save(figure, axes, path)
+    """Score against each varied setting, a row of panels per method and task, most important first: each cell a
+    point at its mean over seeds, with a bar of one standard deviation and its seeds as dots."""
+    columns = max(len(group.importances) for group in grouped)
+    figure, grid = plt.subplots(len(grouped), columns, figsize=(4.0 * columns, 3.2 * len(grouped)), squeeze=False)
+    drawn = []
+    for row, group in zip(grid, grouped, strict=True):
+        for axis in row[len(group.importances) :]:
+            axis.set_visible(False)
+        for axis, item in zip(row, group.importances, strict=False):
+            _slice(axis, study, group, item.setting)
+            title = f"fANOVA {item.fanova_mean:.2f}"
+            axis.set(title=f"{group.label}: {title}" if len(grouped) > 1 else title, ylabel=f"final {metric}")
+            axis.title.set_fontsize(9)
+            drawn.append(axis)
+    _save(figure, drawn, path)
+
+
+def _slice(axis: plt.Axes, study: Study, group: SettingGroup, name: str) -> None:
+    setting = group.axes[name]
+    for index, result in enumerate(group.results):
+        x = _plotted(setting, result.cell[name])
+        summary = result.summary
+        spread = 0.0 if summary.n < 2 else summary.std
+        labels = ("cell: mean ± std", "seeds") if index == 0 else (None, None)
+        axis.errorbar(x, summary.mean, spread, fmt="o", color="tab:blue", ms=4, alpha=0.7, label=labels[0])
+        axis.plot([x] * summary.n, result.score_list, ".", color="tab:gray", ms=3, alpha=0.6, label=labels[1])
+    _setting_axis(axis, study, name, setting)
 
 
 def _drawn(setting: Axis, positions: np.ndarray) -> np.ndarray:

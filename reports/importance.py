@@ -23,6 +23,16 @@ def varied_settings(study: Study) -> list[str]:
     return [name for name, values in study.grid.items() if len(values) > 1]
 
 
+def varies_two_settings(study: Study) -> bool:
+    """Whether some method's cells vary two or more settings (a swept setting a method lacks is None in its
+    cells: bptt-gradients sweeps alpha for FBRAC and lambda for Q-Flow, one setting each)."""
+    varied = varied_settings(study)
+    return any(
+        sum(len({cell[name] for cell in cells} - {None}) > 1 for name in varied) >= 2
+        for cells in groups(study.cells(), ("agent",)).values()
+    )
+
+
 def setting_axes(study: Study) -> dict[str, Axis]:
     """Each varied setting's axis, from the values the cells store (a list of widths as "64,64")."""
     stored = study.search_space()

@@ -166,7 +166,7 @@ class SettingImportance(Section):
     against each setting and over the two that matter most."""
 
     def applies(self, report: ReportData) -> bool:
-        return len(importance.varied_settings(report.study)) >= 2
+        return importance.varies_two_settings(report.study)
 
     def build(self, report: ReportData) -> Block | None:
         study = report.study
@@ -181,8 +181,8 @@ class SettingImportance(Section):
             "fitted to the cells attributes to the setting alone, as mean ± sample std over the forest's seeds "
             f"{', '.join(map(str, FANOVA_SEEDS))}. PED-ANOVA: how far the setting's values among the "
             f"{PED_ANOVA_QUANTILE:.0%} of cells with the {direction} scores (at least one) differ from its values "
-            "among all cells; deterministic, no seed. Numeric settings spanning a factor of 16 or more are taken on "
-            "a log scale, others with their declared values as choices."
+            "among all cells; deterministic, no seed. Numeric settings are ranges (on a log scale where positive and "
+            "spanning a factor of 16 or more), the others choices of their declared values."
         )
         best_text = (
             f"The cell with the {direction} mean score among those with every seed: mean ± sample std over seeds "

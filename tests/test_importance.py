@@ -19,6 +19,8 @@ import flowkit.studies.runner.trial as runner_trial
 from flowkit.analysis.importance import Axis, Point, grid_axis, importances
 from flowkit.reports import sections
 from flowkit.reports.builder import build_report
+from flowkit.reports.sections import ReportData, SettingImportance
+from flowkit.studies import load_study
 from flowkit.studies.runner.storage import default_journal
 from flowkit.studies.study import Study
 from tests.helpers import stored_trials, tiny_study
@@ -194,3 +196,11 @@ def test_optuna_dashboard_reads_a_kit_studys_journal(monkeypatch, tmp_path):
     assert names[0] == "alpha", f"the dashboard's own PED-ANOVA ranks alpha first too: {names}"
     page, script = dashboard_get(app, "/dashboard"), dashboard_get(app, "/static/bundle.js")
     assert page[0] == script[0] == "200 OK" and b"/static/bundle.js" in page[1], "the page and its script are served"
+
+
+def test_the_section_applies_where_one_method_varies_two_settings():
+    """ode-solver-methods sweeps the solver and K for each method; bptt-gradients sweeps alpha for FBRAC and
+    lambda for Q-Flow, one setting per method; ode-solver sweeps only the solver."""
+    names = ("ode-solver-methods", "bptt-gradients", "ode-solver")
+    applies = {name: SettingImportance().applies(ReportData(load_study(name), {})) for name in names}
+    assert applies == {"ode-solver-methods": True, "bptt-gradients": False, "ode-solver": False}, applies
