@@ -1,5 +1,6 @@
 """The report's figures (PNG): curves over training, scores against settings, cost against K, gradient norms,
-value consistency along the flow, and the policies' samples over the bandits' reward landscapes."""
+value consistency along the flow, the policies' samples over the bandits' reward landscapes, and the score over
+the settings that matter most (slices and a contour)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import scipy.interpolate
+import scipy.spatial
 
 from flowkit import runs
 from flowkit.analysis.consistency import pool
 from flowkit.analysis.cost import CostFit
 from flowkit.analysis.gradients import Curve, gradient_curve
+from flowkit.analysis.importance import Axis
 from flowkit.reports.collect import CellResult
+from flowkit.reports.importance import SettingGroup
 from flowkit.reports.tables import groups
 from flowkit.studies.study import Cell, Study, cell_key
 from flowkit.tasks.toy import SAMPLES, TOY_TASKS, toy_points
@@ -205,3 +210,94 @@ def samples(study: Study, results: dict[str, CellResult], path: Path) -> bool:
         axis.set_title(title, fontsize=7)
     _save(figure, axes, path)
     return True
+
+
+def _setting_axis(axis: plt.Axes, study: Study, name: str, setting: Axis, along: str = "x") -> None:
+    """Label a plot's axis for a setting: log scale for a log range, the values' labels for choices."""
+    if setting.choices is not None:
+        labels = [study.label(name, value).removeprefix(f"{name}=") for value in setting.choices]
+        getattr(axis, f"set_{along}ticks")(range(len(labels)), labels, fontsize=7)
+    elif setting.log:
+        getattr(axis, f"set_{along}scale")("log")
+    elif setting.integer:
+        getattr(axis, f"{along}axis").set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    getattr(axis, f"set_{along}label")(name)
+
+
+def _plotted(setting: Axis, value) -> float:
+    """Where a value is drawn: its index among the choices, else the value (a log axis spaces it)."""
+    return setting.position(value) if setting.choices is not None else float(value)
+
+
+def slices(study: Study, grouped: list[SettingGroup], metric: str, path: Path) -> None:
+    """Score against each varied setting, a row of panels per method and task, most important first: each cell a
+    point at its mean over seeds, with a bar of one standard deviation and its seeds as dots."""
+    columns = max(len(group.importances) for group in grouped)
+    figure, grid = plt.subplots(len(grouped), columns, figsize=(4.0 * columns, 3.2 * len(grouped)), squeeze=False)
+    drawn = []
+    for row, group in zip(grid, grouped, strict=True):
+        for axis in row[len(group.importances) :]:
+            axis.set_visible(False)
+        for axis, item in zip(row, group.importances, strict=False):
+            _slice(axis, study, group, item.setting)
+            title = f"fANOVA {item.fanova_mean:.2f}"
+            axis.set(title=f"{group.label}: {title}" if len(grouped) > 1 else title, ylabel=f"final {metric}")
+            axis.title.set_fontsize(9)
+            drawn.append(axis)
+    _save(figure, drawn, path)
+
+
+def _slice(axis: plt.Axes, study: Study, group: SettingGroup, name: str) -> None:
+    setting = group.axes[name]
+    for index, result in enumerate(group.results):
+        x = _plotted(setting, result.cell[name])
+        summary = result.summary
+        spread = 0.0 if summary.n < 2 else summary.std
+        labels = ("cell: mean ± std", "seeds") if index == 0 else (None, None)
+        axis.errorbar(x, summary.mean, spread, fmt="o", color="tab:blue", ms=4, alpha=0.7, label=labels[0])
+        axis.plot([x] * summary.n, result.score_list, ".", color="tab:gray", ms=3, alpha=0.6, label=labels[1])
+    _setting_axis(axis, study, name, setting)
+
+
+def _drawn(setting: Axis, positions: np.ndarray) -> np.ndarray:
+    """Where positions along a setting's axis are drawn: indices of choices as they are, numbers as values."""
+    return positions if setting.choices is not None else setting.value_at(positions)
+
+
+def _cell_means(group: SettingGroup, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the two settings' values (log10 on a log axis) and the mean of the cells' scores at each."""
+    at: dict[tuple[float, float], list[float]] = {}
+    for result in group.results:
+        position = tuple(group.axes[n].position(result.cell[n]) for n in (x_name, y_name))
+        at.setdefault(position, []).append(result.summary.mean)
+    return np.array(list(at)), np.array([np.mean(values) for values in at.values()])
+
+
+def contour(study: Study, grouped: list[SettingGroup], metric: str, path: Path) -> None:
+    """The score over the two most important settings (by fANOVA), a panel per method and task: the mean of the
+    cells at each pair of values as points, linearly interpolated between them (in log10 on a log axis)."""
+    figure, axes = _subplots(len(grouped), width=5.2, height=4.2)
+    colours = "viridis_r" if study.lower_is_better() else "viridis"
+    for axis, group in zip(axes, grouped, strict=True):
+        x_name, y_name = (item.setting for item in group.importances[:2])
+        x_axis, y_axis = group.axes[x_name], group.axes[y_name]
+        positions, means = _cell_means(group, x_name, y_name)
+        norm = matplotlib.colors.Normalize(means.min(), means.max())
+
+        grid_x, grid_y = np.meshgrid(*(np.linspace(p.min(), p.max(), 100) for p in positions.T))
+        try:
+            surface = scipy.interpolate.griddata(positions, means, (grid_x, grid_y), method="linear")
+            axis.contourf(_drawn(x_axis, grid_x), _drawn(y_axis, grid_y), surface, levels=12, cmap=colours, norm=norm)
+        except scipy.spatial.QhullError:  # the cells lie on a line: no surface between them, only the points
+            pass
+        points = axis.scatter(
+            _drawn(x_axis, positions[:, 0]), _drawn(y_axis, positions[:, 1]), c=means, cmap=colours, norm=norm,
+            edgecolors="black", s=30,
+        )  # fmt: skip
+        figure.colorbar(points, ax=axis, label=f"final {metric}, mean over cells")
+        axis.use_sticky_edges = False  # a margin around the surface, so the cells on its edges show whole
+        axis.margins(0.04)
+        _setting_axis(axis, study, x_name, x_axis)
+        _setting_axis(axis, study, y_name, y_axis, along="y")
+        axis.set_title(group.label, fontsize=9)
+    _save(figure, axes, path)

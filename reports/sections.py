@@ -16,7 +16,8 @@ from typing import Any
 
 from flowkit.analysis.cost import CostFit
 from flowkit.analysis.gradients import explosions
-from flowkit.reports import figures, tables
+from flowkit.analysis.importance import FANOVA_SEEDS, PED_ANOVA_QUANTILE
+from flowkit.reports import figures, importance, tables
 from flowkit.reports.collect import CellResult
 from flowkit.reports.tables import Entry, Row, Table
 from flowkit.schedules import schedule_strength
@@ -158,6 +159,56 @@ class EqualNFE(Section):
             "evaluations per solve (NFE = K for Euler, 2K for midpoint, 4K for RK4)."
         )
         return Block("At equal function evaluations", [Paragraph(text), TablePart(table, "Task")])
+
+
+class SettingImportance(Section):
+    """For a study whose cells vary two or more settings: how much each matters, the best cell, and the score
+    against each setting and over the two that matter most."""
+
+    def applies(self, report: ReportData) -> bool:
+        return importance.varies_two_settings(report.study)
+
+    def build(self, report: ReportData) -> Block | None:
+        study = report.study
+        grouped = importance.setting_groups(study, report.results)
+        if not grouped:
+            return None
+        direction = "lowest" if study.lower_is_better() else "highest"
+        text = (
+            "Per method and task, each varied setting's share of the importance (each column sums to 1 over the "
+            "settings), from Optuna's evaluators on the cells with results, each cell one trial valued by its mean "
+            "score over seeds. fANOVA: the share of the score's variance over the settings that a random forest "
+            "fitted to the cells attributes to the setting alone, as mean ± sample std over the forest's seeds "
+            f"{', '.join(map(str, FANOVA_SEEDS))}. PED-ANOVA: how far the setting's values among the "
+            f"{PED_ANOVA_QUANTILE:.0%} of cells with the {direction} scores (at least one) differ from its values "
+            "among all cells; deterministic, no seed. Numeric settings are ranges (on a log scale where positive and "
+            "spanning a factor of 16 or more), the others choices of their declared values."
+        )
+        best_text = (
+            f"The cell with the {direction} mean score among those with every seed: mean ± sample std over seeds "
+            "and the stratified-bootstrap 95% interval of the mean."
+        )
+        slices_part = FigurePart(
+            "importance_slices.png",
+            f"Final {report.metric} against each varied setting, most important first: each cell at its mean over "
+            "seeds with a bar of one std, its seeds as grey dots.",
+        )
+        contour_part = FigurePart(
+            "importance_contour.png",
+            f"Final {report.metric} over the two most important settings (fANOVA): each point the mean over the "
+            "cells at that pair of values, linearly interpolated between them; brighter is better.",
+        )
+        figures.slices(study, grouped, report.metric, report.out / slices_part.file)
+        figures.contour(study, grouped, report.metric, report.out / contour_part.file)
+        parts: list[Part] = [
+            Paragraph(text),
+            TablePart(importance.importance_table(grouped), "Setting"),
+            Paragraph(best_text),
+            TablePart(importance.best_table(study, grouped), "Method / task"),
+            slices_part,
+            contour_part,
+        ]
+        return Block("Importance of the settings", parts)
 
 
 class Figure:
@@ -406,6 +457,7 @@ SECTIONS: list[Section] = [
     Aggregate(),
     EqualNFE(),
     ScheduleStrength(),
+    SettingImportance(),
     Figures(),
     Cost(),
     Against(),
