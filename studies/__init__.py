@@ -19,7 +19,7 @@ from types import ModuleType
 from flowkit.settings import ConfigError
 from flowkit.studies.study import Study
 
-_NOT_STUDIES = {"study", "runner"}
+_NOT_STUDIES = {"study", "search", "runner"}
 
 
 def study_names() -> list[str]:
