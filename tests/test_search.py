@@ -18,6 +18,8 @@ import flowkit.studies.runner.trial as runner_trial
 from flowkit import Choice, FloatRange, IntRange, Search, Study, runs
 from flowkit.benchmarks.runner_load import audit, trivial_train
 from flowkit.cli import main
+from flowkit.reports.collect import collect
+from flowkit.reports.sections import pruned_items
 from flowkit.settings import ConfigError
 from flowkit.studies import load_study
 from flowkit.studies.study import cell_slug
@@ -190,6 +192,14 @@ def test_a_pruned_cell_keeps_its_checkpoint_and_records_and_status_counts_it(tmp
     assert (seed0 / runs.CHECKPOINT).exists() and not (seed0 / runs.RESULT).exists(), sorted(os.listdir(seed0))
     assert not seed0.with_name("seed1").exists(), "the seed after the pruned one never ran"
     assert runner.seed_records(second) == {}, "no seed of the pruned cell finished"
+
+    stored = runner.load_optuna_study(study, tmp_path)
+    items = pruned_items(study, collect(study, stored, tmp_path / "fql-search"))
+    alpha, steps = second.params["alpha"], second.params["flow_steps"]
+    assert items == [
+        f"sample 1 (alpha={alpha:.4g}, flow_steps={steps}): stopped at update 100 of seed 0, score so far "
+        f"{pruned.value:.4g}, 0 of 2 seeds finished"
+    ], items
 
     again = runner.run_study(study, tmp_path, progress=False)
     assert (again.complete, again.pruned, len(runner.load_optuna_study(study, tmp_path).get_trials())) == (1, 1, 2)
