@@ -79,10 +79,11 @@ def train_seeds(
             stop = False
             if step % schedule.eval_every == 0 or step == schedule.steps:
                 bar.set_postfix_str(program.evaluate())
-                stop = on_evaluation is not None and not on_evaluation(step, program.histories())
+                go_on = on_evaluation is None or on_evaluation(step, program.histories())
+                stop = not go_on and step < schedule.steps
             if (step % schedule.checkpoint_every == 0 or stop) and step < schedule.steps:
                 program.checkpoint()
-            if stop and step < schedule.steps:
+            if stop:
                 raise RunStoppedError(step)
     return program.finish()
 
