@@ -6,6 +6,7 @@ only turns a `Search` declaration into Optuna's objects and suggests a trial's p
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -49,11 +50,13 @@ def sampler(search: Search, sample: int) -> BaseSampler:
     """
     seed = sample_seed(search, sample)
     if search.sampler == "qmc":
-        return optuna.samplers.QMCSampler(
-            seed=search.sampler_seed,
-            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
-            warn_independent_sampling=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(
+                seed=search.sampler_seed,
+                independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+                warn_independent_sampling=False,
+            )
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 

@@ -317,7 +317,10 @@ def ask_sampled(
 ) -> tuple[Trial, dict[str, Any]]:
     """A new RUNNING trial whose parameters `sampler` drew from `space`, and those values; call under
     `study_lock` with no trial waiting (Optuna's ask would hand out a waiting trial instead of a new one)."""
-    asking = optuna.load_study(study_name=optuna_study.study_name, storage=_storage_of(optuna_study), sampler=sampler)
+    asking = optuna.load_study(
+        study_name=optuna_study.study_name, storage=_storage_of(optuna_study), sampler=sampler,
+        pruner=optuna_study.pruner,  # TPE reads Hyperband's brackets from the study's pruner
+    )  # fmt: skip
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # on a database: Optuna's heartbeats are for optimize(); ours for claims
         asked = asking.ask({name: sampling.distribution(d) for name, d in space.items()})

@@ -157,8 +157,8 @@ class TrialClaim:
         return storage.report_score(self.trial, value, step)
 
     def tell_pruned(self, record: PrunedRecord) -> None:
-        self.fence()
-        storage.tell_pruned(self.trial, record)
+        if self.still_ours():
+            storage.tell_pruned(self.trial, record)
 
 
 def run_trial(
