@@ -63,3 +63,4 @@ def bench(session: nox.Session) -> None:
     session.run("flowkit", "data", "generate", "cube-single-play-v0", "--episodes", "5", "--data-dir", data_dir)
     session.run("flowkit", "bench", "eval", "--data-dir", data_dir)
     session.run("python", "-m", "flowkit.benchmarks.runner_load", "--trials", "200", "--workers", "4")
+    session.run("python", "-m", "flowkit.benchmarks.pruning")

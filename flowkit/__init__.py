@@ -1,6 +1,7 @@
 """flowkit: ablation and analysis studies of flow-matching policies in offline RL, on Keras 3 and JAX.
 
-A study file declares its study with ``from flowkit import Study``.
+A study file declares its study with ``from flowkit import Study`` (and a search study its space with
+``from flowkit import Search, FloatRange, IntRange, Choice``).
 """
 
 from typing import Any
@@ -9,14 +10,19 @@ from flowkit._backend import BackendError, select_jax_backend
 
 select_jax_backend()
 
-__all__ = ["BackendError", "Study"]
+__all__ = ["BackendError", "Choice", "FloatRange", "IntRange", "Search", "Study"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """`flowkit.Study` on first use: importing it loads the settings and tasks, which `import flowkit` need not."""
+    """`flowkit.Study` and the search declarations on first use: importing them loads the settings and tasks,
+    which `import flowkit` need not."""
     if name == "Study":
         from flowkit.studies.study import Study
 
         return Study
+    if name in ("Search", "FloatRange", "IntRange", "Choice"):
+        from flowkit.studies import search
+
+        return getattr(search, name)
     raise AttributeError(f"module 'flowkit' has no attribute {name!r}")

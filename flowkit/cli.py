@@ -129,12 +129,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         )
     else:
         state = progress_of(study, load_optuna_study(study, runs_dir, args.storage))
-    print(
-        f"study {study.name}: {state.complete}/{state.cells} cells complete, {state.running} running, "
-        f"{state.waiting} waiting, {len(state.interrupted)} interrupted, {len(state.failed)} failed; "
-        f"{state.seeds_done}/{state.seeds_total} runs done; "
-        f"{state.wall_time_s / 60:.1f} min of training"
-    )
+    print(_status_line(study, state))
     spent = sum(state.time_s.values())
     if spent > 0:
         shares = ", ".join(f"{part} {100 * seconds / spent:.1f}%" for part, seconds in state.time_s.items())
@@ -144,6 +139,25 @@ def cmd_study(args: argparse.Namespace) -> int:
     for cell, message in state.failed.items():
         print(f"  failed {cell}: {message}")
     return 0
+
+
+def _status_line(study: typing.Any, state: typing.Any) -> str:
+    """`study status`'s first line; a search study's also gives its sampler, seed and pruner (as stored, or as
+    declared before anything is), and its pruned cells apart."""
+    name = study.name
+    counts = (
+        f"{state.running} running, {state.waiting} waiting, {len(state.interrupted)} interrupted, "
+        f"{len(state.failed)} failed; {state.seeds_done}/{state.seeds_total} runs done; "
+        f"{state.wall_time_s / 60:.1f} min of training"
+    )
+    if state.sampled is None:
+        return f"study {name}: {state.complete}/{state.cells} cells complete, {counts}"
+    sampler = state.sampler or study.search.definition()
+    how = f"sampler {sampler.get('sampler')}, seed {sampler.get('sampler_seed')}, pruner {sampler.get('pruner')}"
+    return (
+        f"study {name}: search of {state.cells} cells ({how}): {state.sampled} sampled, {state.complete} complete, "
+        f"{state.pruned} pruned, {counts}"
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

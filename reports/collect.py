@@ -16,7 +16,7 @@ import numpy as np
 
 from flowkit.analysis.statistics import Summary, summarize
 from flowkit.studies.runner import storage
-from flowkit.studies.runner.records import SeedRecord, resolve_run_dir
+from flowkit.studies.runner.records import PrunedRecord, SeedRecord, resolve_run_dir
 from flowkit.studies.runner.storage import FrozenTrial, StoredStudy
 from flowkit.studies.study import Cell, Study, cell_key
 
@@ -33,6 +33,8 @@ class CellResult:
     timing: dict[str, float] = field(default_factory=dict)
     nfe_per_solve: int | None = None
     failure: str | None = None
+    pruned: PrunedRecord | None = None
+    """Where the search's pruner stopped the cell, if it did (its finished seeds are in the fields above)."""
 
     @property
     def summary(self) -> Summary | None:
@@ -44,13 +46,13 @@ class CellResult:
 
 
 def collect(study: Study, optuna_study: StoredStudy, study_folder: Path) -> dict[str, CellResult]:
-    """Per cell, the complete trial if there is one, else the latest trial with any finished seeds; run folders
-    are resolved under `study_folder`, where the study's folder is now."""
+    """Per cell (a search study's sampled cells), the complete trial if there is one, else the latest trial with
+    any finished seeds; run folders are resolved under `study_folder`, where the study's folder is now."""
     trials: dict[str, list[FrozenTrial]] = {}
     for trial in storage.trials(optuna_study):
         trials.setdefault(storage.trial_cell(trial), []).append(trial)
     results = {}
-    for cell in study.cells():
+    for cell in storage.study_cells(study, optuna_study):
         key = cell_key(cell)
         result = CellResult(cell)
         candidates = trials.get(key, [])
@@ -61,6 +63,8 @@ def collect(study: Study, optuna_study: StoredStudy, study_folder: Path) -> dict
             read_seeds(result, storage.seed_records(chosen), study_folder)
         if not complete and candidates and storage.state_of(candidates[-1]) == storage.FAILED:
             result.failure = storage.failure_of(candidates[-1])["message"]
+        if not complete and candidates and storage.state_of(candidates[-1]) == storage.PRUNED:
+            result.pruned = storage.pruned_of(candidates[-1])
         results[key] = result
     return results
 

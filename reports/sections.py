@@ -21,7 +21,7 @@ from flowkit.reports import figures, importance, tables
 from flowkit.reports.collect import CellResult
 from flowkit.reports.tables import Entry, Row, Table
 from flowkit.schedules import schedule_strength
-from flowkit.studies.study import Study, cell_key
+from flowkit.studies.study import SAMPLE, Study, cell_key
 from flowkit.tasks import task_class
 from flowkit.tasks.toy import SCALE, ToyBandit, toy_points
 
@@ -413,6 +413,33 @@ class Failures(Section):
         return Block("Failed cells", [ListPart(items)])
 
 
+class Pruned(Section):
+    """A search study's cells its pruner stopped early: apart from the failed ones, with where they stopped."""
+
+    def applies(self, report: ReportData) -> bool:
+        return any(result.pruned for result in report.results.values())
+
+    def build(self, report: ReportData) -> Block:
+        return Block("Pruned cells", [ListPart(pruned_items(report.study, report.results))])
+
+
+def pruned_items(study: Study, results: dict[str, CellResult]) -> list[str]:
+    """One line per pruned cell: its sampled settings, and the seed, update and score so far where it stopped."""
+    items = []
+    for result in (r for r in results.values() if r.pruned):
+        values = ", ".join(f"{name}={_short(result.cell[name])}" for name in study.parameters())
+        items.append(
+            f"sample {result.cell[SAMPLE]} ({values}): stopped at update {result.pruned.step} of seed "
+            f"{result.pruned.seed}, score so far {result.pruned.value:.4g}, "
+            f"{len(result.scores)} of {len(study.seeds)} seeds finished"
+        )
+    return items
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def gradient_flags(study: Study, results: dict[str, CellResult]) -> list[str]:
     """Explosions of the policy network's gradient norm in any run (above 1e3, or 10x growth in 3 intervals)."""
     flags = []
@@ -462,6 +489,7 @@ SECTIONS: list[Section] = [
     Cost(),
     Against(),
     Failures(),
+    Pruned(),
     GradientExplosions(),
     Settings(),
 ]

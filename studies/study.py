@@ -1,8 +1,10 @@
 """What a study file declares: the arms to compare, on which tasks and seeds, and how a run is scored.
 
 A study is a grid: every combination of method, task and swept settings is one cell, and one Optuna trial
-runs a cell for all of the study's seeds. A swept setting a method lacks is None in that method's cells, so
-FBRAC's alpha and Q-Flow's lambda can be swept in one study without running Q-Flow once per alpha.
+runs a cell for all of the study's seeds. A search study (`search=Search(...)`, studies/search.py) instead
+lets Optuna's sampler choose its cells from a space, with the grid's settings as choices beside it.
+A swept setting a method lacks is None in that method's cells, so FBRAC's alpha and Q-Flow's lambda can be
+swept in one study without running Q-Flow once per alpha.
 Each cell's run settings go through flowkit.run_config, so a study with an unknown setting or a bad value is
 refused when it is loaded, before anything runs or is stored.
 """
@@ -18,10 +20,15 @@ from typing import Any
 from flowkit.display import display_name
 from flowkit.run_config import RunConfig, check_agent, check_task, make_run_config, setting_names
 from flowkit.settings import ConfigError
+from flowkit.studies.search import Choice, Dimension, FloatRange, IntRange, Search, ends
 from flowkit.tasks import task_class
 
 Cell = dict[str, Any]
-"""One grid cell: {"agent": ..., "task": ..., **swept settings (None where the method lacks one)}."""
+"""One grid cell: {"agent": ..., "task": ..., **swept settings (None where the method lacks one)}; a search
+study's sampled cell also holds the searched settings and "sample", its index in the budget."""
+
+SAMPLE = "sample"
+"""The key of a sampled cell's index (0 .. trials - 1): two samples of equal values are still two cells."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +38,9 @@ class Study:
     """The question the study answers, shown at the top of its report."""
     agents: tuple[str, ...]
     tasks: tuple[str, ...]
-    grid: Mapping[str, tuple[Any, ...]]
-    """The swept settings and their values; the arm whose values are the runs' defaults is the reference."""
     seeds: tuple[int, ...]
+    grid: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    """The swept settings and their values; the arm whose values are the runs' defaults is the reference."""
     fixed: Mapping[str, Any] = field(default_factory=dict)
     """Settings shared by every run, on top of the method's and the task family's defaults."""
     labels: Mapping[str, Mapping[Any, str]] = field(default_factory=dict)
@@ -46,6 +53,9 @@ class Study:
     """Evaluation metric the score is taken from; None takes each task's own score metric."""
     last_evals: int = 1
     """A run's score is the mean of the metric over its last `last_evals` evaluations."""
+    search: Search | None = None
+    """Sample `search.trials` cells from a space instead of running every cell of the grid; the grid's settings,
+    if any, are sampled as choices beside the space."""
     vectorize_seeds: bool = False
     """Train each cell's seeds as one vmapped program (results equal separate runs' up to float rounding;
     meant for a GPU, no gain on a CPU). Not part of the definition: it changes how results are computed."""
@@ -90,8 +100,47 @@ class Study:
                     raise ConfigError(f"compare: {name!r} is neither 'agent' nor a swept setting {tuple(self.grid)}")
             for cell in self.cells():
                 self.run_config(cell, self.seeds[0])
+            if self.search is not None:
+                self._check_search()
         except ConfigError as error:
             raise ConfigError(f"{where}: {error}") from None
+
+    def _check_search(self) -> None:
+        """Refuse a search the study's method cannot run: one method on one task (a sampler optimises one
+        score), searched settings the method lacks, ranges of the wrong type, and ends or choices it refuses."""
+        self.search.check()
+        if len(self.agents) > 1 or len(self.tasks) > 1:
+            raise ConfigError(
+                f"search: a search study samples one method on one task (its sampler optimises one score), got "
+                f"agents {self.agents} and tasks {self.tasks}; declare a study per method and task"
+            )
+        known = setting_names(self.agents[0])
+        base = self.cells()[0]
+        for name, dimension in self.search.space.items():
+            where = f"search space {name!r}"
+            if name in self.grid or name in self.fixed or name in ("agent", "task", SAMPLE):
+                raise ConfigError(f"{where}: also in the grid, fixed or a reserved name; search it in one place")
+            if name not in known:
+                raise ConfigError(f"{where}: not a setting of {self.agents[0]!r}; allowed: {', '.join(sorted(known))}")
+            expected = {FloatRange: float, IntRange: int}.get(type(dimension))
+            if expected is not None and known[name] is not expected:
+                wanted = "IntRange" if known[name] is int else "Choice"
+                raise ConfigError(f"{where}: the setting is not a {expected.__name__}; use {wanted}")
+            for value in ends(dimension):
+                try:
+                    self.run_config({**base, name: _storable(value)}, self.seeds[0])
+                except ConfigError as error:
+                    raise ConfigError(f"{where}: {value!r} is refused: {error}") from None
+
+    def parameters(self) -> dict[str, Dimension]:
+        """A search study's sampled settings: the grid's (as choices) and the space's, by name."""
+        grid = {name: Choice(tuple(_storable(v) for v in values)) for name, values in self.grid.items()}
+        return {**grid, **self.search.space}
+
+    def sampled_cell(self, values: Mapping[str, Any], sample: int) -> Cell:
+        """The cell of a search study's `sample`-th trial, whose sampled settings are `values`."""
+        sampled = {name: values[name] for name in self.parameters()}
+        return {"agent": self.agents[0], "task": self.tasks[0], **sampled, SAMPLE: sample}
 
     def check_data(self) -> None:
         """Refuse to start while a task's dataset is missing or broken (the message says how to make it)."""
@@ -152,7 +201,7 @@ class Study:
 
     def cells(self) -> list[Cell]:
         """Every (agent, task, swept values) combination, in declaration order; a swept setting the agent
-        lacks is None."""
+        lacks is None. A search study runs sampled cells instead (the runner's `study_cells`)."""
         cells = []
         for agent in self.agents:
             known = setting_names(agent)
@@ -205,7 +254,7 @@ class Study:
             "runs": {cell_key(cell): self.run_config(cell, 0).to_dict() for cell in self.cells()},
             "metric": self.metric,
             "last_evals": self.last_evals,
-        }
+        } | ({} if self.search is None else {"search": self.search.definition()})
 
 
 def _storable(value: Any) -> Any:

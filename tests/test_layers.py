@@ -19,7 +19,11 @@ LAYERS = [
 ]
 
 
-PACKAGE_NAMES = {"Study": "flowkit.studies.study", "BackendError": "flowkit._backend"}
+PACKAGE_NAMES = {
+    "Study": "flowkit.studies.study",
+    "BackendError": "flowkit._backend",
+    **dict.fromkeys(("Search", "FloatRange", "IntRange", "Choice"), "flowkit.studies.search"),
+}
 """Names `flowkit` itself exports, by the module that defines them."""
 
 

@@ -4,11 +4,9 @@ a worker killed mid-trial loses nothing, and its runs resume from their checkpoi
 import contextlib
 import multiprocessing
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -60,38 +58,6 @@ def test_four_workers_on_a_journal_run_every_cell_exactly_once(tmp_path):
     assert len(workers) >= 2, "the workers shared the cells"
     for trial in stored_trials(study, tmp_path):
         assert trial.value == pytest.approx(1000 * trial.params["lr"] + 0.5), "the mean over seeds 0 and 1"
-
-
-def _postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    return found[-1].parent if found else None
-
-
-@pytest.fixture
-def postgres_url():
-    """A PostgreSQL server on loopback for this test only (Debian's postgresql package; .ci/run installs it)."""
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        pytest.skip("needs Debian's postgresql package (.ci/run installs it)")
-    data = Path(tempfile.mkdtemp(prefix="flowkit-pg-"))
-    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_owner:
-        shutil.chown(data, "postgres")
-    port = 20000 + os.getpid() % 10000
-    subprocess.run([*as_owner, bin_dir / "initdb", "-D", data / "db", "-A", "trust", "-U", "flowkit"], check=True,
-                   capture_output=True)  # fmt: skip
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    subprocess.run([*as_owner, bin_dir / "pg_ctl", "-D", data / "db", "-o", options, "-l", data / "log", "-w", "start"],
-                   check=True, capture_output=True)  # fmt: skip
-    try:
-        subprocess.run([bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "flowkit", "studies"],
-                       check=True, capture_output=True)  # fmt: skip
-        yield f"postgresql://flowkit@127.0.0.1:{port}/studies"
-    finally:
-        subprocess.run(
-            [*as_owner, bin_dir / "pg_ctl", "-D", data / "db", "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.mark.postgres

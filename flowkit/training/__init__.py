@@ -11,13 +11,15 @@ loop.py       train / train_seeds: prepare, then per chunk train, log, evaluate,
 from flowkit.training.chunk import coefficient_arrays, compiled_cost, forget_compiled_chunks, make_chunk
 from flowkit.training.loop import train, train_seeds
 from flowkit.training.progress import RunProgress
-from flowkit.training.seed_run import DivergedError, RunTakenOverError
+from flowkit.training.seed_run import DivergedError, EvaluationHook, RunStoppedError, RunTakenOverError
 from flowkit.training.seeds import Seeds, stack_seeds
 from flowkit.training.trainer import Trainer, consistency_record, load_trained
 
 __all__ = [
     "DivergedError",
+    "EvaluationHook",
     "RunProgress",
+    "RunStoppedError",
     "RunTakenOverError",
     "Seeds",
     "Trainer",

@@ -22,7 +22,7 @@ from flowkit.run_config import RunConfig
 from flowkit.tasks import Task
 from flowkit.training.chunk import Chunk, compiled_cost
 from flowkit.training.progress import ProgramClock
-from flowkit.training.seed_run import Fence, SeedRun, stored_checkpoint
+from flowkit.training.seed_run import EvaluationHook, Fence, RunStoppedError, SeedRun, stored_checkpoint
 from flowkit.training.seeds import Seeds
 from flowkit.training.trainer import Trainer
 
@@ -35,15 +35,21 @@ def train(
     task: Task | None = None,
     label: str = "",
     still_ours: Callable[[], bool] | None = None,
+    on_evaluation: EvaluationHook | None = None,
 ) -> dict[str, Any]:
     """Train one run into `run_dir` and return its result (also written to run_dir/result.json).
 
     A run folder holding a checkpoint (of a run with these settings, killed or interrupted) is resumed from
     it; the result equals that of an uninterrupted run with the same seed. `still_ours`, if given, is asked
     before the folder is first written, after every chunk and before the models and result are saved; once it
-    answers False, RunTakenOverError is raised and nothing more is written.
+    answers False, RunTakenOverError is raised and nothing more is written. `on_evaluation`, if given, is told
+    each evaluation; once it answers False before the last step, the run is checkpointed there and
+    RunStoppedError is raised (at the last step the run completes).
     """
-    return train_seeds([config], [run_dir], progress=progress, task=task, label=label, still_ours=still_ours)[0]
+    return train_seeds(
+        [config], [run_dir], progress=progress, task=task, label=label, still_ours=still_ours,
+        on_evaluation=on_evaluation,
+    )[0]  # fmt: skip
 
 
 def train_seeds(
@@ -54,10 +60,11 @@ def train_seeds(
     task: Task | None = None,
     label: str = "",
     still_ours: Callable[[], bool] | None = None,
+    on_evaluation: EvaluationHook | None = None,
 ) -> list[dict[str, Any]]:
     """Train runs that differ only in their seed as one program, each into its own folder exactly as `train`
     would. Results equal separate runs' up to float rounding; the program's time is shared among the seeds
-    (progress.py). All runs must resume from the same step. `still_ours` is as for `train`.
+    (progress.py). All runs must resume from the same step. `still_ours` and `on_evaluation` are as for `train`.
     """
     program = SeedProgram.prepare(configs, run_dirs, task, Fence(still_ours, run_dirs))
     schedule = configs[0].train
@@ -69,10 +76,15 @@ def train_seeds(
         for start in range(program.resumed_from, schedule.steps, schedule.log_every):
             step = program.train_chunk(start)
             bar.update(schedule.log_every)
+            stop = False
             if step % schedule.eval_every == 0 or step == schedule.steps:
                 bar.set_postfix_str(program.evaluate())
-            if step % schedule.checkpoint_every == 0 and step < schedule.steps:
+                go_on = on_evaluation is None or on_evaluation(step, program.histories())
+                stop = not go_on and step < schedule.steps
+            if (step % schedule.checkpoint_every == 0 or stop) and step < schedule.steps:
                 program.checkpoint()
+            if stop:
+                raise RunStoppedError(step)
     return program.finish()
 
 
@@ -139,6 +151,10 @@ class SeedProgram:
             metrics = run.evaluate(self.trainer, state.params)
         score = self.trainer.task.score_metric
         return f"{score}={metrics[score]:.3f}"
+
+    def histories(self) -> dict[int, list[dict[str, Any]]]:
+        """Each seed's evaluations so far, by seed."""
+        return {run.config.seed: run.progress.eval_history for run in self.runs}
 
     def checkpoint(self) -> None:
         """Store each seed's state, data key and progress, with the wall time to now."""

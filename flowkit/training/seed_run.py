@@ -39,6 +39,19 @@ class RunTakenOverError(RuntimeError):
     stops before writing anything more into its folders."""
 
 
+class RunStoppedError(RuntimeError):
+    """The caller's evaluation hook asked the runs to stop early (a study's pruner): each was checkpointed at
+    `step`, so it can still be resumed, and has no result."""
+
+    def __init__(self, step: int):
+        super().__init__(f"stopped early at update {step}")
+        self.step = step
+
+
+EvaluationHook = Callable[[int, dict[int, list[dict[str, Any]]]], bool]
+"""Told the step and each seed's evaluation history after every evaluation; answers whether to go on."""
+
+
 @dataclass(frozen=True)
 class Fence:
     """Asked before every write into the runs' folders: once `still_ours` answers False, nothing more is written."""

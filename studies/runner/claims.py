@@ -1,5 +1,7 @@
 """The queue of a study's cells and the claims on them: every cell is enqueued exactly once, a worker claims a
-waiting trial for itself, and the trial of a worker that died is failed so that its cell is enqueued again."""
+waiting trial for itself, and the trial of a worker that died is failed so that its cell is enqueued again.
+A search study's cells are sampled one at a time under the study's lock, while its budget lasts; a sampled cell
+whose worker died is enqueued again like a grid cell, with its sampled values, and never sampled anew."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from flowkit.studies.runner import storage
+from flowkit.studies.runner import sampling, storage
 from flowkit.studies.runner.storage import FrozenTrial, StoredStudy, Trial
 from flowkit.studies.study import Cell, Study, cell_key
 
@@ -66,10 +68,31 @@ def enqueue_missing(optuna_study: StoredStudy, study: Study, retried: tuple[str,
             continue
         if state != storage.FAILED or storage.failure_of(trial)["kind"] not in retried:
             taken.add(storage.trial_cell(trial))
-    missing = [cell for cell in study.cells() if cell_key(cell) not in taken]
+    missing = [cell for cell in storage.study_cells(study, optuna_study) if cell_key(cell) not in taken]
     for cell in missing:
-        storage.enqueue_cell(optuna_study, cell)
+        storage.enqueue_cell(optuna_study, cell, None if study.search is None else _params(study, cell))
     return len(missing)
+
+
+def _params(study: Study, cell: Cell) -> Cell:
+    """A search study's cell's Optuna parameters: its sampled values (the method, task and index are fixed)."""
+    return {name: cell[name] for name in study.parameters()}
+
+
+def sample_trial(optuna_study: StoredStudy, study: Study) -> tuple[Trial, Cell] | None:
+    """Claim a waiting trial, else, while the search's budget lasts, sample the next cell as a RUNNING trial of
+    this process; None when neither is left. Call under `study_lock`: the budget is counted, the cell drawn and
+    recorded before another worker may count."""
+    claimed = claim_trial(optuna_study)
+    sample = len(storage.study_cells(study, optuna_study))
+    if claimed is not None or sample >= study.search.trials:
+        return claimed
+    sampler = sampling.sampler(study.search, sample)
+    trial, values = storage.ask_sampled(optuna_study, sampler, study.parameters())
+    storage.record_worker(optuna_study, trial, _this_worker())
+    cell = study.sampled_cell(values, sample)
+    storage.record_cell(optuna_study, trial, cell)
+    return trial, cell
 
 
 def _this_worker() -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""How far a study is: per cell, whether its trial is complete, running, waiting, interrupted or failed, and the
-seeds done."""
+"""How far a study is: per cell, whether its trial is complete, pruned, running, waiting, interrupted or failed,
+and the seeds done; a search study's cells are its budget, of which some are sampled so far."""
 
 from __future__ import annotations
 
@@ -26,6 +26,17 @@ class StudyProgress:
     wall_time_s: float
     time_s: dict[str, float]
     """Seconds of the complete trials' compile, train, eval and other time, summed."""
+    pruned: int = 0
+    """Cells the search's pruner stopped early (final, like complete ones)."""
+    sampled: int | None = None
+    """A search study's cells sampled so far (of `cells`, its budget); None for a grid study."""
+    sampler: dict | None = None
+    """A search study's stored sampler, sampler seed and pruner."""
+
+    @property
+    def finished(self) -> bool:
+        """Every cell complete or pruned."""
+        return self.complete + self.pruned == self.cells
 
 
 def progress_of(study: Study, optuna_study: StoredStudy | None) -> StudyProgress:
@@ -33,9 +44,11 @@ def progress_of(study: Study, optuna_study: StoredStudy | None) -> StudyProgress
     by_cell: dict[str, list[FrozenTrial]] = {}
     for trial in trials:
         by_cell.setdefault(storage.trial_cell(trial), []).append(trial)
-    counts = {storage.COMPLETE: 0, storage.RUNNING: 0, storage.WAITING: 0}
+    counts = {storage.COMPLETE: 0, storage.PRUNED: 0, storage.RUNNING: 0, storage.WAITING: 0}
     interrupted, failed, seeds_done = {}, {}, 0
-    for cell in study.cells():
+    cells = storage.study_cells(study, optuna_study)
+    total = len(cells) if study.search is None else study.search.trials
+    for cell in cells:
         cell_trials = by_cell.get(cell_key(cell), [])
         states = [_state(t) for t in cell_trials]
         for state in counts:
@@ -50,16 +63,19 @@ def progress_of(study: Study, optuna_study: StoredStudy | None) -> StudyProgress
         seeds_done += max((len(storage.seed_records(t)) for t in cell_trials), default=0)
     complete = [t for t in trials if storage.state_of(t) == storage.COMPLETE]
     return StudyProgress(
-        cells=len(study.cells()),
+        cells=total,
         complete=counts[storage.COMPLETE],
         running=counts[storage.RUNNING],
         waiting=counts[storage.WAITING],
         interrupted=interrupted,
         failed=failed,
         seeds_done=seeds_done,
-        seeds_total=len(study.cells()) * len(study.seeds),
+        seeds_total=total * len(study.seeds),
         wall_time_s=sum(storage.wall_time_s(t) for t in trials),
         time_s={part: sum(storage.time_s(t)[part] for t in complete) for part in ("compile", "train", "eval", "other")},
+        pruned=counts[storage.PRUNED],
+        sampled=None if study.search is None else len(cells),
+        sampler=storage.sampler_of(optuna_study) if optuna_study else None,
     )
 
 

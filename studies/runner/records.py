@@ -79,6 +79,33 @@ class SeedRecord:
     """The run folder, relative to the study folder (POSIX separators); see `resolve_run_dir`."""
 
 
+@dataclass(frozen=True)
+class PrunedRecord:
+    """Where the study's pruner stopped a cell: its seeds before `seed` have their SeedRecords; `seed`'s run keeps
+    its checkpoint at `step` (or, stopped at its last evaluation, completed), and the seeds after it never ran."""
+
+    seed: int
+    step: int
+    """The update of `seed`'s run at which the cell stopped."""
+    value: float
+    """The cell's score so far over its seeds, the intermediate value the pruner judged."""
+    trained_steps: int
+    """Updates the cell trained over all its seeds, the step the value was reported at."""
+
+
+def pruned_to_json(record: PrunedRecord) -> dict[str, Any]:
+    return {"schema": SCHEMA_VERSION, **asdict(record)}
+
+
+def pruned_from_json(data: Mapping[str, Any]) -> PrunedRecord:
+    """The pruned record stored as `data`; RecordError names the schema of one written by another flowkit."""
+    check_schema(data.get("schema"), "a pruned record")
+    try:
+        return PrunedRecord(**{name: value for name, value in data.items() if name != "schema"})
+    except TypeError as error:
+        raise RecordError(f"a pruned record of schema {SCHEMA_VERSION} is malformed ({error!r})") from None
+
+
 def run_score(result: Mapping[str, Any], metric: str, last_evals: int) -> float:
     """A run's score: the mean of `metric` over its last `last_evals` evaluations."""
     return statistics.fmean(record[metric] for record in result["eval_history"][-last_evals:])

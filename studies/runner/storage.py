@@ -1,5 +1,6 @@
-"""The runner's adapter to Optuna, the only module that knows it: opening the storage (a journal file or a
-database), creating and loading the stored study, and reading and writing trials' states and attributes.
+"""The runner's adapter to Optuna's storage: opening it (a journal file or a database), creating and loading the
+stored study, and reading and writing trials' states and attributes (sampling.py turns a search space into
+Optuna's objects; analysis/importance.py uses its importance evaluators).
 
 Optuna is used through its public API except where none exists: a Study's storage (`_storage`) and the database
 behind Optuna's cache (`_backend`), read by `_storage_of` and `_database` below, are needed to claim a waiting
@@ -26,9 +27,10 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flowkit import runs
 from flowkit.settings import ConfigError
-from flowkit.studies.runner import records
-from flowkit.studies.runner.records import SeedRecord
-from flowkit.studies.study import Cell, Study, cell_key
+from flowkit.studies.runner import records, sampling
+from flowkit.studies.runner.records import PrunedRecord, SeedRecord
+from flowkit.studies.search import Dimension
+from flowkit.studies.study import SAMPLE, Cell, Study, cell_key
 
 DEFINITION_ATTR = "flowkit:definition"
 SAMPLER_ATTR = "flowkit:sampler"
@@ -36,17 +38,18 @@ SCHEMA_ATTR = "flowkit:schema"
 CELL_ATTR = "flowkit:cell"
 WORKER_ATTR = "flowkit:worker"
 FAILURE_ATTR = "failure"
+PRUNED_ATTR = "pruned"
 SEEDS_ATTR = "seeds"
 HEARTBEAT_S = 60
 """On a database, a running trial records a heartbeat this often; one silent for 3 intervals is taken over."""
 
-WAITING, RUNNING, COMPLETE, FAILED = "waiting", "running", "complete", "failed"
+WAITING, RUNNING, COMPLETE, FAILED, PRUNED = "waiting", "running", "complete", "failed", "pruned"
 _STATES = {
     TrialState.WAITING: WAITING,
     TrialState.RUNNING: RUNNING,
     TrialState.COMPLETE: COMPLETE,
     TrialState.FAIL: FAILED,
-    TrialState.PRUNED: "pruned",
+    TrialState.PRUNED: PRUNED,
 }
 
 StoredStudy = optuna.Study
@@ -169,8 +172,11 @@ def load_optuna_study(
 
 
 def _load(study: Study, storage: BaseStorage) -> StoredStudy | None:
+    """The stored study as a worker holds it: trials are claimed, never sampled by it (a search study samples
+    through `ask_sampled`), and its pruner judges the intermediate values."""
+    pruner = sampling.pruner(study.search)
     try:
-        return optuna.load_study(study_name=study.name, storage=storage, sampler=EnqueuedCellsOnly())
+        return optuna.load_study(study_name=study.name, storage=storage, sampler=EnqueuedCellsOnly(), pruner=pruner)
     except KeyError:
         return None
 
@@ -182,11 +188,22 @@ def _create(study: Study, storage: BaseStorage) -> StoredStudy:
         study_name=study.name, storage=storage, direction=direction, sampler=EnqueuedCellsOnly()
     )
     stored.set_user_attr(SCHEMA_ATTR, records.SCHEMA_VERSION)
-    stored.set_user_attr(
-        SAMPLER_ATTR, "EnqueuedCellsOnly: each cell enqueued once, claimed atomically; nothing sampled"
-    )
+    stored.set_user_attr(SAMPLER_ATTR, _sampler_attr(study))
     stored.set_user_attr(DEFINITION_ATTR, study.definition())
-    return stored
+    return _load(study, storage)
+
+
+def _sampler_attr(study: Study) -> str | dict[str, Any]:
+    if study.search is None:
+        return "EnqueuedCellsOnly: each cell enqueued once, claimed atomically; nothing sampled"
+    search = study.search
+    return {"sampler": search.sampler, "sampler_seed": search.sampler_seed, "pruner": search.pruner}
+
+
+def sampler_of(optuna_study: StoredStudy) -> dict[str, Any] | None:
+    """A search study's stored sampler, its seed and its pruner; None for a grid study."""
+    stored = optuna_study.user_attrs.get(SAMPLER_ATTR)
+    return stored if isinstance(stored, dict) else None
 
 
 def _check_stored(study: Study, stored: StoredStudy) -> None:
@@ -263,9 +280,19 @@ def stored_study_lock(optuna_study: StoredStudy, runs_dir: Path) -> contextlib.A
 
 
 def trials(optuna_study: StoredStudy, state: str | None = None) -> list[FrozenTrial]:
-    """The study's trials (those in `state` only, if given), in the order they were enqueued."""
+    """The study's trials (those in `state` only, if given), in the order they were enqueued; a search study's
+    trial is one once its cell is recorded (a worker that died while sampling leaves a trial that never is)."""
     states = None if state is None else tuple(s for s, name in _STATES.items() if name == state)
-    return optuna_study.get_trials(deepcopy=False, states=states)
+    return [t for t in optuna_study.get_trials(deepcopy=False, states=states) if CELL_ATTR in t.user_attrs]
+
+
+def study_cells(study: Study, optuna_study: StoredStudy | None) -> list[Cell]:
+    """The cells a study runs: a grid study's declared cells, or a search study's cells sampled so far, in the
+    order they were sampled."""
+    if study.search is None:
+        return study.cells()
+    sampled = {trial_cell(t): cell_of(t) for t in (trials(optuna_study) if optuna_study else [])}
+    return sorted(sampled.values(), key=lambda cell: cell[SAMPLE])
 
 
 def state_of(trial: FrozenTrial) -> str:
@@ -281,8 +308,29 @@ def trial_cell(trial: FrozenTrial) -> str:
     return cell_key(cell_of(trial))
 
 
-def enqueue_cell(optuna_study: StoredStudy, cell: Cell) -> None:
-    optuna_study.enqueue_trial(cell, user_attrs={CELL_ATTR: cell})
+def enqueue_cell(optuna_study: StoredStudy, cell: Cell, params: Cell | None = None) -> None:
+    """A waiting trial of the cell, its parameters fixed to `params` (the whole cell unless given)."""
+    optuna_study.enqueue_trial(cell if params is None else params, user_attrs={CELL_ATTR: cell})
+
+
+def ask_sampled(
+    optuna_study: StoredStudy, sampler: optuna.samplers.BaseSampler, space: Mapping[str, Dimension]
+) -> tuple[Trial, dict[str, Any]]:
+    """A new RUNNING trial whose parameters `sampler` drew from `space`, and those values; call under
+    `study_lock` with no trial waiting (Optuna's ask would hand out a waiting trial instead of a new one)."""
+    asking = optuna.load_study(
+        study_name=optuna_study.study_name, storage=_storage_of(optuna_study), sampler=sampler,
+        pruner=optuna_study.pruner,  # TPE reads Hyperband's brackets from the study's pruner
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # on a database: Optuna's heartbeats are for optimize(); ours for claims
+        asked = asking.ask({name: sampling.distribution(d) for name, d in space.items()})
+    return Trial(optuna_study, _trial_id(optuna_study, asked.number)), dict(asked.params)
+
+
+def record_cell(optuna_study: StoredStudy, trial: Trial, cell: Cell) -> None:
+    """Record a sampled trial's cell, after which the runner counts it (`trials`)."""
+    _storage_of(optuna_study).set_trial_user_attr(_trial_id(optuna_study, trial.number), CELL_ATTR, cell)
 
 
 def fail_silent_trials(optuna_study: StoredStudy) -> None:
@@ -351,6 +399,30 @@ def suggest_cell(trial: Trial, cell: Cell, space: Mapping[str, tuple[Any, ...]])
     """Record the cell as the trial's parameters (each taken from its enqueued value, nothing sampled)."""
     for name in cell:
         trial.suggest_categorical(name, space[name])
+
+
+def suggest_params(trial: Trial, cell: Cell, space: Mapping[str, Dimension]) -> None:
+    """Record a search study's cell as the trial's parameters (each set already: sampled or enqueued)."""
+    for name, dimension in space.items():
+        sampling.suggest(trial, name, dimension)
+
+
+def report_score(trial: Trial, value: float, step: int) -> bool:
+    """Report the trial's score so far at `step` (its intermediate value); return whether to go on (the
+    study's pruner does not stop it)."""
+    trial.report(value, step)
+    return not trial.should_prune()
+
+
+def tell_pruned(trial: Trial, record: PrunedRecord) -> None:
+    trial.set_user_attr(PRUNED_ATTR, records.pruned_to_json(record))
+    trial.study.tell(trial, state=TrialState.PRUNED)
+
+
+def pruned_of(trial: FrozenTrial) -> PrunedRecord | None:
+    """Where a pruned trial's cell stopped; None for any other trial."""
+    stored = trial.user_attrs.get(PRUNED_ATTR)
+    return None if stored is None else records.pruned_from_json(stored)
 
 
 def write_seed_records(trial: Trial, by_seed: Mapping[int, SeedRecord]) -> None:

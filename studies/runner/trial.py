@@ -1,6 +1,7 @@
 """Running one trial: train (or find finished) every seed of its cell, record each seed as it finishes, and tell
 the storage the cell's score, or why it failed. Seeds whose run folder holds a result with the same settings
-are not trained again; interrupted runs resume from their checkpoints."""
+are not trained again; interrupted runs resume from their checkpoints. A search study's trial also reports its
+score so far after each evaluation, and stops, pruned, when its pruner says so."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
 from flowkit.studies.runner import storage
 from flowkit.studies.runner.claims import still_claimed
-from flowkit.studies.runner.records import SeedRecord, Timing, seed_record
+from flowkit.studies.runner.records import PrunedRecord, SeedRecord, Timing, run_score, seed_record
 from flowkit.studies.runner.storage import Trial, study_dir
 from flowkit.studies.study import Cell, Study, cell_slug
-from flowkit.training import DivergedError, RunTakenOverError, train, train_seeds
+from flowkit.training import DivergedError, RunStoppedError, RunTakenOverError, train, train_seeds
 
 T = TypeVar("T")
 
@@ -42,9 +43,10 @@ def reusable_result(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
 
 
 def train_vectorized(
-    runs_to_train: list[tuple[RunConfig, Path]], *, progress: bool, label: str, still_ours: Callable[[], bool]
+    runs_to_train: list[tuple[RunConfig, Path]], *, progress: bool, label: str, **hooks: Any
 ) -> dict[int, dict[str, Any]]:
-    """Train runs that differ only in seed as one vmapped program per step their checkpoints resume from."""
+    """Train runs that differ only in seed as one vmapped program per step their checkpoints resume from;
+    `hooks` (still_ours, on_evaluation) are as for `train`."""
     by_step: dict[int, list[tuple[RunConfig, Path]]] = {}
     for config, run_dir in runs_to_train:
         checkpoint = runs.load_checkpoint(run_dir)
@@ -52,7 +54,7 @@ def train_vectorized(
     results = {}
     for group in by_step.values():
         configs, run_dirs = [config for config, _ in group], [run_dir for _, run_dir in group]
-        trained = train_seeds(configs, run_dirs, progress=progress, label=label, still_ours=still_ours)
+        trained = train_seeds(configs, run_dirs, progress=progress, label=label, **hooks)
         results.update({config.seed: result for config, result in zip(configs, trained, strict=True)})
     return results
 
@@ -66,10 +68,17 @@ class CellRuns:
     study_folder: Path
     still_ours: Callable[[], bool]
     """Whether the trial is still this worker's; asked before each seed's run and by its training loop."""
+    report: Callable[[float, int], bool] | None = None
+    """Told the cell's score so far and the updates it trained after each evaluation; answers whether to go on
+    (a search study's pruner). None: nothing is reported."""
     records: dict[int, SeedRecord] = field(default_factory=dict)
     seed: int | None = None
     runs_wall_s: float = 0.0
     """Seconds spent in this process's train calls."""
+    reported: tuple[float, int] | None = None
+    """The last score so far reported, and the updates trained then."""
+    stopped_at: int | None = None
+    """The step of the run whose last evaluation the pruner judged behind: the cell stops before its next seed."""
 
     def run(self, *, progress: bool, vectorize_seeds: bool) -> Iterator[SeedRecord]:
         """Train or find each seed's run, yielding its record; vectorized, the seeds without a result train
@@ -77,21 +86,42 @@ class CellRuns:
         metric, slug = self.study.metric_for(self.cell["task"]), cell_slug(self.cell)
         planned = {seed: self._planned(seed) for seed in self.study.seeds}
         stored = {seed: reusable_result(*planned[seed]) for seed in self.study.seeds}
+        hooks = {"still_ours": self.still_ours, "on_evaluation": self._on_evaluation if self.report else None}
         trained = {}
         if vectorize_seeds:
             waiting = [planned[seed] for seed in self.study.seeds if stored[seed] is None]
-            label = f"{slug} seeds"
-            trained = self._timed(train_vectorized, waiting, progress=progress, label=label, still_ours=self.still_ours)
+            trained = self._timed(train_vectorized, waiting, progress=progress, label=f"{slug} seeds", **hooks)
         for seed in self.study.seeds:
+            if self.stopped_at is not None:
+                raise RunStoppedError(self.stopped_at)
             self.seed = seed
             config, run_dir = planned[seed]
             result = stored[seed] or trained.get(seed)
             if result is None:
                 label = f"{slug} seed {seed}"
-                result = self._timed(train, config, run_dir, progress=progress, label=label, still_ours=self.still_ours)
+                result = self._timed(train, config, run_dir, progress=progress, label=label, **hooks)
             record = seed_record(seed, result, metric, self.study.last_evals, run_dir, self.study_folder)
             self.records[seed] = record
             yield record
+
+    def _on_evaluation(self, step: int, histories: dict[int, list[dict[str, Any]]]) -> bool:
+        """Report the cell's score so far (its finished seeds' scores and its running seeds' scores at `step`,
+        averaged) at the updates it trained over its seeds; return whether to go on."""
+        metric, steps = self.study.metric_for(self.cell["task"]), self.study.run_config(self.cell, 0).train.steps
+        scores = {seed: record.score for seed, record in self.records.items()}
+        scores |= {seed: run_score({"eval_history": h}, metric, self.study.last_evals) for seed, h in histories.items()}
+        trained = steps * len(self.records) + step * len(histories)
+        self.reported = (statistics.fmean(scores.values()), trained)
+        go_on = self.report(*self.reported)
+        if not go_on and step == steps:
+            self.stopped_at = step
+        return go_on
+
+    def pruned_record(self, step: int) -> PrunedRecord:
+        """Where the cell stopped (seeds trained as one program stopped together: the first names them)."""
+        value, trained = self.reported
+        seed = self.study.seeds[0] if self.seed is None else self.seed
+        return PrunedRecord(seed=seed, step=step, value=value, trained_steps=trained)
 
     def _planned(self, seed: int) -> tuple[RunConfig, Path]:
         return self.study.run_config(self.cell, seed), self.study_folder / "runs" / cell_slug(self.cell) / f"seed{seed}"
@@ -122,6 +152,14 @@ class TrialClaim:
         if self.still_ours():
             storage.tell_failed(self.trial, failure)
 
+    def report(self, value: float, step: int) -> bool:
+        self.fence()
+        return storage.report_score(self.trial, value, step)
+
+    def tell_pruned(self, record: PrunedRecord) -> None:
+        if self.still_ours():
+            storage.tell_pruned(self.trial, record)
+
 
 def run_trial(
     study: Study,
@@ -139,9 +177,12 @@ def run_trial(
     With `vectorize_seeds` the seeds without a stored result train as one vmapped program.
     """
     claim = TrialClaim(trial)
-    cell_runs = CellRuns(study, cell, study_dir(runs_dir, study.name), claim.still_ours)
+    report = None if study.search is None else claim.report
+    cell_runs = CellRuns(study, cell, study_dir(runs_dir, study.name), claim.still_ours, report)
     try:
         _train_and_tell(study, trial, cell, cell_runs, claim, progress, bar, vectorize_seeds)
+    except RunStoppedError as stop:
+        claim.tell_pruned(cell_runs.pruned_record(stop.step))
     except RunTakenOverError:
         print(f"flowkit: trial {trial.number} ({cell_slug(cell)}) was taken over by another worker "
               "(this one looked dead); this worker stopped writing to it", file=sys.stderr)  # fmt: skip
@@ -169,7 +210,10 @@ def _train_and_tell(
 ) -> None:
     """Train the cell's seeds, storing each seed's record as it completes, then the trial's summary and score."""
     started = time.perf_counter()
-    storage.suggest_cell(trial, cell, study.search_space())
+    if study.search is None:
+        storage.suggest_cell(trial, cell, study.search_space())
+    else:
+        storage.suggest_params(trial, cell, study.parameters())
     for _ in cell_runs.run(progress=progress, vectorize_seeds=vectorize_seeds):
         claim.fence()
         storage.write_seed_records(trial, cell_runs.records)

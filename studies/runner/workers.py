@@ -1,7 +1,8 @@
 """Workers: `run_study` makes this process one worker of a study, `run_workers` starts several on this machine.
 
-A worker claims waiting trials until none is left, then waits while other workers' trials run, taking over any
-whose worker died; it stops when every cell is complete or finally failed.
+A worker claims waiting trials until none is left (a search study's worker then samples new cells while the
+budget lasts), then waits while other workers' trials run, taking over any whose worker died; it stops when
+every cell is complete, pruned or finally failed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from flowkit.progress_bars import ProgressBar, progress_bar
 from flowkit.settings import ConfigError
 from flowkit.studies.runner import storage
-from flowkit.studies.runner.claims import claim_trial, enqueue_missing
+from flowkit.studies.runner.claims import claim_trial, enqueue_missing, sample_trial
 from flowkit.studies.runner.heartbeat import heartbeat
 from flowkit.studies.runner.progress import StudyProgress, progress_of
 from flowkit.studies.runner.storage import HEARTBEAT_S, StoredStudy, load_optuna_study, stored_study_lock
@@ -68,6 +69,9 @@ def run_study(
     try:
         while True:
             claimed = claim_trial(optuna_study)
+            if claimed is None and study.search is not None:
+                with stored_study_lock(optuna_study, runs_dir):
+                    claimed = sample_trial(optuna_study, study)
             if claimed is not None:
                 with heartbeat(optuna_study, claimed[0]):
                     run_trial(
@@ -142,8 +146,8 @@ def run_workers(
 
     The storage is opened and the cells enqueued here first, so a bad storage or study fails before any
     process starts. Each process runs `worker` (run_study; tests give a cheap objective). A study whose
-    cells all completed has succeeded, whatever became of its workers; otherwise a worker's failure raises
-    WorkersFailedError with each distinct error once, in the worker's words.
+    cells all completed (or were pruned) has succeeded, whatever became of its workers; otherwise a worker's
+    failure raises WorkersFailedError with each distinct error once, in the worker's words.
     """
     optuna_study = _open_and_enqueue(study, runs_dir, storage_url, heartbeat_s)
     context = multiprocessing.get_context("spawn")
@@ -174,7 +178,7 @@ def run_workers(
         bar.close()
     state = progress_of(study, optuna_study)
     failed = [process for process in processes if process.exitcode]
-    if not failed or state.complete == state.cells:
+    if not failed or state.finished:
         return state
     reported = []
     while not errors.empty():
