@@ -149,7 +149,8 @@ def test_postgres_worker_paused_past_its_heartbeats_stops_writing_once_taken_ove
 
         def waiting_after_the_first_chunk():
             running = stored.get_trials(states=(TrialState.RUNNING,))
-            return running and (tmp_path / f"waiting-{runner.worker_of(running[0])['pid']}").exists() and running[0]
+            worker = running and runner.worker_of(running[0])  # None between the claim and its worker's record
+            return worker and (tmp_path / f"waiting-{worker['pid']}").exists() and running[0]
 
         trial = _wait_for("the worker finished its first chunk", waiting_after_the_first_chunk, 120)
         stale = next(w for w in workers if w.pid == runner.worker_of(trial)["pid"])
