@@ -23,7 +23,8 @@ from flowkit.benchmarks.runner_load import audit, trivial_train
 from flowkit.cli import main
 from flowkit.reports.builder import build_report
 from flowkit.reports.collect import collect
-from flowkit.reports.sections import pruned_items
+from flowkit.reports.importance import setting_axes
+from flowkit.reports.sections import ReportData, SettingImportance, pruned_items
 from flowkit.settings import ConfigError
 from flowkit.studies import load_study
 from flowkit.studies.study import cell_slug
@@ -276,3 +277,12 @@ def test_a_search_studys_report_lists_its_sampled_cells_importances_and_pruned_c
     assert f"- {study.cell_label(runner.cell_of(trials[1]))}: stopped at update 100 of seed 1, score so far " in text
     assert (pruned.seed, pruned.step) == (1, 100), pruned
     assert "Sample & alpha & flow\\_steps & mean $\\pm$ std over seeds & state" in tex, tex
+
+
+def test_the_importance_section_applies_to_a_search_of_two_settings_on_their_declared_axes():
+    sensitivity, one = load_study("sensitivity"), search_study()
+    applies = {study.name: SettingImportance().applies(ReportData(study, {})) for study in (sensitivity, one)}
+    assert applies == {"sensitivity": True, "search": False}, f"two settings searched, then one: {applies}"
+    axes = setting_axes(sensitivity)
+    expected = {"alpha": Axis(0.01, 1000.0, log=True), "flow_steps": Axis(1.0, 32.0, log=True, integer=True)}
+    assert axes == expected, f"{axes} != {expected}"
