@@ -18,6 +18,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator, get_param_importances
 
+from flowkit.studies.search import Choice, Dimension, IntRange
+
 FANOVA_SEEDS = (0, 1, 2, 3, 4)
 """The random forests' seeds fANOVA is evaluated over: the table gives the mean and spread over them."""
 PED_ANOVA_QUANTILE = 0.1
@@ -61,6 +63,14 @@ def grid_axis(values: Sequence[Any]) -> Axis:
     low, high = min(values), max(values)
     integer = all(isinstance(value, int) for value in values)
     return Axis(float(low), float(high), log=low > 0 and high / low >= LOG_SPAN, integer=integer)
+
+
+def search_axis(dimension: Dimension) -> Axis:
+    """A searched setting's axis: its declared range (log and integer as declared), or its choices."""
+    if isinstance(dimension, Choice):
+        return Axis(choices=tuple(dimension.values))
+    low, high = float(dimension.low), float(dimension.high)
+    return Axis(low, high, log=dimension.log, integer=isinstance(dimension, IntRange))
 
 
 def _distribution(axis: Axis) -> BaseDistribution:

@@ -20,7 +20,7 @@ import jinja2
 
 from flowkit.reports.collect import CellResult, collect
 from flowkit.reports.sections import FigurePart, ListPart, Paragraph, ReportData, TablePart, build_blocks
-from flowkit.reports.tables import main_table, reference_label
+from flowkit.reports.tables import main_table, reference_label, sampled_table
 from flowkit.settings import ConfigError
 from flowkit.studies.runner.storage import load_optuna_study, study_dir
 from flowkit.studies.study import Study
@@ -97,8 +97,8 @@ def build_report(
         context = {
             "study": study,
             "metric": report.metric,
-            "main": main_table(study, results),
-            "reference": reference_label(study),
+            "main": main_table(study, results) if study.search is None else sampled_table(study, results),
+            "reference": reference_label(study) if study.search is None else None,
             "blocks": blocks,
             "images": {f.file: base64.b64encode((staging / f.file).read_bytes()).decode() for f in figures},
         }

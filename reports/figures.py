@@ -19,7 +19,7 @@ from flowkit.analysis.gradients import Curve, gradient_curve
 from flowkit.analysis.importance import Axis
 from flowkit.reports.collect import CellResult
 from flowkit.reports.importance import SettingGroup
-from flowkit.reports.tables import groups
+from flowkit.reports.tables import groups, ranked
 from flowkit.studies.study import Cell, Study, cell_key
 from flowkit.tasks.toy import SAMPLES, TOY_TASKS, toy_points
 
@@ -190,10 +190,11 @@ def consistency(study: Study, results: dict[str, CellResult], path: Path) -> boo
 
 
 def samples(study: Study, results: dict[str, CellResult], path: Path) -> bool:
-    """The first seed's policy samples over each bandit's data coloured by reward (Q-Flow Fig. 2, 10)."""
-    cells = [c for c in study.cells() if c["task"] in TOY_TASKS]
+    """The first seed's policy samples over each bandit's data coloured by reward (Q-Flow Fig. 2, 10), a panel per
+    cell with results: a grid's in declared order, a search's best first."""
+    ordered = ranked(study, results) if study.search is not None else results.values()
     found = []
-    for cell in cells:
+    for cell in (result.cell for result in ordered if result.cell["task"] in TOY_TASKS):
         run_dirs = results[cell_key(cell)].run_dirs
         if run_dirs and (run_dirs[min(run_dirs)] / SAMPLES).exists():
             found.append((cell, np.load(run_dirs[min(run_dirs)] / SAMPLES)))

@@ -11,22 +11,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flowkit.analysis.importance import FANOVA_SEEDS, Axis, Importance, Point, grid_axis, importances
+from flowkit.analysis.importance import FANOVA_SEEDS, Axis, Importance, Point, grid_axis, importances, search_axis
 from flowkit.analysis.statistics import stratified_bootstrap
 from flowkit.reports.collect import CellResult
 from flowkit.reports.tables import Entry, Row, Table, groups
-from flowkit.studies.study import Study, cell_key
+from flowkit.studies.study import SAMPLE, Study, cell_key
 
 
 def varied_settings(study: Study) -> list[str]:
-    """The settings whose values differ between the study's cells."""
+    """The settings whose values differ between the study's cells: a search's sampled settings, else the grid's
+    settings with two or more values."""
+    if study.search is not None:
+        return [name for name, axis in setting_axes(study).items() if axis.choices is None or len(axis.choices) > 1]
     return [name for name, values in study.grid.items() if len(values) > 1]
 
 
 def varies_two_settings(study: Study) -> bool:
     """Whether some method's cells vary two or more settings (a swept setting a method lacks is None in its
-    cells: bptt-gradients sweeps alpha for FBRAC and lambda for Q-Flow, one setting each)."""
+    cells: bptt-gradients sweeps alpha for FBRAC and lambda for Q-Flow, one setting each); a search's cells vary
+    each setting it samples."""
     varied = varied_settings(study)
+    if study.search is not None:
+        return len(varied) >= 2
     return any(
         sum(len({cell[name] for cell in cells} - {None}) > 1 for name in varied) >= 2
         for cells in groups(study.cells(), ("agent",)).values()
@@ -34,7 +40,10 @@ def varies_two_settings(study: Study) -> bool:
 
 
 def setting_axes(study: Study) -> dict[str, Axis]:
-    """Each varied setting's axis, from the values the cells store (a list of widths as "64,64")."""
+    """Each varied setting's axis: a search's declared ranges and choices (the grid's settings among them as
+    choices), else from the values a grid's cells store (a list of widths as "64,64")."""
+    if study.search is not None:
+        return {name: search_axis(dimension) for name, dimension in study.parameters().items()}
     stored = study.search_space()
     return {name: grid_axis([v for v in stored[name] if v is not None]) for name in varied_settings(study)}
 
@@ -95,11 +104,14 @@ def mean_interval(scores: list[float]) -> str:
 
 
 def best_table(study: Study, grouped: list[SettingGroup]) -> Table:
-    """Per method and task, the best cell's settings and its score over seeds."""
+    """Per method and task, the best cell's settings (a sampled cell's index and values) and its score over
+    seeds."""
     rows = []
     for group in grouped:
         best = best_result(study, group)
         settings = ", ".join(study.label(name, best.cell[name]) for name in group.axes)
+        if SAMPLE in best.cell:
+            settings = study.cell_label(best.cell)
         partial = f"{best.summary.n}/{len(study.seeds)}" if best.summary.n < len(study.seeds) else None
         entries = [Entry(text=settings), Entry(summary=best.summary, partial=partial)]
         rows.append(Row(group.label, [*entries, Entry(text=mean_interval(best.score_list))]))

@@ -1,9 +1,10 @@
 """The report's sections, registered in order in SECTIONS (and its figures in FIGURES).
 
-Each section decides from the study's declaration (its grid, methods, tasks and seeds) or from the stored
-results whether it applies, and builds its content once: titles, prose, tables, figures and lists. The
+Each section decides from the study's declaration (its grid or search, methods, tasks and seeds) or from the
+stored results whether it applies, and builds its content once: titles, prose, tables, figures and lists. The
 Markdown and HTML templates only render that content, so the prose has one source. Prose is written in a
-small Markdown: `code`, **bold** and \\* for a literal star.
+small Markdown: `code`, **bold** and \\* for a literal star. A search study's sampled cells are not arms of a
+comparison: the sections about arms are a grid's only, and the others read the cells from the results.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from flowkit.reports import figures, importance, tables
 from flowkit.reports.collect import CellResult
 from flowkit.reports.tables import Entry, Row, Table
 from flowkit.schedules import schedule_strength
-from flowkit.studies.study import SAMPLE, Study, cell_key
+from flowkit.studies.search import Choice, IntRange
+from flowkit.studies.study import Study
 from flowkit.tasks import task_class
 from flowkit.tasks.toy import SCALE, ToyBandit, toy_points
 
@@ -109,7 +111,11 @@ def _score_text(report: ReportData) -> str:
 
 
 class Overview(Section):
-    """The question, how the runs are scored and tested, and the main table: arms against rows."""
+    """The question, how the runs are scored and tested, and the main table: arms against rows (a grid's only:
+    a search's sampled cells are no arms, SampledCells lists them instead)."""
+
+    def applies(self, report: ReportData) -> bool:
+        return report.study.search is None
 
     def build(self, report: ReportData) -> Block:
         study = report.study
@@ -127,11 +133,59 @@ class Overview(Section):
         return Block(f"Study `{study.name}`", parts, level=1)
 
 
-class Aggregate(Section):
-    """Each arm over all its rows and seeds (IQM, probability of improvement, optimality gap)."""
+def search_text(study: Study) -> str:
+    """What a search study samples, how, and with what budget and pruner."""
+    ranges = []
+    for name, dimension in study.parameters().items():
+        if isinstance(dimension, Choice):
+            ranges.append(f"`{name}` one of {', '.join(map(str, dimension.values))}")
+        else:
+            scale = "log scale" if dimension.log else "linear scale"
+            kind = "integers" if isinstance(dimension, IntRange) else "numbers"
+            ranges.append(f"`{name}` {kind} from {dimension.low:g} to {dimension.high:g} ({scale})")
+    search = study.search
+    pruner = f"the {search.pruner} pruner stops a cell whose score so far is behind" if search.pruner else "no pruner"
+    return (
+        f"A search: {search.sampler.upper()} (seed {search.sampler_seed}) samples {search.trials} cells of "
+        f"{study.label('agent', study.agents[0])} on {study.tasks[0]} over {'; '.join(ranges)}; each cell runs seeds "
+        f"{', '.join(map(str, study.seeds))}; {pruner}."
+    )
+
+
+class SampledCells(Section):
+    """A search study's overview: the question, the search, and every sampled cell best first (a grid's cells are
+    the main table's arms and rows instead)."""
 
     def applies(self, report: ReportData) -> bool:
-        return len(report.study.seeds) > 1
+        return report.study.search is not None
+
+    def build(self, report: ReportData) -> Block:
+        study = report.study
+        results = report.results.values()
+        counts = (
+            f"{len(results)} cells sampled: {sum(tables.cell_state(study, r) == 'complete' for r in results)} "
+            f"complete, {sum(bool(r.pruned) for r in results)} pruned, {sum(bool(r.failure) for r in results)} failed."
+        )
+        described = (
+            f"{_score_text(report)} Cells best first: each one's sampled values, its mean ± sample standard deviation "
+            "over seeds (n seeds; the best complete mean in bold), and whether it completed or its pruner stopped it "
+            "(a pruned cell's mean is over the seeds it finished)."
+        )
+        parts: list[Part] = [
+            Paragraph(study.question),
+            Paragraph(f"{search_text(study)} {counts}"),
+            Paragraph(described),
+            TablePart(tables.sampled_table(study, report.results), "Sample"),
+        ]
+        return Block(f"Study `{study.name}`", parts, level=1)
+
+
+class Aggregate(Section):
+    """Each arm over all its rows and seeds (IQM, probability of improvement, optimality gap); a grid's only: a
+    search runs one method on one task and its sampled cells are no arms."""
+
+    def applies(self, report: ReportData) -> bool:
+        return report.study.search is None and len(report.study.seeds) > 1
 
     def build(self, report: ReportData) -> Block | None:
         table = tables.aggregate_table(report.study, report.results)
@@ -145,10 +199,11 @@ class Aggregate(Section):
 
 
 class EqualNFE(Section):
-    """For a study sweeping both the solver and K: the solvers side by side at equal velocity evaluations."""
+    """For a grid sweeping both the solver and K: the solvers side by side at equal velocity evaluations (a
+    search's sampled cells seldom pair up at equal NFE)."""
 
     def applies(self, report: ReportData) -> bool:
-        return {"solver", "flow_steps"} <= set(report.study.grid)
+        return report.study.search is None and {"solver", "flow_steps"} <= set(report.study.grid)
 
     def build(self, report: ReportData) -> Block | None:
         table = tables.equal_nfe_table(report.study, report.results)
@@ -162,8 +217,8 @@ class EqualNFE(Section):
 
 
 class SettingImportance(Section):
-    """For a study whose cells vary two or more settings: how much each matters, the best cell, and the score
-    against each setting and over the two that matter most."""
+    """For a study whose cells vary two or more settings (a grid's, or a search sampling two or more): how much
+    each matters, the best cell, and the score against each setting and over the two that matter most."""
 
     def applies(self, report: ReportData) -> bool:
         return importance.varies_two_settings(report.study)
@@ -181,8 +236,7 @@ class SettingImportance(Section):
             "fitted to the cells attributes to the setting alone, as mean ± sample std over the forest's seeds "
             f"{', '.join(map(str, FANOVA_SEEDS))}. PED-ANOVA: how far the setting's values among the "
             f"{PED_ANOVA_QUANTILE:.0%} of cells with the {direction} scores (at least one) differ from its values "
-            "among all cells; deterministic, no seed. Numeric settings are ranges (on a log scale where positive and "
-            "spanning a factor of 16 or more), the others choices of their declared values."
+            f"among all cells; deterministic, no seed. {_axes_text(study)}"
         )
         best_text = (
             f"The cell with the {direction} mean score among those with every seed: mean ± sample std over seeds "
@@ -211,6 +265,15 @@ class SettingImportance(Section):
         return Block("Importance of the settings", parts)
 
 
+def _axes_text(study: Study) -> str:
+    if study.search is not None:
+        return "Each setting lies on its searched range (on a log scale where declared so) or among its choices."
+    return (
+        "Numeric settings are ranges (on a log scale where positive and spanning a factor of 16 or more), the others "
+        "choices of their declared values."
+    )
+
+
 class Figure:
     """One kind of figure: whether the study has it, and drawing it (a figure per file) into the report."""
 
@@ -222,6 +285,12 @@ class Figure:
 
 
 class ScoreVsStep(Figure):
+    """A line per arm in each row's panel: a grid's (a search's many sampled cells in one panel would not read;
+    its slices show their final scores)."""
+
+    def applies(self, report: ReportData) -> bool:
+        return report.study.search is None
+
     def draw(self, report: ReportData) -> list[FigurePart]:
         part = FigurePart(
             "score_vs_step.png", f"{report.metric} against training step per arm: mean over seeds, band of one std."
@@ -240,8 +309,10 @@ def _numeric_sweeps(study: Study) -> list[str]:
 
 
 class ScoreAgainstSetting(Figure):
+    """A grid's sweeps as curves; a search's settings are drawn by the importance section's slices."""
+
     def applies(self, report: ReportData) -> bool:
-        return bool(_numeric_sweeps(report.study))
+        return report.study.search is None and bool(_numeric_sweeps(report.study))
 
     def draw(self, report: ReportData) -> list[FigurePart]:
         parts = []
@@ -268,8 +339,10 @@ class ScoreVsNFE(Figure):
 
 
 class CostVsSteps(Figure):
+    """Cost against K over the cells with results: a grid's swept K, a search's sampled K alike."""
+
     def applies(self, report: ReportData) -> bool:
-        return "flow_steps" in report.study.grid
+        return tables.sweeps_flow_steps(report.study)
 
     def draw(self, report: ReportData) -> list[FigurePart]:
         if not report.cost_fits:
@@ -280,7 +353,11 @@ class CostVsSteps(Figure):
 
 
 class GradientNorms(Figure):
-    """Every run records its networks' gradient norms; the figure shows the one its result names the policy."""
+    """Every run records its networks' gradient norms; the figure shows the one its result names the policy, a
+    line per arm: a grid's (a search's runs that exploded are listed in GradientExplosions)."""
+
+    def applies(self, report: ReportData) -> bool:
+        return report.study.search is None
 
     def draw(self, report: ReportData) -> list[FigurePart]:
         networks = figures.gradient_norms(report.study, report.results, report.out / "gradient_norms.png")
@@ -292,10 +369,11 @@ class GradientNorms(Figure):
 
 
 class Consistency(Figure):
-    """Flow methods with a value record its gap along the flow at every evaluation (stored with the trial)."""
+    """Flow methods with a value record its gap along the flow at every evaluation (stored with the trial); a line
+    per arm, so a grid's."""
 
     def applies(self, report: ReportData) -> bool:
-        return any(result.consistency for result in report.results.values())
+        return report.study.search is None and any(result.consistency for result in report.results.values())
 
     def draw(self, report: ReportData) -> list[FigurePart]:
         figures.consistency(report.study, report.results, report.out / "consistency.png")
@@ -307,7 +385,8 @@ class Consistency(Figure):
 
 
 class Samples(Figure):
-    """The 2D bandits save their policy's samples in the run folder."""
+    """The 2D bandits save their policy's samples in the run folder: a panel per cell with results (a search's
+    best first)."""
 
     def applies(self, report: ReportData) -> bool:
         return any(issubclass(task_class(task), ToyBandit) for task in report.study.tasks)
@@ -367,12 +446,14 @@ def action_spreads(tasks: tuple[str, ...]) -> dict[str, float]:
 class Figures(Section):
     """Every figure in FIGURES that applies, drawn as PNG into the report folder."""
 
-    def build(self, report: ReportData) -> Block:
-        return Block("Figures", [part for figure in FIGURES if figure.applies(report) for part in figure.draw(report)])
+    def build(self, report: ReportData) -> Block | None:
+        parts = [part for figure in FIGURES if figure.applies(report) for part in figure.draw(report)]
+        return Block("Figures", list(parts)) if parts else None
 
 
 class Cost(Section):
-    """Every run is timed and costed: ms per update, GFLOP, memory; and, when K is swept, cost against K."""
+    """Every run is timed and costed: ms per update, GFLOP, memory; and, when K varies, cost against K (per cell
+    with results: a grid's declared cells, a search's sampled ones)."""
 
     def build(self, report: ReportData) -> Block:
         text = (
@@ -427,24 +508,21 @@ def pruned_items(study: Study, results: dict[str, CellResult]) -> list[str]:
     """One line per pruned cell: its sampled settings, and the seed, update and score so far where it stopped."""
     items = []
     for result in (r for r in results.values() if r.pruned):
-        values = ", ".join(f"{name}={_short(result.cell[name])}" for name in study.parameters())
         items.append(
-            f"sample {result.cell[SAMPLE]} ({values}): stopped at update {result.pruned.step} of seed "
+            f"{study.cell_label(result.cell)}: stopped at update {result.pruned.step} of seed "
             f"{result.pruned.seed}, score so far {result.pruned.value:.4g}, "
             f"{len(result.scores)} of {len(study.seeds)} seeds finished"
         )
     return items
 
 
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def gradient_flags(study: Study, results: dict[str, CellResult]) -> list[str]:
-    """Explosions of the policy network's gradient norm in any run (above 1e3, or 10x growth in 3 intervals)."""
+    """Explosions of the policy network's gradient norm in any run (above 1e3, or 10x growth in 3 intervals), over
+    the cells with results (a grid's declared cells, a search's sampled ones)."""
     flags = []
-    for cell in study.cells():
-        for seed, run_dir in sorted(results[cell_key(cell)].run_dirs.items()):
+    for result in results.values():
+        cell = result.cell
+        for seed, run_dir in sorted(result.run_dirs.items()):
             curve = figures.policy_gradient_curve(run_dir)
             if curve is None:
                 continue
@@ -465,8 +543,11 @@ class GradientExplosions(Section):
         return Block("Gradient explosions flagged", [ListPart(flags)]) if flags else None
 
 
-def first_cell_settings(study: Study) -> dict[str, Any]:
-    settings = study.run_config(study.cells()[0], study.seeds[0]).settings()
+def first_cell_settings(study: Study, results: dict[str, CellResult]) -> dict[str, Any]:
+    """The first cell's run settings: a grid's first declared cell, a search's first sampled one (its declared
+    cell, with the method's defaults for the searched settings, before any is sampled)."""
+    cells = [result.cell for result in results.values()] or study.cells()
+    settings = study.run_config(cells[0], study.seeds[0]).settings()
     return {name: ",".join(map(str, v)) if isinstance(v, list) else v for name, v in settings.items()}
 
 
@@ -474,13 +555,15 @@ class Settings(Section):
     """The first cell's full settings, and how the report was made."""
 
     def build(self, report: ReportData) -> Block:
-        settings = " ".join(f"`{name}={value}`" for name, value in first_cell_settings(report.study).items())
+        first = first_cell_settings(report.study, report.results)
+        settings = " ".join(f"`{name}={value}`" for name, value in first.items())
         made = f"Generated {report.created} by `flowkit report {report.study.command_name}`."
         return Block("Settings of the first cell", [Paragraph(settings), Paragraph(made)])
 
 
 SECTIONS: list[Section] = [
     Overview(),
+    SampledCells(),
     Aggregate(),
     EqualNFE(),
     ScheduleStrength(),

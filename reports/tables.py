@@ -1,9 +1,12 @@
 """The report's tables as data (rendered to Markdown, HTML and LaTeX by the templates).
 
-The main table has one column per compared arm and one row per value of the study's other dimensions. Cells
+A grid study's main table has one column per compared arm and one row per value of the study's other dimensions. Cells
 show mean ± sample std over seeds and the seed count; the best complete mean of a row is bold; each arm is
 tested against the reference arm (the default arm, else the first) and marked when Holm-corrected tests
-reject equality; an IQM row aggregates each arm over rows and seeds with a stratified-bootstrap interval.
+reject equality; an IQM row aggregates each arm over rows and seeds with a stratified-bootstrap interval. A
+search study's cells are no arms: its table lists the sampled cells, best first. Tables that are not about arms
+(cost, cells shared with another study) read the cells from the results: a grid's declared cells, a search's
+sampled ones.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from flowkit.analysis.statistics import (
     stratified_bootstrap,
 )
 from flowkit.reports.collect import CellResult
-from flowkit.studies.study import Cell, Study, cell_key
+from flowkit.studies.search import Choice
+from flowkit.studies.study import SAMPLE, Cell, Study, cell_key, short_value
 
 
 @dataclass
@@ -107,6 +111,38 @@ def main_table(study: Study, results: dict[str, CellResult]) -> Table:
     for (row, index), comparison in zip(places, compare_to_reference(pairs), strict=True):
         rows[row].entries[index].mark = comparison.mark
     return Table([study.arm_label(json.loads(c)) for c in columns], rows, [iqm_row(study, results, columns)])
+
+
+def ranked(study: Study, results: dict[str, CellResult]) -> list[CellResult]:
+    """The cells best mean first (in the score's direction), then those without a score in sampled order."""
+    sign = 1.0 if study.lower_is_better() else -1.0
+    return sorted(results.values(), key=lambda r: (r.summary is None, sign * r.summary.mean if r.summary else 0.0))
+
+
+def cell_state(study: Study, result: CellResult) -> str:
+    """Whether a sampled cell is complete, pruned (where), failed or not finished."""
+    if result.pruned:
+        return f"pruned at update {result.pruned.step} of seed {result.pruned.seed}"
+    if result.failure:
+        return "failed"
+    return "complete" if len(result.scores) == len(study.seeds) else "unfinished"
+
+
+def sampled_table(study: Study, results: dict[str, CellResult]) -> Table:
+    """A search study's sampled cells, best first: each one's sampled values, mean ± std over seeds and state."""
+    best = _best(study, list(results.values()))
+    rows = [
+        Row(
+            f"sample {result.cell[SAMPLE]}",
+            [
+                *(Entry(text=short_value(result.cell[name])) for name in study.parameters()),
+                Entry(text="no seed finished") if result.pruned and not result.scores else _entry(study, result, best),
+                Entry(text=cell_state(study, result)),
+            ],
+        )
+        for result in ranked(study, results)
+    ]
+    return Table([*study.parameters(), "mean ± std over seeds", "state"], rows)
 
 
 def arm_rows(study: Study, column: str) -> set[str]:
@@ -221,9 +257,10 @@ def nfe_of(cell: Cell) -> int:
 
 
 def cost_table(study: Study, results: dict[str, CellResult]) -> Table:
+    """Per cell with results (a grid's declared cells, a search's sampled ones), its cost per update."""
     rows = []
-    for cell in study.cells():
-        result = results[cell_key(cell)]
+    for result in results.values():
+        cell = result.cell
         if result.timing:
             t = result.timing
             label = study.cell_label(cell)
@@ -240,14 +277,28 @@ def cost_table(study: Study, results: dict[str, CellResult]) -> Table:
     return Table(header, rows)
 
 
+def sweeps_flow_steps(study: Study) -> bool:
+    """Whether the cells differ in K: a grid sweeping it, or a search sampling it."""
+    return "flow_steps" in (study.grid if study.search is None else study.parameters())
+
+
+def choice_settings(study: Study) -> tuple[str, ...]:
+    """The settings whose cells take a few declared values: a grid's, a search's choices (a range's sampled
+    values differ from cell to cell, so they group nothing)."""
+    if study.search is None:
+        return tuple(study.grid)
+    return tuple(name for name, dimension in study.parameters().items() if isinstance(dimension, Choice))
+
+
 def cost_fits(study: Study, results: dict[str, CellResult]) -> dict[str, tuple[list[tuple[int, float]], CostFit]]:
-    """Per (method, task, other settings): every timed program's (K, ms per update) and the OLS fit of ms on K
-    (seeds trained as one program are one point, not one per seed)."""
-    if "flow_steps" not in study.grid:
+    """Per (method, task, other chosen settings): every timed program's (K, ms per update) and the OLS fit of ms
+    on K (seeds trained as one program are one point, not one per seed), over the cells with results."""
+    if not sweeps_flow_steps(study):
         return {}
-    others = tuple(d for d in ("agent", "task", *study.grid) if d != "flow_steps")
+    others = tuple(d for d in ("agent", "task", *choice_settings(study)) if d != "flow_steps")
     fits = {}
-    for cells in groups([c for c in study.cells() if c["flow_steps"] is not None], others).values():
+    with_steps = [result.cell for result in results.values() if result.cell["flow_steps"] is not None]
+    for cells in groups(with_steps, others).values():
         points = [(int(c["flow_steps"]), ms) for c in cells for ms in results[cell_key(c)].program_ms_per_update]
         if len({k for k, _ in points}) >= 2 and len(points) >= 3:
             label = " / ".join(study.label(d, cells[0][d]) for d in others if cells[0][d] is not None)
@@ -278,7 +329,7 @@ def against_table(
     study: Study, results: dict[str, CellResult], other: Study, other_results: dict[str, CellResult]
 ) -> Table | None:
     """The cells both studies ran, side by side: this study, the other, their difference and the tests."""
-    common = [c for c in study.cells() if cell_key(c) in other_results and results[cell_key(c)].scores]
+    common = [r.cell for r in results.values() if cell_key(r.cell) in other_results and r.scores]
     common = [c for c in common if other_results[cell_key(c)].scores]
     if not common:
         return None

@@ -241,7 +241,10 @@ class Study:
         return " / ".join(self.label(name, value) for name, value in row.items() if value is not None)
 
     def cell_label(self, cell: Cell) -> str:
-        """Row and arm, as a reader of the report names a cell."""
+        """Row and arm, as a reader of the report names a cell; a sampled cell by its index and values."""
+        if SAMPLE in cell:
+            values = ", ".join(f"{name}={short_value(cell[name])}" for name in self.parameters())
+            return f"sample {cell[SAMPLE]} ({values})"
         return " / ".join(filter(None, [self.row_label(self.row(cell)), self.arm_label(self.arm(cell))]))
 
     def definition(self) -> dict[str, Any]:
@@ -255,6 +258,11 @@ class Study:
             "metric": self.metric,
             "last_evals": self.last_evals,
         } | ({} if self.search is None else {"search": self.search.definition()})
+
+
+def short_value(value: Any) -> str:
+    """A sampled value as a report prints it: four significant digits for a number drawn from a range."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _storable(value: Any) -> Any:

@@ -2,11 +2,13 @@
 budget exactly once, a killed worker's cell is resumed with its sampled values; a pruned cell keeps its runs'
 checkpoints and its records, and `study status` counts it apart."""
 
+import base64
 import functools
 import json
 import multiprocessing
 import os
 import signal
+import statistics
 import time
 
 import optuna
@@ -16,14 +18,18 @@ import flowkit.studies.runner as runner
 import flowkit.studies.runner.sampling as sampling
 import flowkit.studies.runner.trial as runner_trial
 from flowkit import Choice, FloatRange, IntRange, Search, Study, runs
+from flowkit.analysis.importance import Axis, search_axis
 from flowkit.benchmarks.runner_load import audit, trivial_train
 from flowkit.cli import main
+from flowkit.reports.builder import build_report
 from flowkit.reports.collect import collect
-from flowkit.reports.sections import pruned_items
+from flowkit.reports.importance import setting_axes
+from flowkit.reports.sections import ReportData, SettingImportance, pruned_items
 from flowkit.settings import ConfigError
 from flowkit.studies import load_study
 from flowkit.studies.study import cell_slug
 from tests.helpers import TINY
+from tests.test_report import markdown_table
 from tests.test_workers import wait_until_started
 
 
@@ -156,14 +162,14 @@ class PruneSecondTrial(optuna.pruners.BasePruner):
         return trial.number == 1
 
 
-def fql_search(tmp_path, **search) -> Study:
+def fql_search(tmp_path, trials=2, **search) -> Study:
     path = tmp_path / "fql_search.py"
     path.write_text(
         "from flowkit import FloatRange, IntRange, Search, Study\n"
         "STUDY = Study(name='fql-search', question='?', agents=('fql',), tasks=('eight-gaussians',), seeds=(0, 1),\n"
         f"    fixed={dict(TINY, checkpoint_every=1000)!r},\n"
-        "    search=Search({'alpha': FloatRange(0.01, 1000, log=True), 'flow_steps': IntRange(1, 4)}, trials=2,\n"
-        f"        pruner='median', **{search!r}))\n"
+        "    search=Search({'alpha': FloatRange(0.01, 1000, log=True), 'flow_steps': IntRange(1, 4)},\n"
+        f"        trials={trials}, pruner='median', **{search!r}))\n"
     )
     return load_study(str(path))
 
@@ -210,3 +216,73 @@ def test_a_pruned_cell_keeps_its_checkpoint_and_records_and_status_counts_it(tmp
         "study fql-search: search of 2 cells (sampler tpe, seed 0, pruner median): 2 sampled, 1 complete, 1 pruned, "
         "0 running, 0 waiting, 0 interrupted, 0 failed; 2/4 runs done;"
     ), line
+
+
+def test_a_searched_settings_axis_is_its_declared_range_or_choices():
+    found = [search_axis(FloatRange(0.01, 1000.0, log=True)), search_axis(IntRange(1, 32, log=True))]
+    found += [search_axis(FloatRange(0.0, 1.0)), search_axis(Choice(("euler", "rk4")))]
+    expected = [Axis(0.01, 1000.0, log=True), Axis(1.0, 32.0, log=True, integer=True), Axis(0.0, 1.0)]
+    expected += [Axis(choices=("euler", "rk4"))]
+    assert found == expected, f"{found} != {expected}"
+
+
+class PruneSecondTrialInItsSecondSeed(optuna.pruners.BasePruner):
+    """Stops trial 1 at its second seed's first evaluation (update 100 of seed 1: step 300 over its seeds)."""
+
+    def prune(self, study, trial):
+        return trial.number == 1 and trial.last_step >= 300
+
+
+@pytest.mark.slow
+def test_a_search_studys_report_lists_its_sampled_cells_importances_and_pruned_cells(tmp_path, monkeypatch):
+    monkeypatch.setattr(sampling, "pruner", lambda search: PruneSecondTrialInItsSecondSeed())
+    study = fql_search(tmp_path, trials=4)
+    runner.run_study(study, tmp_path, progress=False)
+    path = build_report(study, tmp_path)
+    text, html, tex = ((path.parent / name).read_text() for name in ("report.md", "report.html", "table.tex"))
+    titles = [line for line in text.splitlines() if line.startswith("#")]
+    assert titles[:2] == ["# Study `fql-search`", "## Importance of the settings"], titles
+    assert "## Pruned cells" in titles and "## Aggregate over tasks" not in titles, titles
+    assert "<th>Sample</th><th>alpha</th><th>flow_steps</th>" in html, "the sampled cells' table in the HTML"
+
+    trials = {runner.cell_of(t)["sample"]: t for t in runner.load_optuna_study(study, tmp_path).get_trials()}
+    scores = {n: [r.score for _, r in sorted(runner.seed_records(t).items())] for n, t in trials.items()}
+    assert [len(scores[n]) for n in range(4)] == [2, 1, 2, 2], f"seeds finished per sample: {scores}"
+    rows = markdown_table(text, "Sample")
+    best_first = sorted(range(4), key=lambda n: -statistics.fmean(scores[n]))
+    assert list(rows) == [f"sample {n}" for n in best_first], (list(rows), scores)
+    for n, trial in trials.items():
+        alpha, steps, summary, state = rows[f"sample {n}"]
+        assert (alpha, steps) == (f"{trial.params['alpha']:.4g}", str(trial.params["flow_steps"])), (n, trial.params)
+        std = f"{statistics.stdev(scores[n]):.3f}" if len(scores[n]) > 1 else "n/a"
+        assert f"{statistics.fmean(scores[n]):.3f} ± {std}" in summary, (n, summary, scores[n])
+        expected_state = "pruned at update 100 of seed 1" if n == 1 else "complete"
+        assert state == expected_state, (n, state, expected_state)
+        assert f"{statistics.fmean(scores[n]):.3f} ± {std}" in html and state in html, (n, summary, state)
+
+    importance = markdown_table(text, "Setting")
+    fanova = {name: float(entries[0].split(" ± ")[0]) for name, entries in importance.items()}
+    assert sorted(fanova) == ["alpha", "flow_steps"] and sum(fanova.values()) == pytest.approx(1.0, abs=2e-3), fanova
+    best = max((n for n in range(4) if len(scores[n]) == 2), key=lambda n: statistics.fmean(scores[n]))
+    (best_row,) = markdown_table(text, "Method / task").values()
+    assert best_row[0] == study.cell_label(runner.cell_of(trials[best])), (best_row, best)
+    mean_std = f"{statistics.fmean(scores[best]):.3f} ± {statistics.stdev(scores[best]):.3f}"
+    assert best_row[1].startswith(mean_std), (best_row, mean_std)
+
+    for name in ("importance_slices.png", "importance_contour.png"):
+        png = (path.parent / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"]({name})" in text and base64.b64encode(png).decode() in html, f"{name} referenced and embedded"
+    pruned = runner.pruned_of(trials[1])
+    assert f"- {study.cell_label(runner.cell_of(trials[1]))}: stopped at update 100 of seed 1, score so far " in text
+    assert (pruned.seed, pruned.step) == (1, 100), pruned
+    assert "Sample & alpha & flow\\_steps & mean $\\pm$ std over seeds & state" in tex, tex
+
+
+def test_the_importance_section_applies_to_a_search_of_two_settings_on_their_declared_axes():
+    sensitivity, one = load_study("sensitivity"), search_study()
+    applies = {study.name: SettingImportance().applies(ReportData(study, {})) for study in (sensitivity, one)}
+    assert applies == {"sensitivity": True, "search": False}, f"two settings searched, then one: {applies}"
+    axes = setting_axes(sensitivity)
+    expected = {"alpha": Axis(0.01, 1000.0, log=True), "flow_steps": Axis(1.0, 32.0, log=True, integer=True)}
+    assert axes == expected, f"{axes} != {expected}"
