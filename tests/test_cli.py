@@ -282,8 +282,8 @@ CTRL_C_STUDY = """
 from flowkit import Study
 STUDY = Study(name="ctrlc", question="?", agents=("fql",), tasks=("moons",), grid={"solver": ("euler", "midpoint")},
               seeds=(0,), fixed={"actor_hidden": (16,), "critic_hidden": (16,), "batch_size": 32, "flow_steps": 2,
-                                 "steps": 3000, "log_every": 100, "eval_every": 3000, "eval_episodes": 20,
-                                 "checkpoint_every": 500})
+                                 "steps": 30000, "log_every": 500, "eval_every": 30000, "eval_episodes": 20,
+                                 "checkpoint_every": 2500})
 """
 
 
@@ -330,7 +330,7 @@ def test_ctrl_c_of_a_study_with_two_workers_is_one_line_and_the_same_command_res
     kinds = [failure_of(t)["kind"] for t in load_optuna_study(study, tmp_path).get_trials()]
     assert kinds == ["interrupted", "interrupted"], f"the interrupted trials were stored as {kinds}"
 
-    resumed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    resumed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=300)
     assert resumed.returncode == 0, f"the same command again exited {resumed.returncode}:\n{resumed.stderr}"
     trials = load_optuna_study(study, tmp_path).get_trials()
     complete = sorted(trial_cell(t) for t in trials if t.state.name == "COMPLETE")

@@ -157,9 +157,10 @@ def own_packages_folder(tmp_path) -> Path:
 
 
 def repository_studies() -> list[str]:
-    """The study names the repository's studies/ declares (module names, dashes for underscores)."""
-    modules = [p.stem for p in (REPO / "studies").glob("*.py") if p.stem not in ("study", "runner")]
-    return sorted(m.removesuffix("_").replace("_", "-") for m in modules if not m.startswith("_"))
+    """The study names the repository's studies/ declares: its modules that assign STUDY (module names, dashes
+    for underscores)."""
+    modules = [p.stem for p in (REPO / "studies").glob("*.py") if "\nSTUDY = " in p.read_text()]
+    return sorted(m.removesuffix("_").replace("_", "-") for m in modules)
 
 
 def assert_tiny_ode_solver_runs(install: Install, cwd: Path, runs_dir: Path) -> None:

@@ -152,7 +152,7 @@ def test_postgres_worker_paused_past_its_heartbeats_stops_writing_once_taken_ove
             worker = running and runner.worker_of(running[0])  # None between the claim and its worker's record
             return worker and (tmp_path / f"waiting-{worker['pid']}").exists() and running[0]
 
-        trial = _wait_for("the worker finished its first chunk", waiting_after_the_first_chunk, 120)
+        trial = _wait_for("the worker finished its first chunk", waiting_after_the_first_chunk, 300)
         stale = next(w for w in workers if w.pid == runner.worker_of(trial)["pid"])
         os.kill(stale.pid, signal.SIGSTOP)
         other = next(w for w in workers if w is not stale)
