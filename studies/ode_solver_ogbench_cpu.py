@@ -1,7 +1,9 @@
 """The ODE-solver ablation of FQL (seed 000) on OGBench at the CPU scale (flowkit.studies.cpu_scale).
 
 Make the data first: `flowkit data generate cube-single-play-v0 --episodes 200`. Nine runs of 40k updates
-take about an hour with `--workers 2` on 2 cores; studies/ode_solver_ogbench.py is the paper-sized study.
+cost 83 minutes of one core in updates (about 50 minutes with evaluation on 2 idle cores; 1 h 53 min measured
+under a load of 4 to 8, docs/results/ode-solver-ogbench-cpu); studies/ode_solver_ogbench.py is the paper-sized
+study.
 """
 
 from flowkit import Study
