@@ -50,7 +50,7 @@ def postgres_url():
     port = 20000 + os.getpid() % 10000
     subprocess.run([*as_owner, bin_dir / "initdb", "-D", data / "db", "-A", "trust", "-U", "flowkit"], check=True,
                    capture_output=True)  # fmt: skip
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=400"  # the tests share one server
     subprocess.run([*as_owner, bin_dir / "pg_ctl", "-D", data / "db", "-o", options, "-l", data / "log", "-w", "start"],
                    check=True, capture_output=True)  # fmt: skip
     try:
