@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from flowkit.reports.collect import CellResult, collect
+from flowkit.reports.output import check_out_dir, publish, staging_folder
 from flowkit.reports.sections import FigurePart, ListPart, Paragraph, ReportData, TablePart, build_blocks
 from flowkit.reports.tables import main_table, reference_label, sampled_table
 from flowkit.settings import ConfigError
@@ -79,17 +79,17 @@ def build_report(
     against_storage: str | None = None,
 ) -> Path:
     """Write the study's report folder (Markdown, HTML, LaTeX, PNGs) atomically; return report.md's path."""
+    out_dir = out_dir or study_dir(runs_dir, study.name) / "report"
+    check_out_dir(out_dir, study.name)
     if against is not None:
         check_comparable(study, against)
     results = load_results(study, runs_dir, storage_url)
     other_results = load_results(against, runs_dir, against_storage) if against is not None else None
-    out_dir = out_dir or study_dir(runs_dir, study.name) / "report"
     report = ReportData(study, results, against, other_results)
     if against is not None and report.against_table is None:
         raise ConfigError(f"report --against {against.name!r}: the two studies share no cell with results")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    staging = staging_folder(out_dir)
     report.out = staging
     try:
         blocks = build_blocks(report)
@@ -114,13 +114,7 @@ def build_report(
         for name in OUTPUTS:
             template = environment.get_template(f"{name}.j2")
             (staging / name).write_text(template.render(**context))
-        replaced = out_dir.with_name(f".{out_dir.name}.replaced") if out_dir.exists() else None
-        if replaced is not None:
-            shutil.rmtree(replaced, ignore_errors=True)
-            out_dir.rename(replaced)
-        staging.rename(out_dir)
-        if replaced is not None:
-            shutil.rmtree(replaced)
+        publish(staging, out_dir, study.name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

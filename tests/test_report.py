@@ -129,6 +129,25 @@ def test_a_report_reads_artefacts_not_the_methods(finished_study, tmp_path):
     assert "Gradient norm of the policy network (onestep)" in (tmp_path / "report" / "report.md").read_text()
 
 
+@pytest.mark.slow
+def test_report_out_never_deletes_what_the_kit_did_not_write(finished_study, tmp_path):
+    """A folder of the user's files is refused untouched; files a user adds beside a report survive its rebuild."""
+    study, runs_dir, _ = finished_study
+    userdir = tmp_path / "userdir"
+    userdir.mkdir()
+    (userdir / "notes.txt").write_text("precious")
+    with pytest.raises(ConfigError, match="did not write"):
+        build_report(study, runs_dir, out_dir=userdir)
+    assert [p.name for p in userdir.iterdir()] == ["notes.txt"]
+    (userdir / "notes.txt").unlink()
+    build_report(study, runs_dir, out_dir=userdir)  # an empty folder takes the report
+    (userdir / "notes.txt").write_text("precious")
+    build_report(study, runs_dir, out_dir=userdir)
+    assert (userdir / "notes.txt").read_text() == "precious"
+    assert (userdir / "report.md").exists() and (userdir / "report.html").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["userdir"], "no staging folder left behind"
+
+
 def test_methods_and_solvers_have_display_names_without_study_labels():
     study = tiny_study(labels={})
     assert [study.cell_label(cell) for cell in study.cells()] == ["moons / Euler (Default)", "moons / RK4"]
