@@ -1,6 +1,7 @@
 """`flowkit report --out`: the report never deletes or displaces anything the kit did not write."""
 
 import json
+
 import pytest
 
 from flowkit.cli import main
