@@ -1,7 +1,8 @@
 """flowkit: ablation and analysis studies of flow-matching policies in offline RL, on Keras 3 and JAX.
 
 A study file declares its study with ``from flowkit import Study`` (and a search study its space with
-``from flowkit import Search, FloatRange, IntRange, Choice``).
+``from flowkit import Search, FloatRange, IntRange, Choice``); ``flowkit.results(NAME)`` returns a study's
+results as a tidy pandas DataFrame.
 """
 
 from typing import Any
@@ -10,17 +11,21 @@ from flowkit._backend import BackendError, select_jax_backend
 
 select_jax_backend()
 
-__all__ = ["BackendError", "Choice", "FloatRange", "IntRange", "Search", "Study"]
+__all__ = ["BackendError", "Choice", "FloatRange", "IntRange", "Search", "Study", "results"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """`flowkit.Study` and the search declarations on first use: importing them loads the settings and tasks,
-    which `import flowkit` need not."""
+    """`flowkit.Study`, the search declarations and `flowkit.results` on first use: importing them loads the
+    settings and tasks, which `import flowkit` need not."""
     if name == "Study":
         from flowkit.studies.study import Study
 
         return Study
+    if name == "results":
+        from flowkit.reports.export import results
+
+        return results
     if name in ("Search", "FloatRange", "IntRange", "Choice"):
         from flowkit.studies import search
 

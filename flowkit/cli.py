@@ -173,6 +173,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from flowkit.reports.builder import load_results
+    from flowkit.reports.export import tidy_table, write_table
+    from flowkit.studies import load_study
+    from flowkit.studies.runner.storage import study_dir
+
+    study = load_study(args.name)
+    out = Path(args.out) if args.out else study_dir(Path(args.runs_dir), study.name) / f"results.{args.format}"
+    if out.is_dir():
+        raise ConfigError(f"export --out {out}: is a folder; give a file path")
+    table = tidy_table(study, load_results(study, Path(args.runs_dir), args.storage))
+    write_table(table, out, args.format)
+    print(f"{len(table)} rows written to {out}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from flowkit import bench
 
@@ -317,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--against-storage", help="the other study's storage (default: its journal under runs/)")
     add_storage(report)
     report.set_defaults(handler=cmd_report)
+
+    export = commands.add_parser("export", help="write a study's results as one tidy table (CSV or Parquet)")
+    export.add_argument("name", help="a declared study's name, or the path of a study file ending in .py")
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv", help="file format [csv]")
+    export.add_argument("--out", help="output file (default: runs/NAME/results.FORMAT)")
+    add_storage(export)
+    export.set_defaults(handler=cmd_export)
 
     data = commands.add_parser("data", help="make and list OGBench datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import matplotlib.image
 import numpy as np
+import pandas
 import pytest
 import scipy.stats
 from optuna.trial import TrialState
 
+import flowkit
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
+from flowkit.cli import main
 from flowkit.reports.builder import build_report
 from flowkit.reports.collect import CellResult, read_seeds
 from flowkit.reports.tables import aggregate_table, main_table
@@ -130,6 +133,41 @@ def test_a_report_reads_artefacts_not_the_methods(finished_study, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_exported_table_recomputes_the_main_table(finished_study, tmp_path, capsys):
+    """`flowkit export` writes one row per (cell, seed, step, metric); its per-seed scores give the report's means
+    and standard deviations, and every logged training loss and evaluation of every run is in it."""
+    study, runs_dir, path = finished_study
+    study_file = tmp_path / "tiny.py"
+    study_file.write_text(
+        'from tests.helpers import tiny_study\n\nSTUDY = tiny_study(tasks=("moons", "eight-gaussians"))\n'
+    )
+    out = tmp_path / "results.csv"
+    assert main(["export", str(study_file), "--runs-dir", str(runs_dir), "--out", str(out)]) == 0, capsys.readouterr()
+    table = pandas.read_csv(out)
+    rows = markdown_table(path.read_text(), "Task")
+    scores = table[table.phase == "score"]
+    metric = study.metric_for("moons")
+    assert set(scores.metric) == {metric} and set(scores.state) == {"complete"}, scores
+    for (task, solver), group in scores.groupby(["task", "solver"]):
+        cell = rows[task][["euler", "rk4"].index(solver)]
+        expected = f"{statistics.fmean(group.value):.3f} ± {statistics.stdev(group.value):.3f}"
+        assert expected in cell and list(group.seed) == [0, 1], (cell, expected, group)
+    evaluations = table[(table.phase == "eval") & (table.metric == metric)]
+    steps = sorted(set(evaluations.step))
+    assert steps == list(range(TINY["eval_every"], TINY["steps"] + 1, TINY["eval_every"])), steps
+    assert len(evaluations) == 4 * 2 * len(steps), "every cell's every seed's every evaluation"
+    assert {"critic_loss", "distill_loss", "bc_flow_loss"} <= set(table[table.phase == "train"].metric)
+    assert list(table.columns[:8]) == ["study", "cell", "state", "seed", "phase", "step", "metric", "value"]
+    assert {"agent", "task", "solver"} <= set(table.columns)
+    parquet = tmp_path / "results.parquet"
+    assert (
+        main(["export", str(study_file), "--runs-dir", str(runs_dir), "--format", "parquet", "--out", str(parquet)])
+        == 0
+    )
+    pandas.testing.assert_frame_equal(pandas.read_parquet(parquet), table, check_dtype=False)
+
+
+@pytest.mark.slow
 def test_report_out_never_deletes_what_the_kit_did_not_write(finished_study, tmp_path):
     """A folder of the user's files is refused untouched; files a user adds beside a report survive its rebuild."""
     study, runs_dir, _ = finished_study
@@ -236,6 +274,9 @@ def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
     assert " (1/2) \\\\\n" in (path.parent / "table.tex").read_text(), "LaTeX's cell says its seeds too"
     assert "- moons / RK4: diverged at update 42: critic_loss became non-finite" in text
     assert calls == [0, 1, 0, 1]
+    table = flowkit.results(study, tmp_path)
+    states = {solver: (set(group.state), set(group.seed)) for solver, group in table.groupby("solver")}
+    assert states == {"euler": ({"complete"}, {0, 1}), "rk4": ({"failed"}, {0})}, states
 
 
 @pytest.mark.slow
