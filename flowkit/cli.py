@@ -61,15 +61,19 @@ class _Parser(argparse.ArgumentParser):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from flowkit.training import DivergedError, train
+    from flowkit.training.trackers import Tracking
 
     config = make_run_config(args.agent, args.task, args.seed, parse_overrides(args.agent, args.set))
     run_dir = args.run_dir or Path(args.runs_dir) / "train" / (
         f"{args.agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     )
     runs.check_writable(run_dir, "run folder")
+    tracking = Tracking(args.track) if args.track else None
+    if tracking is not None:
+        tracking.check()
     print(f"run folder: {run_dir}", file=sys.stderr)
     try:
-        result = train(config, run_dir, progress=not args.quiet)
+        result = train(config, run_dir, progress=not args.quiet, tracking=tracking)
     except DivergedError as error:
         print(
             f"flowkit: error: the run in {run_dir} {error}; a smaller lr or a stronger alpha may help", file=sys.stderr
@@ -87,12 +91,14 @@ def _resume_command(args: argparse.Namespace, run_dir: Path) -> str:
     words = ["flowkit", "train", "--agent", args.agent, "--task", args.task, "--seed", str(args.seed)]
     words += ["--set", *args.set] if args.set else []
     words += ["--data-dir", args.data_dir] if args.data_dir else []
+    words += ["--track", args.track] if args.track else []
     return shlex.join([*words, "--run-dir", str(run_dir)])
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     from flowkit.studies import load_study, study_names
     from flowkit.studies.runner import WorkersFailedError, load_optuna_study, progress_of, run_study, run_workers
+    from flowkit.training.trackers import Tracking
 
     runs_dir = Path(args.runs_dir)
     if args.study_command == "list":
@@ -104,6 +110,8 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"{name:20s} {status:24s} {study.question}")
         return 0
     study = load_study(args.name)
+    if args.study_command == "run" and args.track:
+        Tracking(args.track, project=study.name).check()
     if args.study_command == "run" and args.workers > 1:
         try:
             state = run_workers(
@@ -114,6 +122,7 @@ def cmd_study(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 heartbeat_s=args.heartbeat,
                 vectorize_seeds=args.vectorize_seeds,
+                track=args.track,
             )
         except WorkersFailedError as error:
             print(f"flowkit: error: {error}", file=sys.stderr)
@@ -126,6 +135,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             heartbeat_s=args.heartbeat,
             vectorize_seeds=args.vectorize_seeds,
+            track=args.track,
         )
     else:
         state = progress_of(study, load_optuna_study(study, runs_dir, args.storage))
@@ -278,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--data-dir", help="folder of OGBench dataset files (default: $FLOWKIT_DATA_DIR, else ~/.ogbench/data)"
         )
 
+    def add_track(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--track",
+            choices=("wandb", "tensorboard"),
+            help="also log every run's metrics to Weights & Biases (offline unless logged in) or TensorBoard "
+            "(event files in each run folder): docs/data.md",
+        )
+
     def add_storage(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--runs-dir", default="runs", help="folder of run folders, journals and reports [runs]")
         sub.add_argument(
@@ -295,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs-dir", default="runs")
     train.add_argument("--run-dir", type=Path, help="run folder (default: runs/train/AGENT_TASK_seedN_TIME)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_track(train)
     add_data_dir(train)
     train.set_defaults(handler=cmd_train)
 
@@ -317,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train each cell's seeds as one vmapped program (equal results; meant for a GPU, no gain on a CPU)",
     )
+    add_track(run)
     add_storage(run)
     add_data_dir(run)
     status = study_commands.add_parser("status", help="how far a study is")

@@ -6,6 +6,7 @@ seeds.py      runs that differ only in seed as one program: their pytrees stacke
 progress.py   a run's progress and timing, which its checkpoint keeps
 seed_run.py   one seed's folder in a program: metrics, evaluations, checkpoints, result
 loop.py       train / train_seeds: prepare, then per chunk train, log, evaluate, checkpoint; then finish
+trackers.py   the experiment trackers (W&B, TensorBoard) a run's metrics also go to
 """
 
 from flowkit.training.chunk import coefficient_arrays, compiled_cost, forget_compiled_chunks, make_chunk

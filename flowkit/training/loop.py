@@ -24,6 +24,7 @@ from flowkit.training.chunk import Chunk, compiled_cost
 from flowkit.training.progress import ProgramClock
 from flowkit.training.seed_run import EvaluationHook, Fence, RunStoppedError, SeedRun, stored_checkpoint
 from flowkit.training.seeds import Seeds
+from flowkit.training.trackers import Tracking
 from flowkit.training.trainer import Trainer
 
 
@@ -36,6 +37,7 @@ def train(
     label: str = "",
     still_ours: Callable[[], bool] | None = None,
     on_evaluation: EvaluationHook | None = None,
+    tracking: Tracking | None = None,
 ) -> dict[str, Any]:
     """Train one run into `run_dir` and return its result (also written to run_dir/result.json).
 
@@ -44,11 +46,12 @@ def train(
     before the folder is first written, after every chunk and before the models and result are saved; once it
     answers False, RunTakenOverError is raised and nothing more is written. `on_evaluation`, if given, is told
     each evaluation; once it answers False before the last step, the run is checkpointed there and
-    RunStoppedError is raised (at the last step the run completes).
+    RunStoppedError is raised (at the last step the run completes). `tracking`, if given, also sends the metrics
+    to an experiment tracker (trackers.py).
     """
     return train_seeds(
         [config], [run_dir], progress=progress, task=task, label=label, still_ours=still_ours,
-        on_evaluation=on_evaluation,
+        on_evaluation=on_evaluation, tracking=tracking,
     )[0]  # fmt: skip
 
 
@@ -61,12 +64,14 @@ def train_seeds(
     label: str = "",
     still_ours: Callable[[], bool] | None = None,
     on_evaluation: EvaluationHook | None = None,
+    tracking: Tracking | None = None,
 ) -> list[dict[str, Any]]:
     """Train runs that differ only in their seed as one program, each into its own folder exactly as `train`
     would. Results equal separate runs' up to float rounding; the program's time is shared among the seeds
-    (progress.py). All runs must resume from the same step. `still_ours` and `on_evaluation` are as for `train`.
+    (progress.py). All runs must resume from the same step. `still_ours`, `on_evaluation` and `tracking` are as for
+    `train`.
     """
-    program = SeedProgram.prepare(configs, run_dirs, task, Fence(still_ours, run_dirs))
+    program = SeedProgram.prepare(configs, run_dirs, task, Fence(still_ours, run_dirs), tracking)
     schedule = configs[0].train
     bar = progress_bar(
         total=schedule.steps, initial=program.resumed_from, desc=label or configs[0].agent, unit="update",
@@ -104,7 +109,9 @@ class SeedProgram:
     fence: Fence
 
     @classmethod
-    def prepare(cls, configs: list[RunConfig], run_dirs: list[Path], task: Task | None, fence: Fence) -> SeedProgram:
+    def prepare(
+        cls, configs: list[RunConfig], run_dirs: list[Path], task: Task | None, fence: Fence, tracking: Tracking | None
+    ) -> SeedProgram:
         """Check the runs, start (or resume) each seed's, compile the chunk and open the metrics streams."""
         clock = ProgramClock(len(configs))
         _check_only_seeds_differ(configs)
@@ -122,7 +129,7 @@ class SeedProgram:
         compile_s = time.perf_counter() - compile_started
         for run in seed_runs:
             run.progress.compile_s += compile_s / seeds.count
-            run.open_metrics()
+            run.open_metrics(tracking)
         return cls(trainer, seed_runs, seeds, state, data_key, chunk, clock, resumed_from, fence)
 
     def __enter__(self) -> SeedProgram:
@@ -130,7 +137,7 @@ class SeedProgram:
 
     def __exit__(self, *exception: object) -> None:
         for run in self.runs:
-            run.writer.close()
+            run.close_metrics()
 
     def train_chunk(self, start: int) -> int:
         """Run the chunk of updates after `start` and log each seed's summary; return the step reached."""

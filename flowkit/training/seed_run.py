@@ -17,6 +17,7 @@ from flowkit.agents.base import Params
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
 from flowkit.training.progress import RunProgress
+from flowkit.training.trackers import Tracker, Tracking, open_tracker
 from flowkit.training.trainer import Trainer
 
 DATA_STREAM, EVAL_STREAM = 1, 2
@@ -97,6 +98,7 @@ class SeedRun:
     progress: RunProgress
     resumed: bool
     writer: runs.MetricsWriter | None = None
+    tracker: Tracker | None = None
 
     @classmethod
     def start(
@@ -117,16 +119,31 @@ class SeedRun:
     def seed_key(self) -> jax.Array:
         return jax.random.PRNGKey(self.config.seed)
 
-    def open_metrics(self) -> None:
-        """Open metrics.jsonl: afresh, or for a resumed run, kept up to its checkpoint's step."""
-        self.writer = runs.MetricsWriter(self.run_dir, resume_step=self.progress.step if self.resumed else None)
+    def open_metrics(self, tracking: Tracking | None) -> None:
+        """Open metrics.jsonl (afresh, or for a resumed run, kept up to its checkpoint's step) and the tracker."""
+        resume_step = self.progress.step if self.resumed else None
+        self.writer = runs.MetricsWriter(self.run_dir, resume_step=resume_step)
+        if tracking is not None:
+            name = f"{tracking.group}/seed{self.config.seed}" if tracking.group else self.run_dir.name
+            self.tracker = open_tracker(tracking, self.run_dir, name, self.config.to_dict(), resume_step)
+
+    def close_metrics(self) -> None:
+        self.writer.close()
+        if self.tracker is not None:
+            self.tracker.close()
+
+    def _record(self, record: dict[str, Any]) -> None:
+        """One record of the metrics stream, to metrics.jsonl and the tracker."""
+        self.writer.write(record)
+        if self.tracker is not None:
+            self.tracker.log(record)
 
     def log_chunk(self, start: int, length: int, summary: dict[str, float], first_bad: int, seconds: float) -> None:
         """Record a chunk's summary and time (this seed's share); raise at the update where it diverged."""
         summary, step = shared_term_norms(summary), start + length
         self.progress.step = step
         self.progress.chunk_seconds.append(seconds)
-        self.writer.write({"phase": "train", "step": step, **summary, "time/ms_per_update": 1e3 * seconds / length})
+        self._record({"phase": "train", "step": step, **summary, "time/ms_per_update": 1e3 * seconds / length})
         if first_bad >= 0:
             bad = sorted(name for name, value in summary.items() if not np.isfinite(value))
             raise DivergedError(start + first_bad + 1, bad, self.config.seed)
@@ -137,7 +154,7 @@ class SeedRun:
         metrics = trainer.evaluate(params, jax.random.fold_in(jax.random.fold_in(self.seed_key, EVAL_STREAM), step))
         self.progress.eval_s += time.perf_counter() - started
         self.progress.eval_history.append({"step": step, **metrics})
-        self.writer.write({"phase": "eval", "step": step, **metrics})
+        self._record({"phase": "eval", "step": step, **metrics})
         return metrics
 
     def checkpoint(self, carry: Carry, wall_share: float) -> None:

@@ -24,6 +24,7 @@ from flowkit.studies.runner.records import PrunedRecord, SeedRecord, Timing, run
 from flowkit.studies.runner.storage import Trial, study_dir
 from flowkit.studies.study import Cell, Study, cell_slug
 from flowkit.training import DivergedError, RunStoppedError, RunTakenOverError, train, train_seeds
+from flowkit.training.trackers import Tracking
 
 T = TypeVar("T")
 
@@ -46,7 +47,7 @@ def train_vectorized(
     runs_to_train: list[tuple[RunConfig, Path]], *, progress: bool, label: str, **hooks: Any
 ) -> dict[int, dict[str, Any]]:
     """Train runs that differ only in seed as one vmapped program per step their checkpoints resume from;
-    `hooks` (still_ours, on_evaluation) are as for `train`."""
+    `hooks` (still_ours, on_evaluation, tracking) are as for `train`."""
     by_step: dict[int, list[tuple[RunConfig, Path]]] = {}
     for config, run_dir in runs_to_train:
         checkpoint = runs.load_checkpoint(run_dir)
@@ -79,6 +80,8 @@ class CellRuns:
     """The last score so far reported, and the updates trained then."""
     stopped_at: int | None = None
     """The step of the run whose last evaluation the pruner judged behind: the cell stops before its next seed."""
+    tracking: Tracking | None = None
+    """The experiment tracker each seed's run also logs to (a W&B project per study, a group per cell)."""
 
     def run(self, *, progress: bool, vectorize_seeds: bool) -> Iterator[SeedRecord]:
         """Train or find each seed's run, yielding its record; vectorized, the seeds without a result train
@@ -86,7 +89,11 @@ class CellRuns:
         metric, slug = self.study.metric_for(self.cell["task"]), cell_slug(self.cell)
         planned = {seed: self._planned(seed) for seed in self.study.seeds}
         stored = {seed: reusable_result(*planned[seed]) for seed in self.study.seeds}
-        hooks = {"still_ours": self.still_ours, "on_evaluation": self._on_evaluation if self.report else None}
+        hooks = {
+            "still_ours": self.still_ours,
+            "on_evaluation": self._on_evaluation if self.report else None,
+            "tracking": self.tracking,
+        }
         trained = {}
         if vectorize_seeds:
             waiting = [planned[seed] for seed in self.study.seeds if stored[seed] is None]
@@ -170,15 +177,18 @@ def run_trial(
     progress: bool,
     bar: ProgressBar | None = None,
     vectorize_seeds: bool = False,
+    track: str | None = None,
 ) -> None:
     """Train every seed of the trial's cell and tell the storage the cell's score (mean over seeds); a failure is
     recorded on the trial (a divergence for good, an error or an interruption to be retried).
 
-    With `vectorize_seeds` the seeds without a stored result train as one vmapped program.
+    With `vectorize_seeds` the seeds without a stored result train as one vmapped program; `track` names an
+    experiment tracker the runs also log to.
     """
     claim = TrialClaim(trial)
     report = None if study.search is None else claim.report
-    cell_runs = CellRuns(study, cell, study_dir(runs_dir, study.name), claim.still_ours, report)
+    tracking = None if track is None else Tracking(track, project=study.name, group=cell_slug(cell))
+    cell_runs = CellRuns(study, cell, study_dir(runs_dir, study.name), claim.still_ours, report, tracking=tracking)
     try:
         _train_and_tell(study, trial, cell, cell_runs, claim, progress, bar, vectorize_seeds)
     except RunStoppedError as stop:

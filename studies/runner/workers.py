@@ -57,11 +57,13 @@ def run_study(
     progress: bool = True,
     heartbeat_s: int = HEARTBEAT_S,
     vectorize_seeds: bool = False,
+    track: str | None = None,
 ) -> StudyProgress:
     """Run (or resume) cells of the study on this worker until every cell is complete or finally failed,
     waiting while other workers' trials run and taking over those whose worker died.
 
-    `vectorize_seeds` (or the study's own `vectorize_seeds`) trains each cell's seeds as one vmapped program.
+    `vectorize_seeds` (or the study's own `vectorize_seeds`) trains each cell's seeds as one vmapped program;
+    `track` names an experiment tracker every run also logs to (flowkit.training.trackers).
     """
     optuna_study = _open_and_enqueue(study, runs_dir, storage_url, heartbeat_s)
     bar = _progress_bar(study, optuna_study, progress)
@@ -81,6 +83,7 @@ def run_study(
                         progress=progress,
                         bar=bar,
                         vectorize_seeds=vectorize_seeds or study.vectorize_seeds,
+                        track=track,
                     )
                 continue
             with stored_study_lock(optuna_study, runs_dir):  # an error is retried by the next run
@@ -140,6 +143,7 @@ def run_workers(
     progress: bool = True,
     heartbeat_s: int = HEARTBEAT_S,
     vectorize_seeds: bool = False,
+    track: str | None = None,
     worker: Callable[..., StudyProgress] = run_study,
 ) -> StudyProgress:
     """Run the study with `workers` processes on this machine, showing their common progress (runs/s, ETA).
@@ -156,7 +160,7 @@ def run_workers(
         context.Process(
             target=_worker_process,
             args=(worker, errors, study, runs_dir, storage_url),
-            kwargs={"progress": False, "heartbeat_s": heartbeat_s, "vectorize_seeds": vectorize_seeds},
+            kwargs={"progress": False, "heartbeat_s": heartbeat_s, "vectorize_seeds": vectorize_seeds, "track": track},
             name=f"flowkit-worker-{index}",
         )
         for index in range(workers)
