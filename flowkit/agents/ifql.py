@@ -17,13 +17,14 @@ import keras
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import aggregate, critic_and_flow, draw_path, flow_actions, flow_matching_loss, iql_losses
 from flowkit.networks import BestOfNPolicy, StateValue, best_of, derive_seed
-from flowkit.settings import setting
+from flowkit.settings import Source, setting
 from flowkit.tasks import Transitions
 
 
 @dataclass(frozen=True)
 class IFQLConfig(FlowConfig, CriticConfig):
     display_name = "IFQL"
+    default_source = Source("paper", "seohongpark/fql agents/ifql.py get_config @719d044")
 
     q_agg: str = setting(
         "min",
