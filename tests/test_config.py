@@ -2,11 +2,13 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from flowkit import cli
 from flowkit.agents import AGENT_CONFIGS
+from flowkit.reports.sections import Settings
 from flowkit.run_config import RunConfig, make_run_config, parse_overrides, setting_names
 from flowkit.settings import ConfigError, Source, TrainConfig
 from flowkit.studies import load_study
@@ -210,3 +212,16 @@ def test_train_refuses_before_looking_for_data_and_proceeds_with_values(tmp_path
     assert cli.main([*base, "--run-dir", str(tmp_path / "c"), "--set", "alpha_actor=0.1", "alpha_critic=0.01"]) == 2
     error = capsys.readouterr().err
     assert "flowkit: error: dataset file" in error and "does not exist" in error, error
+
+
+def test_report_settings_list_each_value_with_its_source():
+    """The report's settings section groups the first cell's settings by source: the study's own, the method's
+    paper, the task family's kit choices."""
+    study = load_study("bptt-gradients-ogbench-cpu")
+    report = SimpleNamespace(study=study, results={}, created="today")
+    items = Settings().build(report).parts[0].items
+    assert any(item.startswith("study: bptt-gradients-ogbench-cpu: ") and "`alpha=100.0`" in item for item in items), (
+        items
+    )
+    assert any(item.startswith("paper: chongyi-zheng/value-flows") and "`normalize_q_loss=False`" in item
+               for item in items), items  # fmt: skip
