@@ -24,16 +24,22 @@ def _settings_help() -> str:
     lines = []
     methods = [(f"{name} ({config.display_name})", config) for name, config in AGENT_CONFIGS.items()]
     for title, config_class in (("training", TrainConfig), *methods):
-        lines.append(f"{title} settings:")
+        lines.append(f"{title} settings (defaults from {config_class.default_source} unless a setting says):")
         for name, allowed, default, doc in config_class.describe():
-            lines.append(f"  {name:18s} {doc} [{allowed}; default {_text(default)}]")
-    lines.append("task family defaults, on top of the methods' (config.json records every value a run used):")
+            source = config_class.source_of(name)
+            cited = "" if source == config_class.default_source else f"; {source}"
+            lines.append(f"  {name:18s} {doc} [{allowed}; default {_text(default)}{cited}]")
+    lines.append("task family defaults, on top of the methods' (config.json records every value a run used and "
+                 "its source):")  # fmt: skip
     for family in task_families():
-        for where, method, settings, _ in family.defaults_table():
+        for where, method, settings, source in family.defaults_table():
             values = ", ".join(f"{name}={_text(value)}" for name, value in settings.items())
             if values:
-                lines.append(f"  {where:18s} {'every method' if method == '*' else method}: {values}")
-    lines.append("  (their sources, and where none is published: docs/methods.md, Task family defaults)")
+                lines.append(f"  {where:18s} {'every method' if method == '*' else method}: {values} ({source})")
+    lines.append(
+        "  (`--set preset=NAME` opts into a preset's values: another paper's tuning. On a real task a method's "
+        "constraint coefficient with no source is refused. docs/methods.md, Task family defaults)"
+    )
     return "\n".join(lines)
 
 

@@ -167,15 +167,17 @@ class CriticEnsemble(_ConfiguredModel):
         return jnp.stack([member(inputs)[..., 0] for member in self.members])
 
 
-FOURIER_FREQUENCIES = np.geomspace(1.0, 256.0, 8)
-"""Q-Flow's time features: [sin(f t), cos(f t)] for 8 frequencies log-spaced from 1 to 256 (16 features)."""
+MAX_FREQUENCY = 256.0
+"""Q-Flow's Fourier time features (the public agents/qflow.py fourier_time_embed): [sin(f t), cos(f t)] for
+width / 2 fixed frequencies f log-spaced from 1 to 256, nothing learnt."""
 
 
-def time_features(t: jax.Array, kind: str) -> jax.Array:
-    """Raw t, or its 16 Fourier features."""
+def time_features(t: jax.Array, kind: str, width: int) -> jax.Array:
+    """Raw t, or its `width` Fourier features (width even)."""
     if kind == "raw":
         return t
-    angles = t * jnp.asarray(FOURIER_FREQUENCIES, t.dtype)
+    frequencies = np.geomspace(1.0, MAX_FREQUENCY, width // 2)
+    angles = t * jnp.asarray(frequencies, t.dtype)
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
@@ -191,6 +193,7 @@ class FlowValueEnsemble(_ConfiguredModel):
         layer_norm: bool = True,
         ensemble_size: int = 2,
         time_kind: str = "fourier",
+        time_width: int = 16,
         seed: int = 0,
         **kwargs: Any,
     ):
@@ -201,16 +204,17 @@ class FlowValueEnsemble(_ConfiguredModel):
             layer_norm=layer_norm,
             ensemble_size=ensemble_size,
             time_kind=time_kind,
+            time_width=time_width,
             seed=seed,
             **kwargs,
         )
-        self.time_kind = time_kind
-        width = obs_dim + action_dim + time_features(jnp.zeros((1, 1)), time_kind).shape[-1]
+        self.time_kind, self.time_width = time_kind, time_width
+        width = obs_dim + action_dim + time_features(jnp.zeros((1, 1)), time_kind, time_width).shape[-1]
         self.members = [MLP(width, hidden, 1, layer_norm, derive_seed(seed, member)) for member in range(ensemble_size)]
         self.built = True
 
     def call(self, observations: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
-        inputs = jnp.concatenate([observations, x, time_features(t, self.time_kind)], axis=-1)
+        inputs = jnp.concatenate([observations, x, time_features(t, self.time_kind, self.time_width)], axis=-1)
         return jnp.stack([member(inputs)[..., 0] for member in self.members])
 
 

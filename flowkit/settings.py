@@ -14,11 +14,26 @@ import math
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 
 class ConfigError(ValueError):
     """A setting, name or combination of settings that the kit refuses, with what is allowed."""
+
+
+SOURCE_KINDS = ("paper", "other paper", "kit", "none", "study", "command line")
+"""Where a resolved value comes from: the method's own paper or public code; another paper's tuning, which a user
+opts into by a preset; the kit's own choice (the text says why); no source; a study file; `--set`."""
+
+
+class Source(NamedTuple):
+    """The provenance of one value: its kind (one of SOURCE_KINDS) and what it cites or why it was chosen."""
+
+    kind: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.text}" if self.text else self.kind
 
 
 @dataclass(frozen=True)
@@ -64,9 +79,11 @@ def setting(
     high: float | None = None,
     below: float | None = None,
     choices: tuple[str, ...] | None = None,
+    source: Source | None = None,
 ) -> Any:
-    """A dataclass field carrying its constraints; `above` and `below` are exclusive bounds."""
-    return field(default=default, metadata={"spec": Spec(doc, low, above, high, below, choices)})
+    """A dataclass field carrying its constraints; `above` and `below` are exclusive bounds. `source` is where the
+    default comes from, when not from the declaring class's `default_source`."""
+    return field(default=default, metadata={"spec": Spec(doc, low, above, high, below, choices), "source": source})
 
 
 def _type_name(kind: type) -> str:
@@ -135,6 +152,8 @@ class Settings:
     """Base of the frozen, validated settings dataclasses."""
 
     section: ClassVar[str]
+    default_source: ClassVar[Source] = Source("none", "")
+    """Where the defaults of the settings a class declares come from (a setting may cite its own)."""
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -161,6 +180,15 @@ class Settings:
             for item in dataclasses.fields(cls)
         ]
 
+    @classmethod
+    def source_of(cls, name: str) -> Source:
+        """Where the default of setting `name` comes from: its own citation, else its declaring class's."""
+        item = next(item for item in dataclasses.fields(cls) if item.name == name)
+        if item.metadata["source"] is not None:
+            return item.metadata["source"]
+        declaring = next(klass for klass in cls.__mro__ if name in vars(klass).get("__annotations__", {}))
+        return vars(declaring).get("default_source", cls.default_source)
+
     def to_dict(self) -> dict[str, Any]:
         return {item.name: _jsonable(getattr(self, item.name)) for item in dataclasses.fields(self)}
 
@@ -169,16 +197,22 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+FQL_MAIN = Source("paper", "seohongpark/fql main.py @719d044 flags (offline_steps, eval_interval, eval_episodes)")
+
+
 @dataclass(frozen=True)
 class TrainConfig(Settings):
     section = "training"
+    default_source = Source("kit", "bookkeeping that does not change what is learnt")
 
-    steps: int = setting(1_000_000, "gradient updates in the run", low=1)
+    steps: int = setting(1_000_000, "gradient updates in the run", low=1, source=FQL_MAIN)
     log_every: int = setting(
         1000, "updates per compiled chunk; losses are averaged over it and logged at this interval", low=1
     )
-    eval_every: int = setting(100_000, "updates between evaluations (a multiple of log_every)", low=1)
-    eval_episodes: int = setting(50, "episodes per evaluation (in a bandit, one action is one episode)", low=1)
+    eval_every: int = setting(100_000, "updates between evaluations (a multiple of log_every)", low=1, source=FQL_MAIN)
+    eval_episodes: int = setting(
+        50, "episodes per evaluation (in a bandit, one action is one episode)", low=1, source=FQL_MAIN
+    )
     checkpoint_every: int = setting(
         50_000, "updates between checkpoints that a killed run resumes from (a multiple of log_every)", low=1
     )

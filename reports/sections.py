@@ -22,6 +22,7 @@ from flowkit.reports import figures, importance, tables
 from flowkit.reports.collect import CellResult
 from flowkit.reports.tables import Entry, Row, Table
 from flowkit.schedules import schedule_strength
+from flowkit.settings import Source
 from flowkit.studies.search import Choice, IntRange
 from flowkit.studies.study import Study
 from flowkit.tasks import task_class
@@ -543,22 +544,28 @@ class GradientExplosions(Section):
         return Block("Gradient explosions flagged", [ListPart(flags)]) if flags else None
 
 
-def first_cell_settings(study: Study, results: dict[str, CellResult]) -> dict[str, Any]:
-    """The first cell's run settings: a grid's first declared cell, a search's first sampled one (its declared
-    cell, with the method's defaults for the searched settings, before any is sampled)."""
+def first_cell_settings(study: Study, results: dict[str, CellResult]) -> dict[str, tuple[Any, Source]]:
+    """The first cell's run settings and their sources: a grid's first declared cell, a search's first sampled
+    one (its declared cell, with the method's defaults for the searched settings, before any is sampled)."""
     cells = [result.cell for result in results.values()] or study.cells()
-    settings = study.run_config(cells[0], study.seeds[0]).settings()
-    return {name: ",".join(map(str, v)) if isinstance(v, list) else v for name, v in settings.items()}
+    config = study.run_config(cells[0], study.seeds[0])
+    return {
+        name: (",".join(map(str, v)) if isinstance(v, list) else v, config.sources[name])
+        for name, v in config.settings().items()
+    }
 
 
 class Settings(Section):
-    """The first cell's full settings, and how the report was made."""
+    """The first cell's full settings grouped by source (paper, other paper, kit, none, study, command line),
+    and how the report was made."""
 
     def build(self, report: ReportData) -> Block:
-        first = first_cell_settings(report.study, report.results)
-        settings = " ".join(f"`{name}={value}`" for name, value in first.items())
+        by_source: dict[Source, list[str]] = {}
+        for name, (value, source) in first_cell_settings(report.study, report.results).items():
+            by_source.setdefault(source, []).append(f"`{name}={value}`")
+        items = [f"{source}: {' '.join(values)}" for source, values in by_source.items()]
         made = f"Generated {report.created} by `flowkit report {report.study.command_name}`."
-        return Block("Settings of the first cell", [Paragraph(settings), Paragraph(made)])
+        return Block("Settings of the first cell", [ListPart(items), Paragraph(made)])
 
 
 SECTIONS: list[Section] = [

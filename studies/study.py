@@ -19,7 +19,7 @@ from typing import Any
 
 from flowkit.display import display_name
 from flowkit.run_config import RunConfig, check_agent, check_task, make_run_config, setting_names
-from flowkit.settings import ConfigError
+from flowkit.settings import ConfigError, Source
 from flowkit.studies.search import Choice, Dimension, FloatRange, IntRange, Search, ends
 from flowkit.tasks import task_class
 
@@ -215,7 +215,13 @@ class Study:
         agent = cell["agent"]
         known = setting_names(agent)
         overrides = {k: v for k, v in {**self.fixed, **cell}.items() if k in known}
-        return make_run_config(agent, cell["task"], seed, overrides)
+        sampled = tuple(self.search.space) if self.search else ()
+        return make_run_config(agent, cell["task"], seed, overrides, origin=self.origin, sampled=sampled)
+
+    @property
+    def origin(self) -> Source:
+        """The source of the values the study sets (its runs' config.json and reports cite it)."""
+        return Source("study", self.command_name)
 
     def arm(self, cell: Cell) -> dict[str, Any]:
         """The cell's values of the compared dimensions."""

@@ -1,12 +1,17 @@
 """Settings are refused with a message naming the setting, what was wrong and what is allowed."""
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from flowkit import cli
 from flowkit.agents import AGENT_CONFIGS
-from flowkit.run_config import make_run_config, parse_overrides, setting_names
-from flowkit.settings import ConfigError, TrainConfig
+from flowkit.reports.sections import Settings
+from flowkit.run_config import RunConfig, make_run_config, parse_overrides, setting_names
+from flowkit.settings import ConfigError, Source, TrainConfig
+from flowkit.studies import load_study
 from flowkit.tasks import covers, defaults_markdown, task_families, task_names
 
 
@@ -64,14 +69,17 @@ def test_setting_names_are_unique_and_family_defaults_are_settings():
 
 
 def test_every_family_default_has_a_source_and_reaches_a_task():
-    """Each declared default cites where it comes from, and each prefix (declared or only cited) names tasks."""
+    """Each declaration cites where it comes from with a known kind (a preset: another paper's), and each prefix
+    (declared, cited or a preset's) names tasks."""
     names = task_names()
     for family in task_families():
-        for where, agent, settings, source in family.defaults_table():
-            assert source, f"{where} {agent} {settings}: no source declared in default_sources"
-        for prefix, _ in [*family.default_sources, *((p, None) for p in family.task_defaults)]:
-            reached = [name for name in names if prefix == "*" or covers(prefix, name)]
-            assert reached, f"{family.family} prefix {prefix!r} covers none of the kit's tasks"
+        for where, agent, _, source in family.defaults_table():
+            assert source.kind in ("paper", "other paper", "kit", "none") and source.text, (where, agent, source)
+            assert ("preset=" in where) == (source.kind == "other paper"), (where, source)
+        for table in (family.task_defaults, *family.presets.values()):
+            for prefix in table:
+                reached = [name for name in names if covers(prefix, name)]
+                assert reached, f"{family.family} prefix {prefix!r} covers none of the kit's tasks"
 
 
 def test_family_defaults_resolve_per_task():
@@ -106,3 +114,114 @@ def test_docs_list_the_task_families_declared_defaults():
     start = text.index("-->\n", text.index("<!-- defaults-table")) + len("-->\n")
     documented = text[start : text.index("<!-- end defaults-table -->")].strip()
     assert documented == defaults_markdown(), f"docs/methods.md:\n{documented}\ndeclared:\n{defaults_markdown()}"
+
+
+def test_each_resolved_value_keeps_its_source():
+    """Method default < task family < study < command line, each value with the source of the layer it came from."""
+    config = make_run_config("fql", "cube-single-play-singletask-task2-v0", 0, {"flow_steps": 4})
+    kinds = {name: config.sources[name].kind for name in ("lr", "alpha", "flow_steps", "log_every", "steps")}
+    assert kinds == {"lr": "paper", "alpha": "paper", "flow_steps": "command line", "log_every": "kit",
+                     "steps": "paper"}, kinds  # fmt: skip
+    assert "README.md @719d044 lines 96" in config.sources["alpha"].text, config.sources["alpha"]
+    assert set(config.sources) == set(config.settings()), set(config.settings()) ^ set(config.sources)
+    toy = make_run_config("rebrac", "moons")
+    assert (toy.agent_config.alpha_actor, toy.sources["alpha_actor"].kind) == (0.1, "kit"), toy.sources["alpha_actor"]
+    assert toy.sources["alpha_critic"].kind == "none", "the bandits are not real tasks: no refusal, but no source"
+    stored = RunConfig.from_dict(json.loads(json.dumps(config.record())))
+    assert (stored, stored.sources) == (config, config.sources), stored.sources
+
+
+@pytest.mark.parametrize(
+    ("agent", "task", "named"),
+    [
+        ("rebrac", "cube-single-play-singletask-task2-v0", "alpha_actor, alpha_critic"),
+        ("fbrac", "scene-play-singletask-task2-v0", "alpha"),
+        ("rebrac", "d4rl_adroit_pen/v1-human", "alpha_actor, alpha_critic"),
+        ("flowq", "puzzle-3x3-play-singletask-v0", "lam"),
+    ],
+)
+def test_unsourced_constraint_on_a_real_task_is_refused(agent, task, named):
+    with pytest.raises(ConfigError) as error:
+        make_run_config(agent, task)
+    message = str(error.value)
+    assert message.startswith(f"{named}: {agent!r} on the real task {task!r} has no sourced value"), message
+    assert f"--set {named.replace(', ', '=VALUE ')}=VALUE" in message, message
+    assert "\n" not in message, message
+    config = make_run_config(agent, task, 0, parse_overrides(agent, [f"{name}=0.1" for name in named.split(", ")]))
+    assert {config.sources[name].kind for name in named.split(", ")} == {"command line"}, config.sources
+
+
+def test_refusal_names_the_sources_that_exist_and_the_tuning_study():
+    """Scene: Guided Flow Policy's tuning is a preset for this task; cube-single: only for other tasks."""
+    with pytest.raises(ConfigError) as scene:
+        make_run_config("rebrac", "scene-play-singletask-task2-v0")
+    here = "sources for this task: preset gfp (scene-play: alpha_actor=0.1 alpha_critic=0.001) (`--set preset=NAME`"
+    assert here in str(scene.value), str(scene.value)
+    with pytest.raises(ConfigError) as cube:
+        make_run_config("rebrac", "cube-single-play-singletask-task2-v0")
+    message = str(cube.value)
+    assert "sources for this task: none" in message and "humanoidmaze-medium" in message, message
+    assert "preset gfp (scene-play: alpha_actor=0.1 alpha_critic=0.001)" in message, message
+    assert "`flowkit study run rebrac-alphas-ogbench-cpu`" in message, message
+
+
+def test_a_preset_is_another_papers_tuning_the_user_opts_into():
+    config = make_run_config("rebrac", "scene-play-singletask-task2-v0", 0, parse_overrides("rebrac", ["preset=gfp"]))
+    alphas = (config.agent_config.alpha_actor, config.agent_config.alpha_critic)
+    assert alphas == (0.1, 0.001), alphas
+    assert config.sources["alpha_critic"].kind == "other paper", config.sources["alpha_critic"]
+    assert "rebrac_params.csv @49f6b17 line 19" in config.sources["alpha_critic"].text, config.sources["alpha_critic"]
+    assert config.record()["preset"] == "gfp"
+    with pytest.raises(ConfigError, match=r"preset: 'gfp' sets nothing for 'rebrac' on 'cube-single-play-single"):
+        make_run_config("rebrac", "cube-single-play-singletask-task2-v0", 0, {"preset": "gfp"})
+
+
+def test_a_study_that_sets_the_coefficients_itself_runs():
+    """The ReBRAC search study samples both alphas (its declared cell has none yet): it loads, and its sampled
+    cells' alphas are sourced by the study."""
+    study = load_study("rebrac-alphas-ogbench-cpu")
+    cell = study.sampled_cell({"alpha_actor": 0.05, "alpha_critic": 0.01}, 0)
+    config = study.run_config(cell, 0)
+    assert config.sources["alpha_actor"] == Source("study", "rebrac-alphas-ogbench-cpu"), config.sources
+    assert set(study.search.space) == {"alpha_actor", "alpha_critic"}
+    assert config.task == "cube-single-play-singletask-task2-v0"
+
+
+def test_qflow_time_embedding_width_is_the_public_per_domain_one():
+    widths = {
+        task: (make_run_config("qflow", task).agent_config.time_embed_dim, make_run_config("qflow", task).sources)
+        for task in ("cube-single-play-singletask-task2-v0", "cube-double-play-singletask-v0", "eight-gaussians")
+    }
+    assert [width for width, _ in widths.values()] == [64, 16, 16], widths
+    assert [sources["time_embed_dim"].kind for _, sources in widths.values()] == ["paper", "paper", "kit"]
+    with pytest.raises(ConfigError, match="time_embed_dim: 15 is odd"):
+        make_run_config("qflow", "moons", 0, {"time_embed_dim": 15})
+
+
+def test_train_refuses_before_looking_for_data_and_proceeds_with_values(tmp_path, monkeypatch, capsys):
+    """With an empty data dir: refused with one error line, no run folder; with both alphas set, the run goes on
+    to look for its data (and stops there, cheaply)."""
+    monkeypatch.setenv("FLOWKIT_DATA_DIR", str(tmp_path / "data"))
+    base = ["train", "--agent", "rebrac", "--task", "cube-single-play-singletask-task2-v0", "--quiet"]
+    assert cli.main([*base, "--run-dir", str(tmp_path / "a")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("flowkit: error: alpha_actor, alpha_critic:"), error
+    assert not (tmp_path / "a").exists()
+    fbrac = ["train", "--agent", "fbrac", "--task", "puzzle-3x3-play-singletask-v0", "--run-dir", str(tmp_path / "b")]
+    assert cli.main(fbrac) == 2 and "flowkit: error: alpha:" in capsys.readouterr().err
+    assert cli.main([*base, "--run-dir", str(tmp_path / "c"), "--set", "alpha_actor=0.1", "alpha_critic=0.01"]) == 2
+    error = capsys.readouterr().err
+    assert "flowkit: error: dataset file" in error and "does not exist" in error, error
+
+
+def test_report_settings_list_each_value_with_its_source():
+    """The report's settings section groups the first cell's settings by source: the study's own, the method's
+    paper, the task family's kit choices."""
+    study = load_study("bptt-gradients-ogbench-cpu")
+    report = SimpleNamespace(study=study, results={}, created="today")
+    items = Settings().build(report).parts[0].items
+    assert any(item.startswith("study: bptt-gradients-ogbench-cpu: ") and "`alpha=100.0`" in item for item in items), (
+        items
+    )
+    assert any(item.startswith("paper: chongyi-zheng/value-flows") and "`normalize_q_loss=False`" in item
+               for item in items), items  # fmt: skip

@@ -1,7 +1,8 @@
 """The kit against independent transcriptions of the public codes, on the same weights, minibatches and draws.
 
-Each transcription below is written by hand in pure JAX from the public code (seohongpark/fql agents/fql.py and
-agents/rebrac.py, chongyi-zheng/value-flows agents/fbrac.py, jaehyeokdoo2/qflow agents/qflow.py), keeping its
+Each transcription below is written by hand in pure JAX from the public code (seohongpark/fql agents/fql.py,
+agents/rebrac.py and agents/ifql.py, chongyi-zheng/value-flows agents/fbrac.py, jaehyeokdoo2/qflow agents/qflow.py,
+its fourier_time_embed too), keeping its
 order of operations: one loss over the whole parameter tree (targets included, which get no gradient), optax.adam
 on it, then the Polyak step from the parameters before the Adam step. The parameters use flax's layout (Dense_i,
 LayerNorm_i, ensembles stacked on axis 0); the kit's initial Keras variables are converted into it. The kit's
@@ -23,8 +24,9 @@ import numpy as np
 import optax
 import pytest
 
-from flowkit.agents import AGENTS
+from flowkit.agents import AGENTS, make_agent
 from flowkit.agents.base import adam_init, adam_step
+from flowkit.run_config import make_run_config
 from flowkit.tasks import Transitions
 
 OBS, ACT, BATCH, UPDATES = 5, 3, 64, 5
@@ -332,6 +334,42 @@ def qflow_losses(grad_params: dict, params: dict, batch: Transitions, drawn, c) 
     return {"outer_loss": outer_loss, "distillation_loss": distillation_loss, "actor_loss": actor_loss}
 
 
+def ifql_total_loss(grad_params: dict, params: dict, batch: Transitions, drawn, c) -> tuple:
+    """IFQLAgent.total_loss: value_loss, critic_loss, then the flow BC actor_loss. The public critic loss sums its
+    two members' squared errors; the kit logs their mean (as every other method's critic loss), half of it."""
+    q = jnp.min(value(params["modules_target_critic"], batch.observations, batch.actions), axis=0)
+    v = mlp(grad_params["modules_value"]["mlp"], batch.observations)[..., 0]
+    weight = jnp.where(q - v >= 0, c.expectile, 1 - c.expectile)
+    value_loss = (weight * (q - v) ** 2).mean()
+
+    next_v = mlp(params["modules_value"]["mlp"], batch.next_observations)[..., 0]
+    target = batch.rewards + c.discount * batch.masks * next_v
+    q1, q2 = value(grad_params["modules_critic"], batch.observations, batch.actions)
+    critic_loss = ((q1 - target) ** 2 + (q2 - target) ** 2).mean()
+
+    x_0, t = drawn.x0, drawn.t
+    x_t = (1 - t) * x_0 + t * batch.actions
+    pred = vector_field(grad_params["modules_actor_flow"], batch.observations, x_t, t)
+    actor_loss = jnp.mean((pred - (batch.actions - x_0)) ** 2)
+    info = {"value_loss": value_loss, "critic_loss": critic_loss, "critic_loss_per_member": critic_loss / 2,
+            "actor_loss": actor_loss}  # fmt: skip
+    return value_loss + critic_loss + actor_loss, info
+
+
+def ifql_action(params: dict, observation: jax.Array, noises: jax.Array, steps: int) -> jax.Array:
+    """IFQLAgent.sample_actions for one observation: N flow samples, the one the critic's min values most."""
+    observations = jnp.repeat(observation[None], noises.shape[0], axis=0)
+    actions = euler(params["modules_actor_flow"], observations, noises, steps)
+    return actions[jnp.argmax(value(params["modules_critic"], observations, actions).min(axis=0))]
+
+
+def fourier_time_embed(t: jax.Array, embed_dim: int, max_freq: float = 256.0) -> jax.Array:
+    """jaehyeokdoo2/qflow agents/qflow.py fourier_time_embed: fixed log-spaced frequencies, sines then cosines."""
+    freqs = jnp.exp(jnp.linspace(0.0, jnp.log(max_freq), embed_dim // 2))
+    args = t * freqs[None, :]
+    return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
 QFLOW_ALPHA = 10.0
 """The public Q-Flow's default alpha; its guidance scale is 1 / (alpha + 1e-8)."""
 
@@ -363,6 +401,12 @@ CASES = {
         {"critic": "critic", "target_critic": "target_critic", "actor": "actor", "target_actor": "target_actor"},
         rebrac_total_loss,
         {"critic_loss": "critic_loss", "q_loss": "q_loss", "bc_loss": "bc_loss"},
+    ),
+    "ifql": (
+        {},
+        {"critic": "critic", "target_critic": "target_critic", "actor_flow": "flow", "value": "value"},
+        ifql_total_loss,
+        {"value_loss": "value_loss", "critic_loss": "critic_loss_per_member", "bc_flow_loss": "actor_loss"},
     ),
 }
 
@@ -411,3 +455,34 @@ def test_qflow_losses_equal_the_public_code():
         state, metrics = kit_update(state, batch, drawn)
         worst = max(worst, assert_losses_equal(metrics, public, names, step))
     print(f"qflow: max relative loss difference {worst:.3g}")
+
+
+def test_ifql_acts_by_the_public_best_of_n():
+    """The kit's IFQL policy on 4 observations, each with N = num_samples noises: the action the public
+    sample_actions picks (Euler flow samples, clipped, argmax of the critic's min)."""
+    agent, state = make("ifql", num_samples=8)
+    params = kit_in_flax(agent, state, {"critic": "critic", "actor_flow": "flow"})
+    key_obs, key_noise = jax.random.split(jax.random.PRNGKey(7))
+    observations = jax.random.normal(key_obs, (4, OBS))
+    noises = jax.random.normal(key_noise, (4, 8, ACT))
+    kit = agent.policy(state.params, observations, noises)
+    steps = agent.config.flow_steps
+    public = jnp.stack([ifql_action(params, o, n, steps) for o, n in zip(observations, noises, strict=True)])
+    np.testing.assert_allclose(kit, public, atol=1e-5, err_msg="IFQL's chosen actions differ from the public code's")
+
+
+@pytest.mark.parametrize(("task", "width"), [("cube-single-play-singletask-task2-v0", 64), ("cube-double-play-v0", 16)])
+def test_qflow_value_takes_the_public_time_embedding(task, width):
+    """A resolved Q-Flow config on the task: V(s, x, t) of the kit against the public TimeConditionedCritic fed
+    fourier_time_embed(t, time_embed_dim) on the same weights (time_embed_dim from qflow_config.py)."""
+    config = make_run_config("qflow", task, 0, {"actor_hidden": (32, 32), "critic_hidden": (32, 32)})
+    assert config.agent_config.time_embed_dim == width, (task, config.agent_config.time_embed_dim)
+    agent = make_agent(config, OBS, ACT)
+    state = agent.init(0)
+    keys = jax.random.split(jax.random.PRNGKey(3), 3)
+    s, x = jax.random.normal(keys[0], (BATCH, OBS)), jax.random.normal(keys[1], (BATCH, ACT))
+    t = jax.random.uniform(keys[2], (BATCH, 1))
+    kit = agent.apply("value", state.params, s, x, t)
+    public = value(to_flax(agent, "value", state.params["value"]), s, x, fourier_time_embed(t, width))
+    difference = float(jnp.abs(kit - public).max())
+    assert difference <= 1e-4, f"{task}: max |kit V - public V| = {difference:.3g} (time_embed_dim {width})"

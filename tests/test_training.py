@@ -14,6 +14,7 @@ from flowkit import runs
 from flowkit._backend import COMPILATION_CACHE_ENV, compilation_cache_dir, use_compilation_cache
 from flowkit.run_config import RunConfig, make_run_config
 from flowkit.settings import ConfigError
+from flowkit.tasks.toy import MEASURED
 from flowkit.training import (
     DivergedError,
     RunProgress,
@@ -49,7 +50,9 @@ def test_same_seed_gives_identical_metrics(tmp_path: Path):
 def test_run_folder_holds_config_metrics_models_and_result(tmp_path: Path):
     config = make_run_config("fql", "two-spirals", 0, TINY)
     result = train(config, tmp_path, progress=False)
-    assert json.loads((tmp_path / runs.CONFIG).read_text()) == config.to_dict()
+    recorded = json.loads((tmp_path / runs.CONFIG).read_text())
+    assert recorded == config.record() and set(recorded["sources"]) == set(config.settings()), recorded["sources"]
+    assert recorded["sources"]["alpha"] == {"kind": "kit", "text": MEASURED.text}, recorded["sources"]["alpha"]
     records = [json.loads(line) for line in (tmp_path / runs.METRICS).read_text().splitlines()]
     assert [(r["phase"], r["step"]) for r in records] == [("train", 100), ("eval", 100), ("train", 200), ("eval", 200)]
     assert {"critic_loss", "bc_flow_loss", "distill_loss", "q_loss", "grad_norm/flow_max"} <= set(records[0])
@@ -243,7 +246,7 @@ def test_seeds_in_one_program_give_the_results_of_separate_runs(tmp_path: Path):
     for config, alone, joint in zip(configs, separate, together, strict=True):
         alone_dir, joint_dir = tmp_path / f"separate{config.seed}", tmp_path / f"together{config.seed}"
         assert sorted(p.name for p in joint_dir.rglob("*")) == sorted(p.name for p in alone_dir.rglob("*"))
-        assert runs.read_json(joint_dir / runs.CONFIG) == config.to_dict()
+        assert runs.read_json(joint_dir / runs.CONFIG) == config.record()
         alone_curve, joint_curve = learning_curves(alone_dir), learning_curves(joint_dir)
         assert [set(r) for r in joint_curve] == [set(r) for r in alone_curve]
         for alone_record, joint_record in zip(alone_curve, joint_curve, strict=True):

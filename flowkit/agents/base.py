@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit import solvers
-from flowkit.settings import Settings, setting
+from flowkit.settings import Settings, Source, setting
 from flowkit.tasks import Transitions
 
 Params = dict[str, list[jax.Array]]
@@ -35,6 +35,12 @@ class AgentConfig(Settings):
 
     section = "agent"
     display_name: ClassVar[str]
+    default_source = Source(
+        "paper", "seohongpark/fql agents/fql.py get_config @719d044 (the value-flows and Q-Flow codes share them)"
+    )
+    constraint_settings: ClassVar[tuple[str, ...]] = ()
+    """Coefficients that hold the policy to the data; on a real task each must come from a source, a study or
+    `--set` (flowkit.run_config refuses a run where one has no source)."""
 
     lr: float = setting(3e-4, "Adam learning rate", above=0)
     batch_size: int = setting(256, "transitions per update", low=1)

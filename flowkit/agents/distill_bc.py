@@ -15,13 +15,14 @@ import keras
 from flowkit.agents.base import Agent, FlowConfig, Params
 from flowkit.agents.common import distillation_loss, draw_path, flow_matching_loss
 from flowkit.networks import ClippedPolicy, OneStepPolicy, VelocityField, derive_seed
-from flowkit.settings import setting
+from flowkit.settings import Source, setting
 from flowkit.tasks import Transitions
 
 
 @dataclass(frozen=True)
 class DistillBCConfig(FlowConfig):
     display_name = "Distilled BC"
+    default_source = Source("kit", "the expressivity ablation's one-step distillation, at FQL's default alpha")
 
     alpha: float = setting(10.0, "weight of the distillation loss", low=0)
 

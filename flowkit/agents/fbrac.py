@@ -25,15 +25,24 @@ from flowkit.agents.common import (
     td_loss,
 )
 from flowkit.networks import FlowPolicy
-from flowkit.settings import setting
+from flowkit.settings import Source, setting
 from flowkit.tasks import Transitions
 
 
 @dataclass(frozen=True)
 class FBRACConfig(FlowConfig, CriticConfig):
     display_name = "FBRAC"
+    default_source = Source("paper", "chongyi-zheng/value-flows agents/fbrac.py get_config @0183335")
+    constraint_settings = ("alpha",)
 
-    alpha: float = setting(10.0, "FBRAC: weight of the flow BC loss against the Q term", low=0)
+    alpha: float = setting(
+        10.0,
+        "FBRAC: weight of the flow BC loss against the Q term",
+        low=0,
+        source=Source(
+            "none", "value-flows' placeholder 10; the FQL paper tunes FBRAC's alpha per task and no value is public"
+        ),
+    )
     normalize_q_loss: bool = setting(False, "scale the Q loss by 1 / mean|Q| (stop-gradient)")
 
 

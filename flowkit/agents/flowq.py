@@ -46,15 +46,22 @@ from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import critic_and_flow, flow_actions, interpolate, iql_losses, policy_value, td_loss
 from flowkit.networks import FlowPolicy, StateValue, derive_seed
 from flowkit.schedules import SCHEDULES, energy_schedule
-from flowkit.settings import setting
+from flowkit.settings import Source, setting
 from flowkit.tasks import Transitions
 
 
 @dataclass(frozen=True)
 class FlowQConfig(FlowConfig, CriticConfig):
     display_name = "FlowQ"
+    default_source = Source("kit", "FlowQ's code is not public; the kit's reconstruction (module docstring)")
+    constraint_settings = ("lam",)
 
-    lam: float = setting(1.0, "FlowQ: energy scale lambda of the target pi_beta exp(lambda Q)", low=0)
+    lam: float = setting(
+        1.0,
+        "FlowQ: energy scale lambda of the target pi_beta exp(lambda Q)",
+        low=0,
+        source=Source("none", "FlowQ's code and per-task values are not public; 1 is a placeholder"),
+    )
     schedule: str = setting("t", "energy schedule h(t): t, t2 (t^2) or t2-over-1-t (t^2/(1-t))", choices=SCHEDULES)
     critic: str = setting(
         "iql", "iql: in-sample expectile critic; td: TD target with next actions from the flow", choices=("iql", "td")

@@ -26,13 +26,15 @@ from flowkit.agents.common import (
     td_loss,
 )
 from flowkit.networks import ClippedPolicy, OneStepPolicy, derive_seed
-from flowkit.settings import setting
+from flowkit.settings import Source, setting
 from flowkit.tasks import Transitions
 
 
 @dataclass(frozen=True)
 class FQLConfig(FlowConfig, CriticConfig):
     display_name = "FQL"
+    default_source = Source("paper", "seohongpark/fql agents/fql.py get_config @719d044")
+    constraint_settings = ("alpha",)
 
     alpha: float = setting(10.0, "FQL: weight of the distillation loss", low=0)
     normalize_q_loss: bool = setting(False, "scale the Q loss by 1 / mean|Q| (stop-gradient)")

@@ -18,7 +18,7 @@ import keras
 
 from flowkit.agents.base import Agent, AgentConfig, Params
 from flowkit.networks import GaussianActing, GaussianPolicy, derive_seed
-from flowkit.settings import setting
+from flowkit.settings import Source, setting
 from flowkit.tasks import Transitions
 
 EDGE = 1e-6
@@ -32,6 +32,7 @@ def gaussian_log_likelihood(x: jax.Array, mean: jax.Array, log_std: jax.Array) -
 @dataclass(frozen=True)
 class GaussianBCConfig(AgentConfig):
     display_name = "Gaussian BC"
+    default_source = Source("kit", "the expressivity ablation's Gaussian baseline (tanh or OGBench's GCBC form)")
 
     std: str = setting(
         "state",

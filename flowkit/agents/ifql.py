@@ -15,15 +15,24 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
-from flowkit.agents.common import aggregate, critic_and_flow, draw_path, flow_actions, flow_matching_loss, iql_losses
+from flowkit.agents.common import (
+    FlowPath,
+    aggregate,
+    critic_and_flow,
+    draw_path,
+    flow_actions,
+    flow_matching_loss,
+    iql_losses,
+)
 from flowkit.networks import BestOfNPolicy, StateValue, best_of, derive_seed
-from flowkit.settings import setting
+from flowkit.settings import Source, setting
 from flowkit.tasks import Transitions
 
 
 @dataclass(frozen=True)
 class IFQLConfig(FlowConfig, CriticConfig):
     display_name = "IFQL"
+    default_source = Source("paper", "seohongpark/fql agents/ifql.py get_config @719d044")
 
     q_agg: str = setting(
         "min",
@@ -47,6 +56,10 @@ class IFQL(Agent[IFQLConfig]):
             "value": StateValue(obs, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 3)),
         }
 
+    def draws(self, key: jax.Array, batch: Transitions) -> FlowPath:
+        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
+        return draw_path(batch.actions, key)
+
     def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
         c = self.config
 
@@ -54,7 +67,7 @@ class IFQL(Agent[IFQLConfig]):
         value_loss, critic_loss, metrics = iql_losses(self, params, target_params, batch, c.expectile, c.q_agg)
 
         # Flow BC: the flow policy clones the data's actions; the critic never trains it.
-        bc_flow_loss = flow_matching_loss(self, params, batch, draw_path(batch.actions, key))
+        bc_flow_loss = flow_matching_loss(self, params, batch, self.draws(key, batch))
 
         metrics["bc_flow_loss"] = bc_flow_loss
         return {"value": value_loss, "critic": critic_loss, "bc_flow": bc_flow_loss}, metrics

@@ -23,20 +23,40 @@ import keras
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.agents.common import FlowPath, aggregate, critic_and_flow, draw_path, flow_actions, td_loss
 from flowkit.networks import FlowPolicy, FlowValueEnsemble, derive_seed
-from flowkit.settings import setting
+from flowkit.settings import ConfigError, Source, setting
 from flowkit.tasks import Transitions
+
+BANDIT_TIME = Source(
+    "kit",
+    "16 Fourier features of the public form, for the bandits (the public default is raw t; its per-domain widths "
+    "are the OGBench family's)",
+)
 
 
 @dataclass(frozen=True)
 class QFlowConfig(FlowConfig, CriticConfig):
     display_name = "Q-Flow"
+    default_source = Source("paper", "jaehyeokdoo2/qflow agents/qflow.py get_config @703bda9")
+    constraint_settings = ("lam",)
 
     lam: float = setting(
-        1.0, "Q-Flow: scale of the intermediate value's gradient (the public code's 1/guidance_lambda)", low=0
+        1.0,
+        "Q-Flow: scale of the intermediate value's gradient (the public code's 1/guidance_lambda)",
+        low=0,
+        source=Source("paper", "jaehyeokdoo2/qflow agents/qflow.py guidance_lambda=1.0 @8e788e5"),
     )
     time_features: str = setting(
-        "fourier", "time input of V(s, x, t): 16 Fourier features or raw t", choices=("fourier", "raw")
+        "fourier", "time input of V(s, x, t): Fourier features or raw t", choices=("fourier", "raw"), source=BANDIT_TIME
     )
+    time_embed_dim: int = setting(
+        16, "Q-Flow: Fourier features of t fed to V (even; unused with raw t)", low=2, source=BANDIT_TIME
+    )
+
+    def check(self) -> None:
+        if self.time_embed_dim % 2:
+            raise ConfigError(
+                f"time_embed_dim: {self.time_embed_dim} is odd; allowed: an even integer (sines and cosines in pairs)"
+            )
 
 
 class QFlowDraws(NamedTuple):
@@ -59,7 +79,13 @@ class QFlow(Agent[QFlowConfig]):
         return {
             **critic_and_flow(self, seed),
             "value": FlowValueEnsemble(
-                obs, act, c.critic_hidden, c.critic_layer_norm, time_kind=c.time_features, seed=derive_seed(seed, 3)
+                obs,
+                act,
+                c.critic_hidden,
+                c.critic_layer_norm,
+                time_kind=c.time_features,
+                time_width=c.time_embed_dim,
+                seed=derive_seed(seed, 3),
             ),
         }
 

@@ -19,19 +19,29 @@ import keras
 from flowkit.agents.base import Agent, CriticConfig, Params
 from flowkit.agents.common import aggregate, policy_value, q_maximisation_loss, q_regression
 from flowkit.networks import CriticEnsemble, GaussianActing, GaussianPolicy, derive_seed
-from flowkit.settings import setting
+from flowkit.settings import Source, setting
 from flowkit.tasks import Transitions
+
+UNREGULARISED = Source(
+    "none", "the public code's placeholder 0 (rebrac.py lines 236-237: set per task), which turns ReBRAC's penalty off"
+)
 
 
 @dataclass(frozen=True)
 class ReBRACConfig(CriticConfig):
     display_name = "ReBRAC"
+    default_source = Source("paper", "seohongpark/fql agents/rebrac.py get_config @719d044")
+    constraint_settings = ("alpha_actor", "alpha_critic")
 
     q_agg: str = setting(
         "min", "aggregation of the critic ensemble in TD targets and for the actor", choices=("mean", "min")
     )
-    alpha_actor: float = setting(0.0, "ReBRAC: weight of the actor's behaviour cloning penalty", low=0)
-    alpha_critic: float = setting(0.0, "ReBRAC: weight of the critic's behaviour cloning penalty", low=0)
+    alpha_actor: float = setting(
+        0.0, "ReBRAC: weight of the actor's behaviour cloning penalty", low=0, source=UNREGULARISED
+    )
+    alpha_critic: float = setting(
+        0.0, "ReBRAC: weight of the critic's behaviour cloning penalty", low=0, source=UNREGULARISED
+    )
     actor_freq: int = setting(2, "update the actor and the targets every actor_freq updates", low=1)
     actor_noise: float = setting(0.2, "std of the target policy's smoothing noise", low=0)
     actor_noise_clip: float = setting(0.5, "clip of the target policy's smoothing noise", low=0)

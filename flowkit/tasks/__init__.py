@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowkit.settings import ConfigError
+from flowkit.settings import ConfigError, Source
 
 DATA_DIR_ENV = "FLOWKIT_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -21,11 +21,24 @@ DEFAULT_DATA_DIR = "~/.ogbench/data"
 
 FQL_README = "seohongpark/fql README.md @719d044"
 QFLOW_PARAMS = "jaehyeokdoo2/qflow qflow_config.py @db93bbe QFLOW_PARAMS (lam = 1 / alpha)"
+GFP_REBRAC = "Guided Flow Policy's own ReBRAC tuning (Tiofack et al., 2026): hyperparams/rebrac_params.csv @49f6b17"
 NOT_RETRIEVED = (
     "the FQL paper's appendix (arXiv 2502.02538) tabulates them; no stored copy reached here, so none declared "
     "(method defaults)"
 )
-"""Sources the task families cite for their defaults (Task.default_sources)."""
+"""Sources the task families cite for their defaults (Declared.source)."""
+
+
+class Declared(NamedTuple):
+    """Settings a task family declares for a method, and their source; no values records that the source gives
+    none there (the method's defaults apply)."""
+
+    source: Source
+    values: Mapping[str, Any] = {}
+
+
+Sourced = dict[str, tuple[Any, Source]]
+"""Settings with the source of each value."""
 
 
 class DatasetError(ConfigError):
@@ -80,37 +93,51 @@ class Task(abc.ABC):
     """Evaluation metrics for which a smaller value is better (all others: larger is better)."""
     fractions: frozenset[str] = frozenset()
     """Evaluation metrics that are fractions with 1 the best possible (reports give their optimality gap)."""
-    method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
-    """Settings the family changes from the methods' own defaults, by method name ("*": every method)."""
-    task_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {}
-    """On top of those, settings by task-name prefix (a domain such as "cube", a dataset such as "cube-double",
-    one task such as "d4rl_adroit_pen/v1-human"), by method; a longer prefix overrides a shorter one."""
-    default_sources: ClassVar[Mapping[tuple[str, str], str]] = {}
-    """Where each declared default comes from, by (prefix, method); prefix "*" for `method_defaults`. An entry
-    without declared values records that its source gives none (the method's defaults apply there)."""
+    real: ClassVar[bool] = True
+    """Whether results on the family's tasks are compared with papers' (not the 2D bandits): there a method's
+    constraint coefficient must have a source (flowkit.run_config)."""
+    task_defaults: ClassVar[Mapping[str, Mapping[str, Declared]]] = {}
+    """Settings the family changes from the methods' own defaults, by task-name prefix ("*": every task; a
+    domain such as "cube", a dataset such as "cube-double", one task such as "d4rl_adroit_pen/v1-human") and
+    method ("*": every method); a longer prefix overrides a shorter one, a method's entry the "*" entry."""
+    presets: ClassVar[Mapping[str, Mapping[str, Mapping[str, Declared]]]] = {}
+    """Other papers' tuning, by preset name, then as `task_defaults`: applied only when a run names the preset
+    (`--set preset=NAME`), on top of the family's defaults."""
 
     @classmethod
-    def defaults(cls, name: str, method: str) -> dict[str, Any]:
-        """The settings this family sets for `method` on the task called `name`."""
-        values = {**cls.method_defaults.get("*", {}), **cls.method_defaults.get(method, {})}
-        for prefix in sorted(filter(lambda prefix: covers(prefix, name), cls.task_defaults), key=len):
-            values.update(cls.task_defaults[prefix].get(method, {}))
+    def defaults(cls, name: str, method: str, preset: str | None = None) -> Sourced:
+        """The settings this family sets for `method` on the task called `name` (with a preset's), and their
+        sources."""
+        values: Sourced = {}
+        for declared in (*_matches(cls.task_defaults, name, method), *_matches(cls.presets.get(preset, {}), name,
+                                                                                method)):  # fmt: skip
+            values.update({setting: (value, declared.source) for setting, value in declared.values.items()})
         return values
 
     @classmethod
-    def defaults_table(cls) -> list[tuple[str, str, dict[str, Any], str]]:
-        """(where, method, settings, source) for every default the family declares and every source it cites
-        for none, for help texts and docs."""
-        declared = {("*", method): values for method, values in cls.method_defaults.items()}
-        for prefix, by_method in cls.task_defaults.items():
-            declared |= {(prefix, method): values for method, values in by_method.items()}
-        keys = [*declared, *(key for key in cls.default_sources if key not in declared)]
+    def preset_names(cls, name: str, method: str) -> list[str]:
+        """The presets that set something for `method` on the task called `name`."""
+        return [preset for preset, table in cls.presets.items() if any(d.values for d in _matches(table, name,
+                                                                                              method))]  # fmt: skip
+
+    @classmethod
+    def notes(cls, name: str, method: str) -> list[Source]:
+        """What the family's declarations say of `method` on task `name` without setting a value (a source
+        that gives none)."""
+        return [declared.source for declared in _matches(cls.task_defaults, name, method) if not declared.values]
+
+    @classmethod
+    def defaults_table(cls) -> list[tuple[str, str, dict[str, Any], Source]]:
+        """(where, method, settings, source) for every default the family declares, every source it cites for
+        none and every preset, for help texts and docs."""
         names = task_names()
-        return [
-            (f"{cls.family} {'tasks' if prefix == '*' else prefix if prefix in names else prefix + '*'}", method,
-             dict(declared.get((prefix, method), {})), cls.default_sources.get((prefix, method), ""))
-            for prefix, method in keys
-        ]  # fmt: skip
+        rows = []
+        for preset, table in (("", cls.task_defaults), *cls.presets.items()):
+            for prefix, by_method in table.items():
+                where = "tasks" if prefix == "*" else prefix if prefix in names else prefix + "*"
+                where = f"{cls.family} {where}" + (f" with `preset={preset}`" if preset else "")
+                rows += [(where, method, dict(d.values), d.source) for method, d in by_method.items()]
+        return rows
 
     def __init__(self, name: str, dataset: Transitions):
         self.name = name
@@ -140,7 +167,13 @@ class Task(abc.ABC):
 
 def covers(prefix: str, name: str) -> bool:
     """Whether `prefix` names the task `name` or a group it belongs to (cut at a "-", "/" or "_")."""
-    return name == prefix or (name.startswith(prefix) and name[len(prefix)] in "-/_")
+    return prefix == "*" or name == prefix or (name.startswith(prefix) and name[len(prefix)] in "-/_")
+
+
+def _matches(table: Mapping[str, Mapping[str, Declared]], name: str, method: str) -> list[Declared]:
+    """The declarations of `table` for `method` on task `name`, the most general first."""
+    prefixes = sorted((prefix for prefix in table if covers(prefix, name)), key=lambda p: -1 if p == "*" else len(p))
+    return [table[p][m] for p in prefixes for m in ("*", method) if m in table[p]]
 
 
 def _task_classes() -> dict[str, type[Task]]:
@@ -160,11 +193,12 @@ def task_families() -> list[type[Task]]:
 def defaults_markdown() -> str:
     """Every task family's declared defaults and their sources as a Markdown table (docs/methods.md holds it,
     checked by a test)."""
-    lines = ["| where | method | settings | source |", "|---|---|---|---|"]
+    lines = ["| where | method | settings | kind | source |", "|---|---|---|---|---|"]
     for family in task_families():
         for where, method, settings, source in family.defaults_table():
             values = ", ".join(f"`{name}={_text(value)}`" for name, value in settings.items()) or "none declared"
-            lines.append(f"| {where} | {'every method' if method == '*' else f'`{method}`'} | {values} | {source} |")
+            method = "every method" if method == "*" else f"`{method}`"
+            lines.append(f"| {where} | {method} | {values} | {source.kind} | {source.text} |")
     return "\n".join(lines)
 
 

@@ -48,7 +48,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowkit.tasks import FQL_README, NOT_RETRIEVED, DatasetError, Policy, Task, as_device_arrays, clip_actions
+from flowkit.settings import Source
+from flowkit.tasks import (
+    FQL_README,
+    NOT_RETRIEVED,
+    DatasetError,
+    Declared,
+    Policy,
+    Task,
+    as_device_arrays,
+    clip_actions,
+)
 
 REQUIRED_FIELDS = ("observation", "action", "reward", "is_last", "is_terminal")
 """RLDS step fields the reader needs (discount and is_first are implied by them)."""
@@ -329,18 +339,18 @@ class D4RLTask(Task):
     family = "d4rl"
     score_metric = "normalized_score"
     metrics = frozenset({"return", "normalized_score"})
-    task_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
-        f"d4rl_adroit_{task}": {"fql": {"alpha": alpha, "q_agg": "min", "steps": 500_000}}
-        for task, (alpha, _) in FQL_ADROIT.items()
-    }
-    default_sources: ClassVar[Mapping[tuple[str, str], str]] = {
-        **{(f"d4rl_adroit_{task}", "fql"): f"{FQL_README} line {line}" for task, (_, line) in FQL_ADROIT.items()},
-        ("d4rl_adroit", "*"): "none for the v0 datasets: the public codes run Adroit v1",
-        **{("d4rl_adroit", method): NOT_RETRIEVED for method in ("rebrac", "fbrac", "ifql")},
-        ("d4rl_adroit", "qflow"): "none: Q-Flow's D4RL values (qflow_config.py) are for antmaze, which the kit reads "
-        "but does not evaluate",
-        ("d4rl_mujoco", "*"): "none: FQL, Q-Flow and value-flows report no locomotion runs",
-    }
+    task_defaults: ClassVar[Mapping[str, Mapping[str, Declared]]] = {
+        "d4rl_adroit": {
+            "*": Declared(Source("none", "none for the v0 datasets: the public codes run Adroit v1")),
+            **{method: Declared(Source("none", NOT_RETRIEVED)) for method in ("rebrac", "fbrac", "ifql")},
+            "qflow": Declared(Source("none", "Q-Flow's D4RL values (qflow_config.py) are for antmaze, which the kit "
+                                     "reads but does not evaluate")),
+        },
+        **{f"d4rl_adroit_{task}": {"fql": Declared(Source("paper", f"{FQL_README} line {line}"),
+                                                   {"alpha": alpha, "q_agg": "min", "steps": 500_000})}
+           for task, (alpha, line) in FQL_ADROIT.items()},
+        "d4rl_mujoco": {"*": Declared(Source("none", "FQL, Q-Flow and value-flows report no locomotion runs"))},
+    }  # fmt: skip
 
     def __init__(self, name: str):
         columns = read_rlds(name)

@@ -25,11 +25,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowkit.settings import Source
 from flowkit.tasks import (
     FQL_README,
+    GFP_REBRAC,
     NOT_RETRIEVED,
     QFLOW_PARAMS,
     DatasetError,
+    Declared,
     Policy,
     Task,
     Transitions,
@@ -117,35 +120,99 @@ def check_dataset_file(path: Path, obs_dim: int, action_dim: int, generate: str)
             )
 
 
+def fourier(width: int) -> dict[str, Any]:
+    """Q-Flow's time input in the public per-domain configuration: `width` Fourier features (use_time_embed)."""
+    return {"time_features": "fourier", "time_embed_dim": width}
+
+
 class OGBenchTask(Task):
     """Common to single-task and goal-conditioned OGBench tasks: finding, checking and loading the files."""
 
     family = "ogbench"
     # OGBench runs keep the methods' paper-sized defaults. Per-dataset values are the public codes' for the play
     # datasets, applied to the same environment's noisy datasets too (no source gives values for those).
-    task_defaults: ClassVar[Mapping[str, Mapping[str, Mapping[str, Any]]]] = {
-        "cube": {"fql": {"alpha": 300.0}},
-        "cube-single": {"qflow": {"lam": 1 / 5}},
-        "cube-double": {"qflow": {"lam": 1 / 2}},
-        "scene": {"fql": {"alpha": 300.0}, "qflow": {"lam": 1 / 5}},
-        "puzzle": {"fql": {"alpha": 1000.0}, "qflow": {"lam": 1 / 20, "q_agg": "min"}},
+    task_defaults: ClassVar[Mapping[str, Mapping[str, Declared]]] = {
+        "*": {
+            "rebrac": Declared(
+                Source(
+                    "none",
+                    NOT_RETRIEVED + "; the FQL paper's only public ReBRAC values are "
+                    "for humanoidmaze-medium (alpha_actor=0.01 alpha_critic=0.01, README line "
+                    "234), not a kit task",
+                )
+            ),
+            "fbrac": Declared(
+                Source(
+                    "none",
+                    NOT_RETRIEVED + "; value-flows README: its FBRAC reuses those "
+                    "numbers; QAM's sweep (cube-double alpha=0.1) uses another protocol",
+                )
+            ),
+            "ifql": Declared(
+                Source(
+                    "paper",
+                    "FQL README lines 236, 242 (IFQL examples): num_samples=32, the "
+                    "method default; other per-task values: " + NOT_RETRIEVED,
+                )
+            ),
+            "flowq": Declared(Source("none", "FlowQ's code is not public (the kit's FlowQ is a reconstruction)")),
+        },
+        "cube": {
+            "fql": Declared(
+                Source("paper", FQL_README + " lines 96, 98, 141-151 (cube-single, cube-double)"), {"alpha": 300.0}
+            )
+        },
+        "cube-single": {
+            "qflow": Declared(
+                Source("paper", QFLOW_PARAMS + ' "cube-single-play": alpha=5, time_embed_dim=64'),
+                {"lam": 1 / 5, **fourier(64)},
+            )
+        },
+        "cube-double": {
+            "qflow": Declared(
+                Source("paper", QFLOW_PARAMS + ' "cube-double-play": alpha=2, time_embed_dim=16'),
+                {"lam": 1 / 2, **fourier(16)},
+            )
+        },
+        "scene": {
+            "fql": Declared(Source("paper", FQL_README + " lines 100, 153-157"), {"alpha": 300.0}),
+            "qflow": Declared(
+                Source("paper", QFLOW_PARAMS + ' "scene-play": alpha=5, time_embed_dim=64'),
+                {"lam": 1 / 5, **fourier(64)},
+            ),
+        },
+        "puzzle": {
+            "fql": Declared(
+                Source("paper", FQL_README + " lines 102, 104, 159-169 (puzzle-3x3, puzzle-4x4)"), {"alpha": 1000.0}
+            ),
+            "qflow": Declared(
+                Source(
+                    "paper",
+                    QFLOW_PARAMS + ' "puzzle-3x3-play", "puzzle-4x4-play": alpha=20, q_agg=min, time_embed_dim=64',
+                ),
+                {"lam": 1 / 20, "q_agg": "min", **fourier(64)},
+            ),
+        },
+        "pointmaze": {
+            "*": Declared(
+                Source(
+                    "none",
+                    "no source runs these methods on pointmaze (FQL and Q-Flow use "
+                    "antmaze, humanoidmaze, antsoccer, cube, scene, puzzle)",
+                )
+            )
+        },
     }
-    default_sources: ClassVar[Mapping[tuple[str, str], str]] = {
-        ("cube", "fql"): FQL_README + " lines 96, 98, 141-151 (cube-single, cube-double)",
-        ("scene", "fql"): FQL_README + " lines 100, 153-157",
-        ("puzzle", "fql"): FQL_README + " lines 102, 104, 159-169 (puzzle-3x3, puzzle-4x4)",
-        ("cube-single", "qflow"): QFLOW_PARAMS + ' "cube-single-play": alpha=5',
-        ("cube-double", "qflow"): QFLOW_PARAMS + ' "cube-double-play": alpha=2',
-        ("scene", "qflow"): QFLOW_PARAMS + ' "scene-play": alpha=5',
-        ("puzzle", "qflow"): QFLOW_PARAMS + ' "puzzle-3x3-play", "puzzle-4x4-play": alpha=20, q_agg=min',
-        ("*", "rebrac"): NOT_RETRIEVED,
-        ("*", "fbrac"): NOT_RETRIEVED + "; value-flows README: its FBRAC reuses those numbers",
-        ("*", "ifql"): "FQL README lines 236, 242 (IFQL examples): num_samples=32, the method default; "
-        "other per-task values: " + NOT_RETRIEVED,
-        ("*", "flowq"): "none: FlowQ's code is not public (the kit's FlowQ is a reconstruction)",
-        ("pointmaze", "*"): "none: no source runs these methods on pointmaze (FQL and Q-Flow use antmaze, "
-        "humanoidmaze, antsoccer, cube, scene, puzzle)",
-    }
+    presets: ClassVar[Mapping[str, Mapping[str, Mapping[str, Declared]]]] = {
+        "gfp": {
+            "cube-double-play": {"rebrac": Declared(Source("other paper", GFP_REBRAC + " line 9"),
+                                                    {"alpha_actor": 0.3, "alpha_critic": 0.1})},
+            "scene-play": {"rebrac": Declared(Source("other paper", GFP_REBRAC + " line 19"),
+                                              {"alpha_actor": 0.1, "alpha_critic": 0.001})},
+            "puzzle-4x4-play": {"rebrac": Declared(Source("other paper", GFP_REBRAC + " line 17"),
+                                                   {"alpha_actor": 0.1, "alpha_critic": 0.0})},
+        }
+    }  # fmt: skip
 
     @classmethod
     def check_data(cls, name: str) -> None:

@@ -24,14 +24,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.spatial
 
-from flowkit.tasks import Policy, Task, as_device_arrays
+from flowkit.settings import Source
+from flowkit.tasks import Declared, Policy, Task, as_device_arrays
 
 SCALE = 4.0
 """Points live in [-SCALE, SCALE]^2; actions are points / SCALE."""
@@ -144,6 +145,9 @@ def _score_samples(
     }
 
 
+MEASURED = Source("kit", "measured on eight-gaussians (the comment on ToyBandit in flowkit/tasks/toy.py)")
+
+
 class ToyBandit(Task):
     family = "toy"
     score_metric = "reward_mean"
@@ -156,27 +160,30 @@ class ToyBandit(Task):
     # weaker constraint leaves the data: FQL alpha 5 (1 and 3 leave it, 20 and 50 stay close to behaviour
     # cloning), FBRAC alpha 3 (1 leaves it), FlowQ lambda 3 (10 and 30 leave it), ReBRAC alpha_actor 0.1 (1 and
     # 10 put its deterministic action between modes).
-    method_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+    real = False
+    task_defaults: ClassVar[Mapping[str, Mapping[str, Declared]]] = {
         "*": {
-            "actor_hidden": (64, 64, 64),
-            "critic_hidden": (64, 64, 64),
-            "steps": 6000,
-            "log_every": 1000,
-            "eval_every": 1000,
-            "eval_episodes": 1000,
-            "checkpoint_every": 1000,
-        },
-        "fql": {"alpha": 5.0},
-        "fbrac": {"alpha": 3.0},
-        "flowq": {"lam": 3.0},
-        "rebrac": {"alpha_actor": 0.1},
-    }
-    default_sources: ClassVar[Mapping[tuple[str, str], str]] = {
-        ("*", "*"): "the kit: bandit-sized networks and runs (minutes on a CPU)",
-        **{("*", method): "the kit: measured on eight-gaussians (the comment on ToyBandit in flowkit/tasks/toy.py)"
-           for method in ("fql", "fbrac", "flowq", "rebrac")},
-        ("*", "qflow"): "none: no public value for the bandits; lam=1, the method default (the `lambda` study "
-        "sweeps it)",
+            "*": Declared(
+                Source("kit", "bandit-sized networks and runs (minutes on a CPU)"),
+                {
+                    "actor_hidden": (64, 64, 64),
+                    "critic_hidden": (64, 64, 64),
+                    "steps": 6000,
+                    "log_every": 1000,
+                    "eval_every": 1000,
+                    "eval_episodes": 1000,
+                    "checkpoint_every": 1000,
+                },
+            ),
+            "fql": Declared(MEASURED, {"alpha": 5.0}),
+            "fbrac": Declared(MEASURED, {"alpha": 3.0}),
+            "flowq": Declared(MEASURED, {"lam": 3.0}),
+            "rebrac": Declared(MEASURED, {"alpha_actor": 0.1}),
+            "qflow": Declared(
+                Source("none", "no public value for the bandits; lam=1, the method default (the `lambda` study "
+                       "sweeps it)")
+            ),
+        }
     }  # fmt: skip
 
     def __init__(self, name: str):

@@ -109,7 +109,7 @@ class SeedRun:
         if checkpoint is not None:
             _check_layout(carry, checkpoint[0], run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        runs.write_json_atomic(run_dir / runs.CONFIG, config.to_dict())
+        runs.write_json_atomic(run_dir / runs.CONFIG, config.record())
         if checkpoint is None:
             return cls(config, run_dir, RunProgress(config.to_dict()), resumed=False), carry
         leaves, progress = checkpoint
