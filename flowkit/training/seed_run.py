@@ -125,7 +125,7 @@ class SeedRun:
         self.writer = runs.MetricsWriter(self.run_dir, resume_step=resume_step)
         if tracking is not None:
             name = f"{tracking.group}/seed{self.config.seed}" if tracking.group else self.run_dir.name
-            self.tracker = open_tracker(tracking, self.run_dir, name, self.config.to_dict(), resume_step)
+            self.tracker = open_tracker(tracking, self.run_dir, name, self.config.record(), resume_step)
 
     def close_metrics(self) -> None:
         self.writer.close()
