@@ -1,7 +1,8 @@
 """flowkit: ablation and analysis studies of flow-matching policies in offline RL, on Keras 3 and JAX.
 
 A study file declares its study with ``from flowkit import Study`` (and a search study its space with
-``from flowkit import Search, FloatRange, IntRange, Choice``).
+``from flowkit import Search, FloatRange, IntRange, Choice``, and what its comparisons test with
+``from flowkit import Equivalence, Difference``).
 """
 
 from typing import Any
@@ -10,7 +11,7 @@ from flowkit._backend import BackendError, select_jax_backend
 
 select_jax_backend()
 
-__all__ = ["BackendError", "Choice", "FloatRange", "IntRange", "Search", "Study"]
+__all__ = ["BackendError", "Choice", "Difference", "Equivalence", "FloatRange", "IntRange", "Search", "Study"]
 __version__ = "0.1.0"
 
 
@@ -25,4 +26,8 @@ def __getattr__(name: str) -> Any:
         from flowkit.studies import search
 
         return getattr(search, name)
+    if name in ("Equivalence", "Difference"):
+        from flowkit.studies import claim
+
+        return getattr(claim, name)
     raise AttributeError(f"module 'flowkit' has no attribute {name!r}")

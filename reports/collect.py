@@ -25,6 +25,8 @@ from flowkit.studies.study import Cell, Study, cell_key
 class CellResult:
     cell: Cell
     scores: dict[int, float] = field(default_factory=dict)
+    finals: dict[int, Mapping[str, float]] = field(default_factory=dict)
+    """Each seed's last evaluation, every metric (the bandits' support beside their score)."""
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     consistency: dict[int, Mapping[str, Any]] = field(default_factory=dict)
     run_dirs: dict[int, Path] = field(default_factory=dict)
@@ -73,6 +75,7 @@ def read_seeds(result: CellResult, records: Mapping[int, SeedRecord], study_fold
     """Fill `result` from a trial's per-seed records (score, curve, consistency, timing, cost, run folder)."""
     for seed, record in records.items():
         result.scores[seed] = record.score
+        result.finals[seed] = record.final
         result.curves[seed] = list(record.eval_history)
         result.run_dirs[seed] = resolve_run_dir(study_folder, record)
         result.nfe_per_solve = record.nfe_per_solve

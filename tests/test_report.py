@@ -97,6 +97,7 @@ def test_sections_follow_the_study_declaration(finished_study):
     titles = [line for line in path.read_text().splitlines() if line.startswith("#")]
     assert titles == [
         "# Study `tiny`",
+        "## Conclusions",
         "## Aggregate over tasks",
         "## Figures",
         "## Cost per update",
@@ -207,7 +208,7 @@ def test_report_against_another_study(finished_study):
 def test_studies_scoring_runs_differently_are_not_compared(finished_study):
     study, runs_dir, _ = finished_study
     for changes, refusal in (
-        ({"metric": "support"}, "task moons is scored by 'reward_mean' here and by 'support' there"),
+        ({"metric": "support"}, "task moons is scored by 'reward_in_support' here and by 'support' there"),
         ({"last_evals": 3}, "over the last 1 evaluations here and over the last 3 there"),
     ):
         other = tiny_study(name="tiny-scored-otherwise", **changes)
