@@ -327,7 +327,11 @@ class Samples(Figure):
     def draw(self, report: ReportData) -> list[FigurePart]:
         if not figures.samples(report.study, report.results, report.out / "samples.png"):
             return []
-        return [FigurePart("samples.png", "The first seed's policy samples (red) over the data coloured by reward.")]
+        caption = (
+            "The first seed's policy samples (red) over the data coloured by reward; each panel's support is the mean "
+            "share of samples on the data's support over its seeds."
+        )
+        return [FigurePart("samples.png", caption)]
 
 
 FIGURES: list[Figure] = [

@@ -34,6 +34,7 @@ from flowkit.settings import ConfigError
 from flowkit.studies import load_study
 from flowkit.studies.study import cell_key
 from flowkit.tasks import load_task
+from flowkit.tasks.toy import ToyBandit
 from flowkit.training.seed_run import DATA_STREAM, EVAL_STREAM
 from tests.helpers import stored_trials, tiny_config, tiny_study
 
@@ -257,3 +258,14 @@ def test_the_report_writes_the_same_verdicts_in_markdown_html_and_latex(monkeypa
         assert f"- {line}" in text and line in html and _tex(line) in tex, line
     assert "margin ±0.01 on `reward_in_support` (declared by the study)" in text
     assert "(n=3) (support 0.90)" in text, "the bandits' support beside their score"
+
+
+def test_a_report_refuses_scores_stored_under_the_old_bandit_score(monkeypatch, tmp_path):
+    """A bandit study run while reward_mean was the default score: its stored scores are not reward_in_support."""
+    monkeypatch.setattr(runner_trial, "train", fake_train)
+    monkeypatch.setattr(ToyBandit, "score_metric", "reward_mean")
+    study = tiny_study(seeds=(0, 1))
+    runner.run_study(study, tmp_path, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="are not `reward_in_support`, the study's score now"):
+        build_report(study, tmp_path)
