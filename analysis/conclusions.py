@@ -64,7 +64,7 @@ class Conclusion:
     mde: float | None
     """Minimum detectable effect at 80% power with these seeds, on the score's scale; None without spread."""
     seeds_needed: int | None
-    """Seeds per arm for 80% power at the margin (at the observed difference without one); None if unknown."""
+    """Seeds per arm for 80% power to detect the gap that would decide (`_target`); None if unknown."""
 
     @property
     def verdict(self) -> str:
@@ -79,7 +79,9 @@ class Conclusion:
             return f"equivalent within ±{self.margin:g}"
         if self.verdict == DIFFERENT:
             return f"different ({self.difference:+.3f}, {ci})"
-        decide = "" if self.seeds_needed is None else f"; about {self.seeds_needed} seeds per arm would decide it"
+        # Undecided with n seeds, it needs more than n, whatever the power analysis expected.
+        needed = None if self.seeds_needed is None else max(self.seeds_needed, self.n + 1)
+        decide = "" if needed is None else f"; about {needed} seeds per arm would decide it"
         return f"inconclusive ({ci}{decide})"
 
 
@@ -107,8 +109,11 @@ def _seeds(power: TTestPower | TTestIndPower, effect: float, **known: float) -> 
 
 
 def _target(margin: float | None, difference: float) -> float:
-    """The difference that would decide: the margin, else the one observed."""
-    return margin if margin is not None else abs(difference)
+    """The gap whose detection would decide, if the observed difference held: to the margin (equivalence) or to 0
+    (a difference), whichever is wider; to 0 where the difference already lies beyond the margin, or without one."""
+    if margin is None or abs(difference) >= margin:
+        return abs(difference)
+    return max(margin - abs(difference), abs(difference))
 
 
 def _paired(arm: np.ndarray, reference: np.ndarray, margin: float | None) -> Conclusion:

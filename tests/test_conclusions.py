@@ -1,5 +1,6 @@
 """Conclusions: the kit's verdict statistics against statsmodels called here on the same scores, and pairing."""
 
+import dataclasses
 import math
 import warnings
 
@@ -80,7 +81,8 @@ def test_unpaired_statistics_are_welch_and_statsmodels():
     low, high = welch.confidence_interval(0.95)
     pooled = math.sqrt((arm.var(ddof=1) + ref.var(ddof=1)) / 2)
     expected_mde = power_solution(TTestIndPower(), effect_size=None, nobs1=5, ratio=1.0) * pooled
-    expected_seeds = math.ceil(power_solution(TTestIndPower(), effect_size=0.05 / pooled, nobs1=None))
+    gap = 0.05 - abs(arm.mean() - ref.mean())  # to the margin: the difference (-0.0004) is well inside it
+    expected_seeds = math.ceil(power_solution(TTestIndPower(), effect_size=gap / pooled, nobs1=None))
     assert not c.paired
     assert c.tost_p == pytest.approx(expected_tost, rel=1e-9) and c.tost_p > 0.05, (c.tost_p, expected_tost)
     assert c.ci == pytest.approx((low, high), rel=1e-9), (c.ci, (low, high))
@@ -109,8 +111,12 @@ def test_a_clear_difference_is_different_after_holm():
 def test_paired_seeds_needed_match_statsmodels_and_are_floored_where_it_gives_nan():
     c = compare(seeds(SCATTERED), seeds(REFERENCE), paired=True, margin=0.05)
     sd = np.std(np.array(SCATTERED) - REFERENCE, ddof=1)
-    expected = math.ceil(power_solution(TTestPower(), effect_size=0.05 / sd, nobs=None))
+    difference = abs(np.mean(SCATTERED) - np.mean(REFERENCE))
+    gap = max(0.05 - difference, difference)  # 0.028 to the margin is wider than the 0.022 to no difference
+    expected = math.ceil(power_solution(TTestPower(), effect_size=gap / sd, nobs=None))
     assert c.seeds_needed == expected, (c.seeds_needed, expected)
+    few = dataclasses.replace(c, seeds_needed=3)
+    assert few.text().endswith("about 6 seeds per arm would decide it)"), "undecided with 5: more than 5"
     wide = compare(seeds(CLOSE), seeds(REFERENCE), paired=True, margin=10.0)
     raw = power_solution(TTestPower(), effect_size=10.0 / np.std(np.array(CLOSE) - REFERENCE, ddof=1), nobs=None)
     assert math.isnan(raw), "statsmodels gives nan when under two seeds would do"
