@@ -146,7 +146,8 @@ def claim_text(study: Study) -> str:
         source = "declared by the study" if claim.margin is not None else f"the default for `{metric}`"
         within = f"; margin ±{margin:g} on `{metric}` ({source})" if margin is not None else "; no margin"
         texts.append(f"the study claims {kind}{within}")
-    return "; ".join(texts).capitalize() + "."
+    text = "; ".join(texts)
+    return f"{text[0].upper()}{text[1:]}."
 
 
 class Conclusions(Section):
