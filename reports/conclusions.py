@@ -189,8 +189,9 @@ METHOD_TEXT = (
     "`ttost_ind`), and the table names the settings that unpair them. Verdicts, in this order: **equivalent** when "
     "the difference's 90% CI lies within the margin (TOST, 5%); **different** when the t-test rejects no difference "
     "after Holm's correction over the table's rows (5%); else **inconclusive**, with the seeds per arm that would "
-    "give 80% power at the margin (at the observed difference without one). MDE: the smallest difference these "
-    "seeds detect with 80% power (two-sided, 5%). Over all rows: each seed's mean over the rows both arms have."
+    "give 80% power to detect the wider of the gaps from the difference to the margin and to 0. MDE: the smallest "
+    "difference these seeds detect with 80% power (two-sided, 5%). Over all rows: each seed's mean over the rows "
+    "both arms have."
 )
 
 
