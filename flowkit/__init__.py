@@ -1,8 +1,9 @@
 """flowkit: ablation and analysis studies of flow-matching policies in offline RL, on Keras 3 and JAX.
 
 A study file declares its study with ``from flowkit import Study`` (and a search study its space with
-``from flowkit import Search, FloatRange, IntRange, Choice``); ``flowkit.results(NAME)`` returns a study's
-results as a tidy pandas DataFrame.
+``from flowkit import Search, FloatRange, IntRange, Choice``, and what its comparisons test with
+``from flowkit import Equivalence, Difference``); ``flowkit.results(NAME)`` returns a study's results as a tidy
+pandas DataFrame.
 """
 
 from typing import Any
@@ -11,7 +12,17 @@ from flowkit._backend import BackendError, select_jax_backend
 
 select_jax_backend()
 
-__all__ = ["BackendError", "Choice", "FloatRange", "IntRange", "Search", "Study", "results"]
+__all__ = [
+    "BackendError",
+    "Choice",
+    "Difference",
+    "Equivalence",
+    "FloatRange",
+    "IntRange",
+    "Search",
+    "Study",
+    "results",
+]
 __version__ = "0.1.0"
 
 
@@ -30,4 +41,8 @@ def __getattr__(name: str) -> Any:
         from flowkit.studies import search
 
         return getattr(search, name)
+    if name in ("Equivalence", "Difference"):
+        from flowkit.studies import claim
+
+        return getattr(claim, name)
     raise AttributeError(f"module 'flowkit' has no attribute {name!r}")

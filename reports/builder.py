@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from flowkit.reports.collect import CellResult, collect
+from flowkit.reports.conclusions import verdict_lines
 from flowkit.reports.output import check_out_dir, publish, staging_folder
 from flowkit.reports.sections import FigurePart, ListPart, Paragraph, ReportData, TablePart, build_blocks
 from flowkit.reports.tables import main_table, reference_label, sampled_table
@@ -99,6 +100,7 @@ def build_report(
             "metric": report.metric,
             "main": main_table(study, results) if study.search is None else sampled_table(study, results),
             "reference": reference_label(study) if study.search is None else None,
+            "verdicts": verdict_lines(study, results),
             "blocks": blocks,
             "images": {f.file: base64.b64encode((staging / f.file).read_bytes()).decode() for f in figures},
         }

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from flowkit.analysis.statistics import Summary, summarize
+from flowkit.settings import ConfigError
 from flowkit.studies.runner import storage
 from flowkit.studies.runner.records import PrunedRecord, SeedRecord, resolve_run_dir
 from flowkit.studies.runner.storage import FrozenTrial, StoredStudy
@@ -25,6 +26,8 @@ from flowkit.studies.study import Cell, Study, cell_key
 class CellResult:
     cell: Cell
     scores: dict[int, float] = field(default_factory=dict)
+    finals: dict[int, Mapping[str, float]] = field(default_factory=dict)
+    """Each seed's last evaluation, every metric (the bandits' support beside their score)."""
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     consistency: dict[int, Mapping[str, Any]] = field(default_factory=dict)
     run_dirs: dict[int, Path] = field(default_factory=dict)
@@ -60,6 +63,7 @@ def collect(study: Study, optuna_study: StoredStudy, study_folder: Path) -> dict
         with_seeds = (t for t in reversed(candidates) if storage.seed_records(t))
         chosen = complete[-1] if complete else next(with_seeds, None)
         if chosen is not None:
+            check_scored_by(study, cell, storage.seed_records(chosen))
             read_seeds(result, storage.seed_records(chosen), study_folder)
         if not complete and candidates and storage.state_of(candidates[-1]) == storage.FAILED:
             result.failure = storage.failure_of(candidates[-1])["message"]
@@ -69,10 +73,24 @@ def collect(study: Study, optuna_study: StoredStudy, study_folder: Path) -> dict
     return results
 
 
+def check_scored_by(study: Study, cell: Cell, records: Mapping[int, SeedRecord]) -> None:
+    """Refuse stored scores taken from another metric than the study's now (the bandits' default score was
+    reward_mean before it became reward_in_support): a run's last evaluation holds both."""
+    metric = study.metric_for(cell["task"])
+    for seed, record in records.items():
+        if metric in record.final and record.eval_history and record.eval_history[-1][1] != record.final[metric]:
+            raise ConfigError(
+                f"study {study.name!r}: the stored scores of {cell_key(cell)} (seed {seed}) are not `{metric}`, the "
+                "study's score now (a bandit study run before reward_in_support became the default); run it again "
+                "into a new runs folder, or declare the metric it was run with"
+            )
+
+
 def read_seeds(result: CellResult, records: Mapping[int, SeedRecord], study_folder: Path) -> None:
     """Fill `result` from a trial's per-seed records (score, curve, consistency, timing, cost, run folder)."""
     for seed, record in records.items():
         result.scores[seed] = record.score
+        result.finals[seed] = record.final
         result.curves[seed] = list(record.eval_history)
         result.run_dirs[seed] = resolve_run_dir(study_folder, record)
         result.nfe_per_solve = record.nfe_per_solve

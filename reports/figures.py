@@ -19,7 +19,7 @@ from flowkit.analysis.gradients import Curve, gradient_curve
 from flowkit.analysis.importance import Axis
 from flowkit.reports.collect import CellResult
 from flowkit.reports.importance import SettingGroup
-from flowkit.reports.tables import groups, ranked
+from flowkit.reports.tables import groups, ranked, support_note
 from flowkit.studies.study import Cell, Study, cell_key
 from flowkit.tasks.toy import SAMPLES, TOY_TASKS, toy_points
 
@@ -207,8 +207,8 @@ def samples(study: Study, results: dict[str, CellResult], path: Path) -> bool:
         axis.scatter(data[:, 0], data[:, 1], c=rewards, s=1, cmap="viridis", alpha=0.3)
         axis.scatter(points[:, 0], points[:, 1], s=2, color="crimson")
         axis.set(xlim=(-4, 4), ylim=(-4, 4), aspect="equal", xticks=[], yticks=[])
-        title = study.cell_label(cell)
-        axis.set_title(title, fontsize=7)
+        support = support_note(study, results[cell_key(cell)])
+        axis.set_title(f"{study.cell_label(cell)}\n{support}" if support else study.cell_label(cell), fontsize=7)
     _save(figure, axes, path)
     return True
 

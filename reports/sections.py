@@ -9,17 +9,23 @@ comparison: the sections about arms are a grid's only, and the others read the c
 
 from __future__ import annotations
 
-import datetime
-from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from flowkit.analysis.cost import CostFit
 from flowkit.analysis.gradients import explosions
 from flowkit.analysis.importance import FANOVA_SEEDS, PED_ANOVA_QUANTILE
 from flowkit.reports import figures, importance, tables
 from flowkit.reports.collect import CellResult
+from flowkit.reports.conclusions import Conclusions, EvaluationNoise
+from flowkit.reports.parts import (
+    Block,
+    FigurePart,
+    ListPart,
+    Paragraph,
+    Part,
+    ReportData,
+    Section,
+    TablePart,
+)
 from flowkit.reports.tables import Entry, Row, Table
 from flowkit.schedules import schedule_strength
 from flowkit.settings import Source
@@ -27,79 +33,6 @@ from flowkit.studies.search import Choice, IntRange
 from flowkit.studies.study import Study
 from flowkit.tasks import task_class
 from flowkit.tasks.toy import SCALE, ToyBandit, toy_points
-
-
-@dataclass
-class Paragraph:
-    text: str
-
-
-@dataclass
-class TablePart:
-    table: Table
-    corner: str
-    """The header of the row labels' column."""
-
-
-@dataclass
-class FigurePart:
-    file: str
-    caption: str
-
-
-@dataclass
-class ListPart:
-    items: list[str]
-
-
-Part = Paragraph | TablePart | FigurePart | ListPart
-
-
-@dataclass
-class Block:
-    """One section's content, as every output format shows it."""
-
-    title: str
-    parts: list[Part]
-    level: int = 2
-
-
-@dataclass
-class ReportData:
-    """What a report is built from: the study's declaration, its stored results, and where figures go."""
-
-    study: Study
-    results: dict[str, CellResult]
-    against: Study | None = None
-    against_results: dict[str, CellResult] | None = None
-    out: Path | None = None
-    """The folder figures are drawn into."""
-    created: str = field(default_factory=lambda: datetime.datetime.now().isoformat(timespec="seconds"))
-
-    @cached_property
-    def metric(self) -> str:
-        return " / ".join(sorted({self.study.metric_for(task) for task in self.study.tasks}))
-
-    @cached_property
-    def cost_fits(self) -> dict[str, tuple[list[tuple[int, float]], CostFit]]:
-        return tables.cost_fits(self.study, self.results)
-
-    @cached_property
-    def against_table(self) -> Table | None:
-        if self.against is None:
-            return None
-        return tables.against_table(self.study, self.results, self.against, self.against_results)
-
-
-class Section:
-    """A part of the report: `applies` says whether the study has it, `build` makes its content (None when
-    the results hold nothing for it, e.g. a table that needs two seeds of a cell that has one)."""
-
-    def applies(self, report: ReportData) -> bool:
-        return True
-
-    def build(self, report: ReportData) -> Block | None:
-        raise NotImplementedError
 
 
 def _score_text(report: ReportData) -> str:
@@ -395,7 +328,11 @@ class Samples(Figure):
     def draw(self, report: ReportData) -> list[FigurePart]:
         if not figures.samples(report.study, report.results, report.out / "samples.png"):
             return []
-        return [FigurePart("samples.png", "The first seed's policy samples (red) over the data coloured by reward.")]
+        caption = (
+            "The first seed's policy samples (red) over the data coloured by reward; each panel's support is the mean "
+            "share of samples on the data's support over its seeds."
+        )
+        return [FigurePart("samples.png", caption)]
 
 
 FIGURES: list[Figure] = [
@@ -571,6 +508,8 @@ class Settings(Section):
 SECTIONS: list[Section] = [
     Overview(),
     SampledCells(),
+    Conclusions(),
+    EvaluationNoise(),
     Aggregate(),
     EqualNFE(),
     ScheduleStrength(),

@@ -65,7 +65,16 @@ def groups(cells: list[Cell], by: tuple[str, ...]) -> dict[str, list[Cell]]:
     return grouped
 
 
+def support_note(study: Study, result: CellResult) -> str:
+    """The mean share of a bandit policy's samples on the data's support, shown beside a score that is not it."""
+    seeds = [final["support"] for final in result.finals.values() if "support" in final]
+    if not seeds or study.metric_for(result.cell["task"]) == "support":
+        return ""
+    return f"support {np.mean(seeds):.2f}"
+
+
 def _entry(study: Study, result: CellResult, best: float | None, note: str = "") -> Entry:
+    note = ", ".join(filter(None, [note, support_note(study, result)]))
     summary = result.summary
     if summary is None:
         return Entry(failure=result.failure or "missing", note=note)

@@ -19,7 +19,7 @@ from types import ModuleType
 from flowkit.settings import ConfigError
 from flowkit.studies.study import Study
 
-_NOT_STUDIES = {"study", "search", "runner", "cpu_scale"}
+_NOT_STUDIES = {"study", "search", "claim", "runner", "cpu_scale"}
 
 
 def study_names() -> list[str]:

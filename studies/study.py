@@ -20,6 +20,7 @@ from typing import Any
 from flowkit.display import display_name
 from flowkit.run_config import RunConfig, check_agent, check_task, make_run_config, setting_names
 from flowkit.settings import ConfigError, Source
+from flowkit.studies.claim import Claim, claim_for
 from flowkit.studies.search import Choice, Dimension, FloatRange, IntRange, Search, ends
 from flowkit.tasks import task_class
 
@@ -56,6 +57,10 @@ class Study:
     search: Search | None = None
     """Sample `search.trials` cells from a space instead of running every cell of the grid; the grid's settings,
     if any, are sampled as choices beside the space."""
+    claim: Claim | None = None
+    """What the comparisons with the reference arm are meant to show (`Equivalence(margin)` or
+    `Difference()`); None: equivalence within the score's default margin (studies/claim.py). Not part of the
+    definition: it changes no run, only the report's verdicts."""
     vectorize_seeds: bool = False
     """Train each cell's seeds as one vmapped program (results equal separate runs' up to float rounding;
     meant for a GPU, no gain on a CPU). Not part of the definition: it changes how results are computed."""
@@ -78,6 +83,8 @@ class Study:
                 raise ConfigError(f"vectorize_seeds: expected true or false, got {self.vectorize_seeds!r}")
             if self.last_evals < 1:
                 raise ConfigError(f"last_evals: expected an integer >= 1, got {self.last_evals!r}")
+            if self.claim is not None and not isinstance(self.claim, Claim):
+                raise ConfigError(f"claim: expected Equivalence(margin=...) or Difference(), got {self.claim!r}")
             for agent in self.agents:
                 check_agent(agent)
             for task in self.tasks:
@@ -87,6 +94,7 @@ class Study:
                         f"metric: task {task!r} reports no {self.metric!r}; "
                         f"allowed: {', '.join(sorted(task_class(task).metrics))}"
                     )
+                self.claim_for(task).check(self.metric_for(task))
             if len({self.lower_is_better(task) for task in self.tasks}) > 1:
                 raise ConfigError("metric: the tasks' score metrics disagree on whether lower or higher is better")
             for name, values in self.grid.items():
@@ -150,6 +158,10 @@ class Study:
     def metric_for(self, task: str) -> str:
         """The evaluation metric a run on `task` is scored by."""
         return self.metric or task_class(task).score_metric
+
+    def claim_for(self, task: str) -> Claim:
+        """What the comparisons on `task` test: the declared claim, else its score's default (studies/claim.py)."""
+        return claim_for(self.claim, self.metric_for(task))
 
     def scores_fractions(self) -> bool:
         """Every task's score is a fraction with 1 the best possible (success rates): an optimality gap applies."""

@@ -188,7 +188,8 @@ def test_optuna_dashboard_reads_a_kit_studys_journal(monkeypatch, tmp_path):
         assert params == {name: str(value) for name, value in expected.params.items()}, (params, expected.params)
         assert trial["values"] == [pytest.approx(expected.value)], (trial["values"], expected.value)
         attrs = {attr["key"]: attr["value"] for attr in trial["user_attrs"]}
-        assert attrs["metric"] == "reward_mean" and float(attrs["wall_time_s"]) == expected.user_attrs["wall_time_s"]
+        assert attrs["metric"] == "reward_in_support"
+        assert float(attrs["wall_time_s"]) == expected.user_attrs["wall_time_s"]
         assert len(attrs["seeds"]) == 1024 < len(json.dumps(expected.user_attrs["seeds"])), "records are cut"
 
     importances = json.loads(dashboard_get(app, f"/api/studies/{summary['study_id']}/param_importances")[1])

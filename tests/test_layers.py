@@ -23,6 +23,7 @@ PACKAGE_NAMES = {
     "Study": "flowkit.studies.study",
     "BackendError": "flowkit._backend",
     **dict.fromkeys(("Search", "FloatRange", "IntRange", "Choice"), "flowkit.studies.search"),
+    **dict.fromkeys(("Equivalence", "Difference"), "flowkit.studies.claim"),
 }
 """Names `flowkit` itself exports, by the module that defines them."""
 

@@ -64,7 +64,7 @@ def test_main_table_has_every_arm_seed_count_and_the_stored_numbers(finished_stu
     for (task, solver), values in scores.items():
         cell = rows[task][["euler", "rk4"].index(solver)]
         expected = f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
-        assert re.fullmatch(rf"(\*\*)?{expected}(\*\*)?\S* \(n=2\)", cell), (cell, expected)
+        assert re.fullmatch(rf"(\*\*)?{expected}(\*\*)?\S* \(n=2\) \(support \d\.\d\d\)", cell), (cell, expected)
         assert expected in html and expected.replace("±", "$\\pm$") in tex
     for task in study.tasks:
         means = [statistics.fmean(scores[task, solver]) for solver in ("euler", "rk4")]
@@ -100,6 +100,7 @@ def test_sections_follow_the_study_declaration(finished_study):
     titles = [line for line in path.read_text().splitlines() if line.startswith("#")]
     assert titles == [
         "# Study `tiny`",
+        "## Conclusions",
         "## Aggregate over tasks",
         "## Figures",
         "## Cost per update",
@@ -245,7 +246,7 @@ def test_report_against_another_study(finished_study):
 def test_studies_scoring_runs_differently_are_not_compared(finished_study):
     study, runs_dir, _ = finished_study
     for changes, refusal in (
-        ({"metric": "support"}, "task moons is scored by 'reward_mean' here and by 'support' there"),
+        ({"metric": "support"}, "task moons is scored by 'reward_in_support' here and by 'support' there"),
         ({"last_evals": 3}, "over the last 1 evaluations here and over the last 3 there"),
     ):
         other = tiny_study(name="tiny-scored-otherwise", **changes)
@@ -270,8 +271,8 @@ def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
     path = build_report(study, tmp_path)
     text = path.read_text()
     rk4 = markdown_table(text, "Task")["moons"][1]
-    assert rk4.endswith("(n=1) partial 1/2") and not rk4.startswith("**"), "a partial cell is never bold"
-    assert " (1/2) \\\\\n" in (path.parent / "table.tex").read_text(), "LaTeX's cell says its seeds too"
+    assert "(n=1) partial 1/2 (support " in rk4 and not rk4.startswith("**"), "a partial cell is never bold"
+    assert " (1/2) (support " in (path.parent / "table.tex").read_text(), "LaTeX's cell says its seeds too"
     assert "- moons / RK4: diverged at update 42: critic_loss became non-finite" in text
     assert calls == [0, 1, 0, 1]
     table = flowkit.results(study, tmp_path)

@@ -346,4 +346,4 @@ def test_progress_written_to_a_log_is_plain_lines(tmp_path: Path, capfd):
     train(config, tmp_path / "run", progress=True)
     err = capfd.readouterr().err
     assert "\x1b[" not in err and "\r" not in err, repr(err[:300])
-    assert err.splitlines()[-1].startswith("fql: 300/300 updates (100%) reward_mean="), err
+    assert err.splitlines()[-1].startswith("fql: 300/300 updates (100%) reward_in_support="), err

@@ -7,12 +7,13 @@ regresses Q(a) onto R(a). Actions are the points divided by 4, so that they lie 
 
 Evaluation draws `episodes` actions from the policy (one action is one episode). Rewards are known only on
 the data, so a sample is scored through its nearest data point, at distance d (in the [-4, 4] coordinates):
-- support: the share of samples with d <= delta, where delta is the 99th percentile of the data's own
-  leave-one-out nearest-neighbour distances, so that 99% of the data points themselves count as near.
-- reward_mean (the score): the mean over samples of the nearest data point's reward. This extends the
-  reward beyond the data without ever exceeding the data's rewards.
-- reward_in_support: the same with samples farther than delta earning 0, which separates a policy that
-  found the best data from one that left the data in its direction (as an over-optimistic critic invites).
+- support: the share of samples on the data's support, d <= delta, where delta is the 99th percentile of the
+  data's own leave-one-out nearest-neighbour distances, so that 99% of the data points themselves count as near.
+- reward_in_support (the score): the mean over samples of the nearest data point's reward, a sample off the
+  support (d > delta) earning 0. An offline policy is scored on what the data shows; one that leaves the data
+  in the direction of high reward (as an over-optimistic critic invites) is not rewarded for it.
+- reward_mean: the same without the support condition, which extends the reward beyond the data and so
+  scores a policy that leaves the data as well as one that stays on it; kept for comparison, by name.
 - energy_distance (lower is better): 2 E|X - Y| - E|X - X'| - E|Y - Y'| between the samples X and a fixed
   subsample of 2000 data points Y, zero only when the distributions agree. The measure of how well a
   behaviour-cloning policy reproduces the data: `support` alone rewards a policy that collapses onto one
@@ -150,7 +151,7 @@ MEASURED = Source("kit", "measured on eight-gaussians (the comment on ToyBandit 
 
 class ToyBandit(Task):
     family = "toy"
-    score_metric = "reward_mean"
+    score_metric = "reward_in_support"
     metrics = frozenset({"reward_mean", "reward_in_support", "support", "energy_distance"})
     lower_is_better = frozenset({"energy_distance"})
     fractions = frozenset({"support"})
