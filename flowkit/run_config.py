@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from flowkit import tasks
-from flowkit.agents import AGENT_CONFIGS, AgentConfig
+from flowkit.agents import AGENT_CONFIGS, AgentConfig, CriticConfig
 from flowkit.settings import ConfigError, Source, TrainConfig, closest_name, parse_value
 
 PRESET = "preset"
@@ -172,7 +172,25 @@ def make_run_config(
         preset=preset,
     )
     check_sourced(config, sampled)
+    check_online(config)
     return config
+
+
+def check_online(config: RunConfig) -> None:
+    """Refuse online fine-tuning where there is nothing to fine-tune (no critic) or nowhere to act (no environment)."""
+    if not config.train.online_steps:
+        return
+    if not isinstance(config.agent_config, CriticConfig):
+        critics = ", ".join(name for name, cls in AGENT_CONFIGS.items() if issubclass(cls, CriticConfig))
+        raise ConfigError(
+            f"online_steps: {config.agent!r} has no critic to fine-tune online; allowed: 0, or a method with a "
+            f"critic ({critics})"
+        )
+    if not tasks.task_class(config.task).online:
+        raise ConfigError(
+            f"online_steps: task {config.task!r} has no environment to act in; allowed: 0, or an OGBench "
+            "single-task task or a 2D bandit"
+        )
 
 
 def _method_defaults(agent: str) -> list[tuple[str, Any, Source]]:

@@ -197,7 +197,9 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-FQL_MAIN = Source("paper", "seohongpark/fql main.py @719d044 flags (offline_steps, eval_interval, eval_episodes)")
+FQL_MAIN = Source(
+    "paper", "seohongpark/fql main.py @719d044 flags (offline_steps, online_steps, eval_interval, eval_episodes)"
+)
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,13 @@ class TrainConfig(Settings):
     default_source = Source("kit", "bookkeeping that does not change what is learnt")
 
     steps: int = setting(1_000_000, "gradient updates in the run", low=1, source=FQL_MAIN)
+    online_steps: int = setting(
+        0,
+        "environment steps of online fine-tuning after the offline updates, one update each (0: offline only; "
+        "a multiple of log_every)",
+        low=0,
+        source=FQL_MAIN,
+    )
     log_every: int = setting(
         1000, "updates per compiled chunk; losses are averaged over it and logged at this interval", low=1
     )
@@ -221,12 +230,17 @@ class TrainConfig(Settings):
     )
 
     def check(self) -> None:
-        for name in ("steps", "eval_every", "checkpoint_every"):
+        for name in ("steps", "online_steps", "eval_every", "checkpoint_every"):
             if getattr(self, name) % self.log_every:
                 raise ConfigError(
                     f"{name}: {getattr(self, name)} is not a multiple of log_every={self.log_every}; "
                     "allowed: a multiple of log_every (training runs in compiled chunks of log_every updates)"
                 )
+
+    @property
+    def total_steps(self) -> int:
+        """Updates in the run, offline and online."""
+        return self.steps + self.online_steps
 
 
 def closest_name(name: str, names: Iterable[str]) -> str:

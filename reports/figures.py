@@ -72,9 +72,18 @@ def score_vs_step(study: Study, results: dict[str, CellResult], metric: str, pat
             steps = np.array([step for step, _ in next(iter(curves.values()))[:length]])
             values = np.array([[value for _, value in curve[:length]] for curve in curves.values()])
             _band(axis, steps, values, f"{study.arm_label(study.arm(cell))} (n={len(values)})")
+        switch = online_switch(study, cells[0])
+        if switch is not None:
+            axis.axvline(switch, color="0.4", linestyle=":", linewidth=1, label="online from here")
         axis.set(title=_panel_title(study, cells[0], study.rows), xlabel="training step", ylabel=metric)
         axis.title.set_fontsize(9)
     _save(figure, axes, path)
+
+
+def online_switch(study: Study, cell: Cell) -> int | None:
+    """The step where a cell's runs switch from offline to online training, if they fine-tune online."""
+    train = study.run_config(cell, study.seeds[0]).train
+    return train.steps if train.online_steps else None
 
 
 def score_against(

@@ -183,6 +183,11 @@ class Agent(abc.ABC, Generic[ConfigT]):
     def act(self, params: Params, observations: jax.Array, key: jax.Array) -> jax.Array:
         return self.policy(params, observations, self.policy_noise(key, observations))
 
+    def explore(self, params: Params, observations: jax.Array, key: jax.Array) -> jax.Array:
+        """The action taken while fine-tuning online: the policy's own sample, as the public codes' sample_actions
+        at temperature 1 (a method whose evaluation action is deterministic adds its exploration noise)."""
+        return self.act(params, observations, key)
+
     def init(self, seed: int) -> TrainState:
         models = self.build_models(seed)
         params = {name: [jnp.array(v.value) for v in model.trainable_variables] for name, model in models.items()}

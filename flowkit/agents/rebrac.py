@@ -113,5 +113,13 @@ class ReBRAC(Agent[ReBRACConfig]):
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(self.deterministic_action(params, observations), -1, 1)
 
+    def explore(self, params: Params, observations: jax.Array, key: jax.Array) -> jax.Array:
+        """The public ReBRAC's sample_actions at temperature 1: the deterministic action plus N(0, actor_noise^2)
+        clipped to +-actor_noise_clip, then clipped to the action box."""
+        c = self.config
+        noise = c.actor_noise * jax.random.normal(key, (*observations.shape[:-1], self.action_dim))
+        noise = jnp.clip(noise, -c.actor_noise_clip, c.actor_noise_clip)
+        return jnp.clip(self.deterministic_action(params, observations) + noise, -1, 1)
+
     def policy_model(self) -> keras.Model:
         return GaussianActing(self.models["actor"], squash="tanh", sample=False)

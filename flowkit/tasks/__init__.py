@@ -6,7 +6,7 @@ import abc
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -80,6 +80,14 @@ class Transitions(NamedTuple):
         return jax.tree.map(lambda column: column[index], self)
 
 
+class Environment(Protocol):
+    """What online fine-tuning steps: Gymnasium's reset and step."""
+
+    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]: ...
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]: ...
+
+
 class Task(abc.ABC):
     """An offline dataset and the way a policy trained on it is scored."""
 
@@ -100,6 +108,8 @@ class Task(abc.ABC):
     """Settings the family changes from the methods' own defaults, by task-name prefix ("*": every task; a
     domain such as "cube", a dataset such as "cube-double", one task such as "d4rl_adroit_pen/v1-human") and
     method ("*": every method); a longer prefix overrides a shorter one, a method's entry the "*" entry."""
+    online: ClassVar[bool] = False
+    """Whether the family's tasks have an environment a policy can be fine-tuned in (`environment`)."""
     presets: ClassVar[Mapping[str, Mapping[str, Mapping[str, Declared]]]] = {}
     """Other papers' tuning, by preset name, then as `task_defaults`: applied only when a run names the preset
     (`--set preset=NAME`), on top of the family's defaults."""
@@ -159,6 +169,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         """Roll the policy out for `episodes` episodes and return scalar metrics."""
+
+    def environment(self) -> Environment:
+        """A fresh environment of the task, for online fine-tuning (families with `online` only)."""
+        raise NotImplementedError(f"{self.family} tasks have no environment for online fine-tuning")
 
     def record(self, policy: Policy, key: jax.Array, run_dir: Path) -> None:
         """Save what reports show of a trained policy beyond its metrics (nothing, unless a task says what)."""

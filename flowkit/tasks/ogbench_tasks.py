@@ -279,6 +279,7 @@ class SingleTask(OGBenchTask):
     score_metric = "success"
     metrics = frozenset({"success", "return", "episode_length"})
     fractions = frozenset({"success"})
+    online = True
 
     def __init__(self, name: str):
         train, val = self.load(name)
@@ -290,6 +291,10 @@ class SingleTask(OGBenchTask):
     def _device(columns: dict[str, np.ndarray]) -> Transitions:
         return Transitions(**{key: jnp.asarray(value) for key, value in transitions(columns).items()},
                            rewards=jnp.asarray(columns["rewards"]), masks=jnp.asarray(columns["masks"]))  # fmt: skip
+
+    def environment(self) -> Any:
+        """The task's own environment (as evaluation's): its reward is the dataset's relabelled single-task reward."""
+        return make_env(self.env_id)
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         rollouts = self.run_episodes(policy, key, [{}] * episodes)

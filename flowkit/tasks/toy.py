@@ -146,6 +146,24 @@ def _score_samples(
     }
 
 
+class OneStepBandit:
+    """The bandit as an environment for online fine-tuning: one action per episode, rewarded as evaluation's
+    reward_in_support scores a sample (the nearest data point's reward within the support radius, else 0), so
+    that leaving the data earns nothing rather than an extrapolated reward."""
+
+    def __init__(self, points: np.ndarray, rewards: np.ndarray, radius: float):
+        self.tree, self.rewards, self.radius = scipy.spatial.cKDTree(points), rewards, radius
+
+    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict]:
+        del seed
+        return np.ones(1, np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        distance, nearest = self.tree.query(SCALE * np.asarray(action, dtype=np.float64))
+        reward = float(self.rewards[nearest]) if distance <= self.radius else 0.0
+        return np.ones(1, np.float32), reward, True, False, {}
+
+
 MEASURED = Source("kit", "measured on eight-gaussians (the comment on ToyBandit in flowkit/tasks/toy.py)")
 
 
@@ -162,6 +180,7 @@ class ToyBandit(Task):
     # cloning), FBRAC alpha 3 (1 leaves it), FlowQ lambda 3 (10 and 30 leave it), ReBRAC alpha_actor 0.1 (1 and
     # 10 put its deterministic action between modes).
     real = False
+    online = True
     task_defaults: ClassVar[Mapping[str, Mapping[str, Declared]]] = {
         "*": {
             "*": Declared(
@@ -207,6 +226,10 @@ class ToyBandit(Task):
         self.radius = support_radius(name)
         subsample = np.random.default_rng(DATASET_SEED).choice(n, size=min(REFERENCE_POINTS, n), replace=False)
         self.reference = jnp.asarray(points[subsample])
+
+    def environment(self) -> OneStepBandit:
+        points, rewards = toy_points(self.name)
+        return OneStepBandit(points, rewards, self.radius)
 
     def sample_actions(self, policy: Policy, key: jax.Array, episodes: int) -> jax.Array:
         return policy(jnp.ones((episodes, 1), jnp.float32), key)

@@ -86,7 +86,7 @@ def compiled_chunk(
     """
     coefficients = coefficient_arrays(agent.config)
     arguments = (state, dataset, data_key, coefficients)
-    key = _program_key(agent, train, arguments, vectorized)
+    key = program_key(agent, train, arguments, vectorized)
     if key in _compiled_chunks:
         _compiled_chunks.move_to_end(key)
     else:
@@ -96,7 +96,7 @@ def compiled_chunk(
     return Chunk(_compiled_chunks[key], coefficients)
 
 
-def _program_key(agent: Agent, train: TrainConfig, arguments: tuple, vectorized: bool) -> tuple:
+def program_key(agent: Agent, train: TrainConfig, arguments: tuple, vectorized: bool) -> tuple:
     """Everything the traced chunk depends on: the method, its settings but the coefficients, the loop's settings
     and the arguments' structure, shapes and dtypes."""
     config, coefficients = agent.config, arguments[-1]

@@ -21,6 +21,7 @@ from flowkit.progress_bars import progress_bar
 from flowkit.run_config import RunConfig
 from flowkit.tasks import Task
 from flowkit.training.chunk import Chunk, compiled_cost
+from flowkit.training.online import BUFFER, OnlinePhase
 from flowkit.training.progress import ProgramClock
 from flowkit.training.seed_run import EvaluationHook, Fence, RunStoppedError, SeedRun, stored_checkpoint
 from flowkit.training.seeds import Seeds
@@ -71,22 +72,26 @@ def train_seeds(
     (progress.py). All runs must resume from the same step. `still_ours`, `on_evaluation` and `tracking` are as for
     `train`.
     """
+    if configs[0].train.online_steps and len(configs) > 1:  # each seed steps its own environment
+        options = dict(progress=progress, task=task, label=label, still_ours=still_ours, on_evaluation=on_evaluation)
+        return [train_seeds([c], [d], **options, tracking=tracking)[0] for c, d in zip(configs, run_dirs, strict=True)]
     program = SeedProgram.prepare(configs, run_dirs, task, Fence(still_ours, run_dirs), tracking)
     schedule = configs[0].train
+    total = schedule.total_steps
     bar = progress_bar(
-        total=schedule.steps, initial=program.resumed_from, desc=label or configs[0].agent, unit="update",
+        total=total, initial=program.resumed_from, desc=label or configs[0].agent, unit="update",
         disable=not progress, leave=False,
     )  # fmt: skip
     with program, bar:
-        for start in range(program.resumed_from, schedule.steps, schedule.log_every):
+        for start in range(program.resumed_from, total, schedule.log_every):
             step = program.train_chunk(start)
             bar.update(schedule.log_every)
             stop = False
-            if step % schedule.eval_every == 0 or step == schedule.steps:
+            if step % schedule.eval_every == 0 or step in (schedule.steps, total):
                 bar.set_postfix_str(program.evaluate())
                 go_on = on_evaluation is None or on_evaluation(step, program.histories())
-                stop = not go_on and step < schedule.steps
-            if (step % schedule.checkpoint_every == 0 or stop) and step < schedule.steps:
+                stop = not go_on and step < total
+            if (step % schedule.checkpoint_every == 0 or stop) and step < total:
                 program.checkpoint()
             if stop:
                 raise RunStoppedError(step)
@@ -107,6 +112,7 @@ class SeedProgram:
     clock: ProgramClock
     resumed_from: int
     fence: Fence
+    online: OnlinePhase | None = None
 
     @classmethod
     def prepare(
@@ -143,7 +149,12 @@ class SeedProgram:
         """Run the chunk of updates after `start` and log each seed's summary; return the step reached."""
         length = self.trainer.config.train.log_every
         started = time.perf_counter()
-        self.state, self.data_key, summary, first_bad = self.chunk(self.state, self.trainer.task.dataset, self.data_key)
+        if start < self.trainer.config.train.steps:
+            outputs = self.chunk(self.state, self.trainer.task.dataset, self.data_key)
+        else:
+            self.online = self.online or OnlinePhase(self.trainer, self.runs[0])
+            outputs = self.online.train_chunk(self.state, self.data_key, start, length)
+        self.state, self.data_key, summary, first_bad = outputs
         outcomes = self.seeds.split(jax.device_get((summary, first_bad)))
         self.fence.check()
         seconds = (time.perf_counter() - started) / self.seeds.count
@@ -167,6 +178,8 @@ class SeedProgram:
         """Store each seed's state, data key and progress, with the wall time to now."""
         self.fence.check()
         wall_share = self.clock.lap_share()
+        if self.online is not None:
+            self.online.save()
         for run, carry in zip(self.runs, self.seeds.split((self.state, self.data_key)), strict=True):
             run.checkpoint(carry, wall_share)
 
@@ -182,6 +195,7 @@ class SeedProgram:
         for run in self.runs:
             self.fence.check()
             results.append(run.finish(self.trainer, cost, wall_share, self.resumed_from, self.seeds.count))
+            (run.run_dir / BUFFER).unlink(missing_ok=True)
         return results
 
 
