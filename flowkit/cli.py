@@ -33,7 +33,7 @@ def _settings_help() -> str:
             values = ", ".join(f"{name}={_text(value)}" for name, value in settings.items())
             if values:
                 lines.append(f"  {where:18s} {'every method' if method == '*' else method}: {values}")
-    lines.append("  (their sources, and where none is published: docs/methods.md, Task family defaults)")
+    lines.append("  (their sources, and where none is published: docs/methods.md#task-family-defaults)")
     return "\n".join(lines)
 
 
@@ -174,7 +174,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from flowkit import bench
+    from flowkit.benchmarks import bench
 
     if args.bench_command == "step":
         config = bench.agent_config("fql", parse_overrides("fql", args.set))
