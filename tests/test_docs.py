@@ -15,7 +15,9 @@ CODE = sorted(
 )  # fmt: skip
 MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
 PATH_MENTION = re.compile(r"(?<![\w/.])((?:docs/[\w./-]+|README|CHANGELOG)\.md)(#[\w-]+)?")
-SECTION_IN_PROSE = re.compile(r"(?<!\w)(?:README|[\w/-]+\.md)(?:'s)?(?:,| reports| \()\s*\(?\"?[A-Z][a-z][\w ]*\"?\)?")
+SECTION_IN_PROSE = re.compile(
+    r"(?<!\w)(?:README|[\w/-]+\.md)(?:'s)?(?:,| reports| \()\s*\(?(?:\"[A-Z]|[A-Z][a-z])[\w ]*\"?\)?"
+)
 """A section cited by its title in prose (README, "OGBench"), which no test can follow: cite FILE.md#anchor."""
 
 
