@@ -52,7 +52,7 @@ def study(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmarks whose figures README.md reports ("Performance"), with README's commands."""
+    """The benchmarks whose figures docs/performance.md#the-benchmarks reports, with its commands."""
     session.install("-e", ".")
     session.run("flowkit", "bench", "step")
     session.run("flowkit", "bench", "methods", "--solvers", "euler,midpoint,rk4")

@@ -3,20 +3,18 @@
 For Q-Flow, W is its intermediate value V(s, x, t): a value consistent with the flow assigns x_tau the value of
 where the flow takes it, so the gap is zero at every tau. For the other flow methods W is the critic's Q(s, x)
 used mid-flow, which shows how wrong it is to read Q off the data. Every evaluation records the gaps' mean,
-standard deviation and count per tau over 256 states from the data (each with its own noise), and a saved run
-can be probed again. A curve is the mean over seeds of each seed's mean gap; its 95% interval is Student's t
-over the seeds' means (the seed is the replicate; states within a seed are not independent runs), or, for a
-single seed, the normal interval over its states.
+standard deviation and count per tau over 256 states from the data (each with its own noise). A curve is the
+mean over seeds of each seed's mean gap; its 95% interval is Student's t over the seeds' means (the seed is the
+replicate; states within a seed are not independent runs), or, for a single seed, the normal interval over its
+states.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 import scipy.stats
 
@@ -43,14 +41,3 @@ def pool(records: Sequence[dict[str, Any]]) -> ConsistencyCurve:
         (record,) = records
         half = Z_95 * np.array(record["std"], dtype=float) / np.sqrt(record["n"])
     return ConsistencyCurve(np.array(records[0]["tau"]), mean, mean - half, mean + half, len(records))
-
-
-def consistency_of_run(run_dir: Path, seed: int = 0, states: int = 256) -> dict[str, Any]:
-    """Probe a saved run again: its value gaps along its own flow, as an evaluation would record them.
-    (Training is imported here: pooling the recorded curves, as a report does, needs no agents.)"""
-    from flowkit.training import consistency_record, load_trained
-
-    trainer, params = load_trained(run_dir)
-    if not trainer.probes_consistency:
-        raise ValueError(f"{run_dir}: method {trainer.config.agent!r} has no flow with a value to probe")
-    return consistency_record(trainer.consistency_gaps(params, jax.random.PRNGKey(seed), states))

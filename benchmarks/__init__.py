@@ -1,1 +1,1 @@
-"""Benchmarks beyond `flowkit bench`: the hand-written reference FQL update, a trial's overhead, runner load."""
+"""Every benchmark: `flowkit bench` (bench.py), the reference FQL update, a trial's overhead, runner load."""

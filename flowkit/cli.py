@@ -38,7 +38,7 @@ def _settings_help() -> str:
                 lines.append(f"  {where:18s} {'every method' if method == '*' else method}: {values} ({source})")
     lines.append(
         "  (`--set preset=NAME` opts into a preset's values: another paper's tuning. On a real task a method's "
-        "constraint coefficient with no source is refused. docs/methods.md, Task family defaults)"
+        "constraint coefficient with no source is refused. docs/methods.md#task-family-defaults)"
     )
     return "\n".join(lines)
 
@@ -206,7 +206,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from flowkit import bench
+    from flowkit.benchmarks import bench
 
     if args.bench_command == "step":
         config = bench.agent_config("fql", parse_overrides("fql", args.set))

@@ -7,6 +7,7 @@ is a Python keyword gets a trailing underscore (studies/lambda_.py declares "lam
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import importlib.util
@@ -19,15 +20,24 @@ from types import ModuleType
 from flowkit.settings import ConfigError
 from flowkit.studies.study import Study
 
-_NOT_STUDIES = {"study", "search", "claim", "runner", "cpu_scale"}
-
 
 def study_names() -> list[str]:
+    """The studies this folder declares: its modules that assign STUDY at top level, found by reading their source
+    (importing every module would import the agents and the training loop just to list names)."""
+    folder = Path(__path__[0])
     return sorted(
         info.name.removesuffix("_").replace("_", "-")
         for info in pkgutil.iter_modules(__path__)
-        if info.name not in _NOT_STUDIES and not info.name.startswith("_")
+        if not info.ispkg and _assigns_study(folder / f"{info.name}.py")
     )
+
+
+def _assigns_study(path: Path) -> bool:
+    """Whether the module at `path` assigns the name STUDY at its top level."""
+    statements = ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body
+    targets = [t for s in statements if isinstance(s, ast.Assign) for t in s.targets]
+    targets += [s.target for s in statements if isinstance(s, ast.AnnAssign)]
+    return any(isinstance(target, ast.Name) and target.id == "STUDY" for target in targets)
 
 
 def _module_name(name: str) -> str:

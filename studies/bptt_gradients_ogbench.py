@@ -1,4 +1,4 @@
-"""Do BPTT's gradients grow as regularization weakens on OGBench, while Q-Flow's stay bounded (seed 002,
+"""Do BPTT's gradients grow as regularization weakens on OGBench, while Q-Flow's stay bounded (the Q-Flow paper,
 Fig. 12)? FBRAC's alpha and Q-Flow's lambda on cube-single task2 at the public code's scale (4 x 512, 1M
 updates), each loss term's gradient norm recorded: for a GPU. bptt-gradients-ogbench-cpu is the same question
 at the CPU scale. Make the data first: `flowkit data generate cube-single-play-v0`.

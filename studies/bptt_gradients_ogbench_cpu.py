@@ -1,4 +1,4 @@
-"""Do BPTT's gradients grow as regularization weakens on OGBench, while Q-Flow's stay bounded (seed 002,
+"""Do BPTT's gradients grow as regularization weakens on OGBench, while Q-Flow's stay bounded (the Q-Flow paper,
 Fig. 12)? FBRAC's alpha and Q-Flow's lambda on cube-single task2 at the CPU scale (flowkit.studies.cpu_scale),
 each loss term's gradient norm recorded.
 

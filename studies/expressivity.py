@@ -1,5 +1,5 @@
 """How much expressivity does each policy class keep? Behaviour cloning with a Gaussian, the full flow, and
-the flow distilled into a one-step policy (the FQL reviews' ablation, seed 000).
+the flow distilled into a one-step policy (the FQL reviews' ablation).
 
 On the 2D bandits the measure is the energy distance between the policy's samples and the data (lower is
 better): a Gaussian covers a multimodal dataset with one bump, acting with its mode puts every action on one

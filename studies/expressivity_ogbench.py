@@ -1,4 +1,4 @@
-"""The expressivity ablation on OGBench (seed 000): goal-conditioned behaviour cloning with a Gaussian, the
+"""The expressivity ablation on OGBench (the FQL reviews): goal-conditioned behaviour cloning with a Gaussian, the
 full flow and the flow distilled into one step, scored by success on OGBench's five evaluation goals.
 
 The Gaussian is OGBench's goal-conditioned BC, the agent the FQL authors' expressivity table is built on: a

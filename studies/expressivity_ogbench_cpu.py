@@ -1,4 +1,4 @@
-"""The expressivity ablation (seed 000) on OGBench at the CPU scale (flowkit.studies.cpu_scale): goal-conditioned
+"""The expressivity ablation (the FQL reviews) on OGBench at the CPU scale (flowkit.studies.cpu_scale): goal-conditioned
 behaviour cloning on cube-single with OGBench's Gaussian (constant std, no squashing), the full flow and the
 flow distilled into one step, scored by success on the five evaluation goals (10 episodes per goal).
 

@@ -1,4 +1,4 @@
-"""How many flow steps does FQL need on OGBench (seed 001)? K in {1, 2, 4, 8, 16} on the FQL paper's default
+"""How many flow steps does FQL need on OGBench (the FQL paper)? K in {1, 2, 4, 8, 16} on the FQL paper's default
 cube-single, scene and puzzle-3x3 tasks at the public code's scale (4 x 512, 1M updates): for a GPU.
 flow-steps-ogbench-cpu is the same question at the CPU scale. Make the data first: `flowkit data generate
 cube-single-play-v0 scene-play-v0 puzzle-3x3-play-v0 --workers N`.

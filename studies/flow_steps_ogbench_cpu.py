@@ -1,4 +1,4 @@
-"""How many flow steps does FQL need on OGBench (seed 001: robust to K unless K is very small)? K in
+"""How many flow steps does FQL need on OGBench (the FQL paper: robust to K unless K is very small)? K in
 {1, 2, 4, 8, 16} on cube-single task2 at the CPU scale (flowkit.studies.cpu_scale).
 
 Make the data first: `flowkit data generate cube-single-play-v0 --episodes 200`.

@@ -1,6 +1,6 @@
 """Does a better ODE solver help? FQL's distillation teacher integrated by Euler, midpoint or RK4.
 
-The FQL reviewers' question (seed 000): the flow BC policy that the one-step policy distils from is solved with
+The FQL reviewers' question (the FQL reviews): the flow BC policy that the one-step policy distils from is solved with
 Euler (the default), the midpoint rule or RK4 at the same number of steps; everything else stays at its default.
 The arms differ only in the solver, so each seed's runs share their random numbers and are compared paired.
 """

@@ -1,4 +1,4 @@
-"""The ODE-solver ablation of FQL (seed 000) on OGBench at the CPU scale (flowkit.studies.cpu_scale).
+"""The ODE-solver ablation of FQL (the FQL reviews) on OGBench at the CPU scale (flowkit.studies.cpu_scale).
 
 Make the data first: `flowkit data generate cube-single-play-v0 --episodes 200`. Nine runs of 40k updates
 cost 83 minutes of one core in updates (about 50 minutes with evaluation on 2 idle cores; 1 h 53 min measured

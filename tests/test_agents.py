@@ -20,7 +20,7 @@ SMALL = {"actor_hidden": (16,), "batch_size": 16}
 
 def grads_of(agent, state, batch, metric: str):
     def loss(params):
-        return agent.loss(params, state.target_params, batch, jax.random.PRNGKey(3), state.step)[1][metric]
+        return agent.loss(params, state.target_params, batch, jax.random.PRNGKey(3), state.step).metrics[metric]
 
     return jax.jit(jax.grad(loss))(state.params)
 
@@ -71,8 +71,8 @@ def test_rebrac_moves_its_actor_and_targets_every_actor_freq_updates():
     first, _ = update(state, batch)
     second, _ = update(first, batch)
     key = jax.random.PRNGKey(0)
-    assert float(agent.loss(state.params, state.target_params, batch, key, state.step)[0]["q"]) == 0.0
-    assert float(agent.loss(first.params, first.target_params, batch, key, first.step)[0]["q"]) != 0.0
+    assert float(agent.loss(state.params, state.target_params, batch, key, state.step).terms["q"]) == 0.0
+    assert float(agent.loss(first.params, first.target_params, batch, key, first.step).terms["q"]) != 0.0
     for before, after in zip(state.target_params["critic"], first.target_params["critic"], strict=True):
         np.testing.assert_array_equal(before, after)
     targets = zip(first.target_params["critic"], second.target_params["critic"], strict=True)
@@ -185,7 +185,7 @@ def test_gaussian_bc_constant_std_is_state_independent_and_acts_with_the_mean(tm
     batch_mean = agent.apply("actor", state.params, batch.observations)[0]
     d = agent.action_dim
     expected = float(jnp.mean(0.5 * jnp.sum((batch.actions - batch_mean) ** 2, -1)) + 0.5 * d * np.log(2 * np.pi))
-    nll = float(agent.loss(state.params, state.target_params, batch, jax.random.PRNGKey(0), state.step)[0]["nll"])
+    nll = float(agent.loss(state.params, state.target_params, batch, jax.random.PRNGKey(0), state.step).terms["nll"])
     assert abs(nll - expected) < 1e-5 * abs(expected), f"nll {nll} vs squared error + constant {expected}"
 
     default, default_state, _ = tiny_agent("gaussian-bc", **SMALL)

@@ -94,7 +94,7 @@ def test_gradient_norms_recorded_inside_the_step_equal_norms_computed_outside():
     _, loss_key = jax.random.split(state.key)
 
     def term(name):
-        return lambda params: agent.loss(params, state.target_params, batch, loss_key, state.step)[0][name]
+        return lambda params: agent.loss(params, state.target_params, batch, loss_key, state.step).terms[name]
 
     outside = {name: jax.jit(jax.grad(term(name)))(state.params) for name in ("critic", "bc_flow", "distill", "q")}
     total = jax.tree.map(lambda *g: sum(g), *outside.values())

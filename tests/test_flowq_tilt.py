@@ -67,7 +67,7 @@ def fit_flow(schedule: str, lam: float, data: Transitions) -> jax.Array:
 
     def flow_loss(outputs: jax.Array) -> jax.Array:
         params = {**state.params, "flow": [outputs]}
-        return agent.loss(params, state.target_params, data, jax.random.PRNGKey(2), state.step)[0]["flow"]
+        return agent.loss(params, state.target_params, data, jax.random.PRNGKey(2), state.step).terms["flow"]
 
     zero = jnp.zeros_like(data.actions)
     targets = -0.5 * zero.size * jax.grad(flow_loss)(zero)

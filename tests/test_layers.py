@@ -15,7 +15,7 @@ LAYERS = [
     ("flowkit.studies",),
     ("flowkit.analysis",),
     ("flowkit.reports",),
-    ("flowkit.bench", "flowkit.cli", "flowkit.benchmarks"),
+    ("flowkit.cli", "flowkit.benchmarks"),
 ]
 
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowkit.bench import bench_evaluation
+from flowkit.benchmarks.bench import bench_evaluation
 from flowkit.cli import main
 from flowkit.settings import ConfigError
 from flowkit.tasks import ACTION_CLIP, DATA_DIR_ENV, DatasetError, load_task, ogbench_generate, ogbench_tasks

@@ -11,9 +11,9 @@ from flowkit.run_config import make_run_config
 from flowkit.settings import ConfigError
 from flowkit.tasks import load_task
 from flowkit.training import train
+from flowkit.training.compiled_run import CompiledRun
 from flowkit.training.online import BUFFER, OnlinePhase, sample_rows
 from flowkit.training.seed_run import SeedRun
-from flowkit.training.trainer import Trainer
 from tests.helpers import TINY
 
 ONLINE = {**TINY, "steps": 100, "online_steps": 200, "log_every": 50, "eval_every": 100, "checkpoint_every": 100}
@@ -27,12 +27,12 @@ def online_config(agent: str = "fql", **overrides):
 @pytest.mark.slow
 def test_the_buffer_starts_as_the_dataset_grows_by_each_step_and_minibatches_cover_both(tmp_path: Path):
     config = online_config()
-    trainer = Trainer.create(config)
-    dataset_size = trainer.task.dataset.rewards.shape[0]
-    run, (state, key) = SeedRun.start(trainer.agent, config, tmp_path, None)
-    phase = OnlinePhase(trainer, run)
+    compiled = CompiledRun.create(config)
+    dataset_size = compiled.task.dataset.rewards.shape[0]
+    run, (state, key) = SeedRun.start(compiled.agent, config, tmp_path, None)
+    phase = OnlinePhase(compiled, run)
     assert phase.size == dataset_size and phase.buffer.rewards.shape[0] == dataset_size + 200, phase.size
-    np.testing.assert_array_equal(phase.buffer.actions[:dataset_size], trainer.task.dataset.actions)
+    np.testing.assert_array_equal(phase.buffer.actions[:dataset_size], compiled.task.dataset.actions)
     for step in range(101, 141):
         state, key, _ = phase.env_step(state, key, step)
     assert phase.size == dataset_size + 40 and phase.episodes.count == 40, (phase.size, phase.episodes.count)

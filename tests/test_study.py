@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import flowkit.studies
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
 from flowkit import runs
@@ -167,6 +168,17 @@ def test_declared_studies_load():
     assert [cell["solver"] for cell in study.cells()] == ["euler", "midpoint", "rk4"]
     with pytest.raises(ConfigError, match=r"no study named 'ode-solvers'; declared studies: .*ode-solver"):
         load_study("ode-solvers")
+
+
+def test_a_module_in_studies_is_a_study_when_it_assigns_study(tmp_path, monkeypatch):
+    """A helper module beside the studies is not listed (nor imported); a module assigning STUDY is."""
+    (tmp_path / "helpers.py").write_text("raise RuntimeError('a helper is never imported to list studies')\n")
+    (tmp_path / "new_study.py").write_text("from flowkit.studies.ode_solver import STUDY as BASE\n\nSTUDY = BASE\n")
+    (tmp_path / "lambda_.py").write_text("STUDY: object = None\n")
+    (tmp_path / "runner").mkdir()
+    monkeypatch.setattr(flowkit.studies, "__path__", [str(tmp_path)])
+    names = study_names()
+    assert names == ["lambda", "new-study"], f"studies listed {names}, expected ['lambda', 'new-study']"
 
 
 def test_a_setting_one_method_lacks_is_not_swept_for_it():

@@ -16,10 +16,10 @@ from flowkit.run_config import RunConfig, make_run_config
 from flowkit.settings import ConfigError
 from flowkit.tasks.toy import MEASURED
 from flowkit.training import (
+    CompiledRun,
     DivergedError,
     RunProgress,
     Seeds,
-    Trainer,
     coefficient_arrays,
     compiled_cost,
     forget_compiled_chunks,
@@ -154,11 +154,11 @@ def test_divergence_stops_the_run_at_the_update_it_happened(tmp_path: Path):
 def test_cost_of_a_chunk_is_the_cost_of_one_update():
     """XLA counts a scan's body once, so the chunk's FLOPs are one update's: the run's GFLOP per update."""
     config = make_run_config("fql", "moons", 0, TINY)
-    trainer = Trainer.create(config)
-    state = trainer.agent.init(0)
-    batch = trainer.task.dataset.sample(jax.random.PRNGKey(0), config.agent_config.batch_size)
-    single = jax.jit(trainer.agent.update).lower(state, batch).compile().cost_analysis()["flops"]
-    chunk = trainer.compiled_chunk(state, jax.random.PRNGKey(1))
+    compiled = CompiledRun.create(config)
+    state = compiled.agent.init(0)
+    batch = compiled.task.dataset.sample(jax.random.PRNGKey(0), config.agent_config.batch_size)
+    single = jax.jit(compiled.agent.update).lower(state, batch).compile().cost_analysis()["flops"]
+    chunk = compiled.compiled_chunk(state, jax.random.PRNGKey(1))
     cost = compiled_cost(chunk.compiled)
     assert abs(cost["gflop_per_update"] * 1e9 / single - 1) < 0.01, (cost, single)
     assert cost["peak_memory_mb"] > 0
@@ -166,7 +166,7 @@ def test_cost_of_a_chunk_is_the_cost_of_one_update():
 
 @pytest.mark.slow
 def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tmp_path: Path, monkeypatch):
-    """A worker's next run of the same program (new trainer, agent and Keras models; another seed or another alpha,
+    """A worker's next run of the same program (new CompiledRun, agent and Keras models; another seed or another alpha,
     a coefficient the chunk takes as an argument) gets the compiled chunk the process kept: make_chunk is not
     traced again. Another solver is another program. A run on the kept chunk equals one on a chunk compiled
     afresh, and the coefficients still act: alpha 3 and 10, and learning rates 3e-4 and 1e-3, on one program give
@@ -177,8 +177,8 @@ def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tm
     forget_compiled_chunks()
 
     def chunk_of(seed: int, **settings):
-        trainer = Trainer.create(make_run_config("fql", "moons", seed, {**TINY, **settings}))
-        return trainer.compiled_chunk(trainer.agent.init(seed), jax.random.PRNGKey(seed))
+        compiled = CompiledRun.create(make_run_config("fql", "moons", seed, {**TINY, **settings}))
+        return compiled.compiled_chunk(compiled.agent.init(seed), jax.random.PRNGKey(seed))
 
     program = chunk_of(0, alpha=10.0).compiled
     assert chunk_of(1, alpha=10.0).compiled is program and len(traced) == 1
@@ -263,11 +263,11 @@ def _compile_after_barrier(config: dict, barrier: Any) -> tuple[int, list[float]
     traced = []
     original = chunk_module.make_chunk
     chunk_module.make_chunk = lambda *args: traced.append(args) or original(*args)
-    trainer = Trainer.create(RunConfig.from_dict(config))
-    state, key = trainer.agent.init(0), jax.random.PRNGKey(0)
+    compiled = CompiledRun.create(RunConfig.from_dict(config))
+    state, key = compiled.agent.init(0), jax.random.PRNGKey(0)
     barrier.wait()
-    chunk = trainer.compiled_chunk(state, key)
-    summary = chunk(state, trainer.task.dataset, key)[2]
+    chunk = compiled.compiled_chunk(state, key)
+    summary = chunk(state, compiled.task.dataset, key)[2]
     return len(traced), [float(value) for value in jax.tree.leaves(summary)]
 
 
@@ -295,18 +295,18 @@ def test_the_stored_chunk_is_compiled_even_where_jax_cache_holds_the_program(tmp
     change to flowkit's code, the stored entry is compiled afresh: loaded, it runs and gives the chunk's result."""
     monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "cache"))
     forget_compiled_chunks()
-    trainer = Trainer.create(make_run_config("fql", "moons", 0, TINY))
+    compiled = CompiledRun.create(make_run_config("fql", "moons", 0, TINY))
 
     def arguments():
-        state = trainer.agent.init(0)
-        return state, trainer.task.dataset, jax.random.PRNGKey(0), coefficient_arrays(trainer.agent.config)
+        state = compiled.agent.init(0)
+        return state, compiled.task.dataset, jax.random.PRNGKey(0), coefficient_arrays(compiled.agent.config)
 
-    chunk = make_chunk(trainer.agent, TINY["batch_size"], TINY["log_every"])
+    chunk = make_chunk(compiled.agent, TINY["batch_size"], TINY["log_every"])
     expected = jax.jit(chunk, donate_argnums=0).lower(*arguments()).compile()(*arguments())
     assert [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("jit_chunk-")], "JAX's cache holds it"
-    trainer.compiled_chunk(trainer.agent.init(0), jax.random.PRNGKey(0))
+    compiled.compiled_chunk(compiled.agent.init(0), jax.random.PRNGKey(0))
     forget_compiled_chunks()
-    loaded = trainer.compiled_chunk(trainer.agent.init(0), jax.random.PRNGKey(0))
+    loaded = compiled.compiled_chunk(compiled.agent.init(0), jax.random.PRNGKey(0))
     assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), loaded(*arguments()[:3]), expected))
     forget_compiled_chunks()
     monkeypatch.undo()

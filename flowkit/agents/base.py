@@ -5,7 +5,8 @@ from a seed, `update` takes one Adam step on the method's loss (optax.adam's upd
 and the Polyak step of its target networks,
 `policy` maps (observations, noise) to actions. The models themselves hold no training state: they are
 called with ``stateless_call`` on the variables in the state, so jit, scan, vmap and grad all apply. A method
-writes only `build_models`, `loss`, `policy` and `policy_model`.
+writes `build_models`, `loss` (returning a `Loss`), `policy` and `policy_model`, and overrides the optional hooks
+declared on `Agent` (`draws`, `noise_shape`, `target_rate`, `intermediate_value`) where their defaults do not fit it.
 """
 
 from __future__ import annotations
@@ -110,6 +111,15 @@ def adam_step(grads: Params, state: AdamState, params: Params, lr: jax.Array | f
     return jax.tree.map(step, params, mu, nu), AdamState(count, mu, nu)
 
 
+class Loss(NamedTuple):
+    """What `Agent.loss` returns (a pytree, so it passes through jax.grad's auxiliary output)."""
+
+    terms: dict[str, jax.Array]
+    """The loss terms, weighted as they enter the total: the update differentiates their sum."""
+    metrics: dict[str, jax.Array]
+    """Scalar metrics logged with each update (unweighted losses, critic statistics, ...)."""
+
+
 class TrainState(NamedTuple):
     params: Params
     target_params: Params
@@ -128,6 +138,10 @@ class Agent(abc.ABC, Generic[ConfigT]):
     policy_network: ClassVar[str]
     """The model the policy's parameters live in (its gradient norm is the policy's)."""
     target_models: ClassVar[tuple[str, ...]] = ()
+    config: ConfigT
+    """The method's settings. Inside `loss` and the hooks it is the view `with_coefficients` makes: its float
+    settings (alpha, lambda, discount, tau, ...) are tracers, arguments of the compiled program, so compute with
+    them but never branch on them in Python; sizes, solver, flow steps and choices are plain values."""
 
     def __init__(self, config: ConfigT, obs_dim: int, action_dim: int):
         self.config, self.obs_dim, self.action_dim = config, obs_dim, action_dim
@@ -141,12 +155,10 @@ class Agent(abc.ABC, Generic[ConfigT]):
         """The method's networks, built, with weights initialised from `seed`."""
 
     @abc.abstractmethod
-    def loss(
-        self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array
-    ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-        """The method's loss terms, weighted as they enter the total, and scalar metrics.
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
+        """The method's weighted loss terms and metrics; the update differentiates their sum w.r.t. `params`.
 
-        The update differentiates the sum of the terms w.r.t. `params`; `step` counts updates.
+        Random numbers come from `key` alone (through `draws` where a test feeds them); `step` counts updates from 0.
         """
 
     @abc.abstractmethod
@@ -158,23 +170,38 @@ class Agent(abc.ABC, Generic[ConfigT]):
         """A Keras model computing `policy` from (observations, noise) with the agent's current weights."""
 
     def with_coefficients(self, values: dict[str, jax.Array]) -> Agent[ConfigT]:
-        """This agent with its coefficients (AgentConfig.coefficients) read from `values`, the traced arguments of
-        a compiled program; models and optimiser shared."""
+        """This agent with its coefficients (AgentConfig.coefficients) taken from `values`, the traced arguments of a
+        compiled program, so that runs differing only in them share the program; models shared."""
+        config = copy.copy(self.config)
+        for name, value in values.items():
+            object.__setattr__(config, name, value)  # a frozen dataclass: this copy alone holds the tracers
         view = copy.copy(self)
-        view.config = _Coefficients(self.config, values)
+        view.config = config
         return view
 
+    # Optional hooks: a method overrides one where its default does not describe it.
+
+    def draws(self, key: jax.Array, batch: Transitions) -> Any:
+        """Every random draw of one loss, from its key, so that a test can replace them (tests/test_fidelity.py);
+        by default the key itself, for a loss that no test feeds and that splits the key inline."""
+        return key
+
     def target_rate(self, step: jax.Array) -> jax.Array | float:
-        """The Polyak rate of the target networks at this update (methods with delayed targets override it)."""
+        """The Polyak rate of the target networks at this update: tau, or 0 on updates that keep them (ReBRAC)."""
         return self.config.tau
+
+    def noise_shape(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of the noise `policy` takes: one action's by default, several where acting samples many (IFQL)."""
+        return (*batch_shape, self.action_dim)
+
+    def intermediate_value(self, params: Params, observations: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
+        """The value of the point x at flow time t that the consistency probe follows along the flow: the critic's
+        mean Q(s, x) by default (read off the data mid-flow), the intermediate value V(s, x, t) where one is learnt."""
+        return self.apply("critic", params, observations, x).mean(axis=0)
 
     def apply(self, model: str, params: Params, *inputs: jax.Array) -> jax.Array:
         """Call one of the models on the given variables (pure; usable under jit and grad)."""
         return self.models[model].stateless_call(params[model], [], *inputs)[0]
-
-    def noise_shape(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
-        """The shape of the noise `policy` takes for observations of batch shape `batch_shape`."""
-        return (*batch_shape, self.action_dim)
 
     def policy_noise(self, key: jax.Array, observations: jax.Array) -> jax.Array:
         """The noise `policy` takes for these observations, drawn from N(0, I)."""
@@ -210,17 +237,17 @@ class Agent(abc.ABC, Generic[ConfigT]):
         """
         key, loss_key = jax.random.split(state.key)
 
-        def loss_terms(params: Params):
+        def loss_terms(params: Params) -> Loss:
             return self.loss(params, state.target_params, batch, loss_key, state.step)
 
-        def total(params: Params):
-            terms, metrics = loss_terms(params)
-            return sum(terms.values()), (terms, metrics)
+        def total(params: Params) -> tuple[jax.Array, Loss]:
+            loss = loss_terms(params)
+            return sum(loss.terms.values()), loss
 
         names = list(self.models)
         if term_grad_norms:
             terms, metrics = loss_terms(state.params)
-            per_term = {term: jax.grad(lambda p, term=term: loss_terms(p)[0][term])(state.params) for term in terms}
+            per_term = {term: jax.grad(lambda p, term=term: loss_terms(p).terms[term])(state.params) for term in terms}
             grads = jax.tree.map(lambda *term_grads: sum(term_grads), *per_term.values())
             for term, term_grads in per_term.items():
                 for name in names:
@@ -253,18 +280,6 @@ class Agent(abc.ABC, Generic[ConfigT]):
         for name, model in self.models.items():
             model.save(directory / f"{name}.keras")
         self.policy_model().save(directory / "policy.keras")
-
-
-class _Coefficients:
-    """A method's settings as a traced loss reads them: coefficients from the program's arguments, the rest (sizes,
-    solver, flow steps, choices) from the settings themselves."""
-
-    def __init__(self, settings: AgentConfig, values: dict[str, jax.Array]):
-        self._settings, self._values = settings, values
-
-    def __getattr__(self, name: str) -> Any:
-        values = self.__dict__["_values"]
-        return values[name] if name in values else getattr(self.__dict__["_settings"], name)
 
 
 def global_norm(arrays: list[jax.Array]) -> jax.Array:

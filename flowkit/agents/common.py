@@ -159,18 +159,15 @@ def flow_value_gaps(agent: Agent, params: Params, observations: jax.Array, noise
     """|W(s, Psi_{tau->1}(x_tau), 1) - W(s, x_tau, tau)| at tau = k / K, k = 0..K, on the policy's own flow.
 
     x_tau are the solver's states from the noise, with the run's solver and K, so Psi_{tau->1}(x_tau) is the
-    solve's end point. W is the method's intermediate value V(s, x, t) if it has one (Q-Flow), else the
+    solve's end point. W is the method's `intermediate_value`: V(s, x, t) where it learns one (Q-Flow), else the
     critic's mean Q(s, x) evaluated mid-flow, which measures how wrong it is to use Q off the data.
     Returns shape (K + 1, batch).
     """
     path = jnp.concatenate([noise[None], flow_actions(agent, params, observations, noise, trajectory=True)])
     steps = path.shape[0] - 1
-    intermediate = getattr(agent, "intermediate_value", None)
 
     def value(x: jax.Array, t: float) -> jax.Array:
-        if intermediate is not None:
-            return intermediate(params, observations, x, jnp.full((*x.shape[:-1], 1), t))
-        return agent.apply("critic", params, observations, x).mean(axis=0)
+        return agent.intermediate_value(params, observations, x, jnp.full((*x.shape[:-1], 1), t))
 
     end_value = value(path[-1], 1.0)
     return jnp.stack([jnp.abs(end_value - value(path[k], k / steps)) for k in range(steps + 1)])

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, FlowConfig, Params
+from flowkit.agents.base import Agent, FlowConfig, Loss, Params
 from flowkit.agents.common import distillation_loss, draw_path, flow_matching_loss
 from flowkit.networks import ClippedPolicy, OneStepPolicy, VelocityField, derive_seed
 from flowkit.settings import Source, setting
@@ -39,13 +39,13 @@ class DistillBC(Agent[DistillBCConfig]):
             "onestep": OneStepPolicy(obs, act, c.actor_hidden, c.actor_layer_norm, seed=derive_seed(seed, 2)),
         }
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
         bc_key, noise_key = jax.random.split(key)
         bc_flow_loss = flow_matching_loss(self, params, batch, draw_path(batch.actions, bc_key))
         noise = jax.random.normal(noise_key, batch.actions.shape)
         distill_loss, _ = distillation_loss(self, params, batch.observations, noise)
         terms = {"bc_flow": bc_flow_loss, "distill": self.config.alpha * distill_loss}
-        return terms, {"bc_flow_loss": bc_flow_loss, "distill_loss": distill_loss}
+        return Loss(terms, {"bc_flow_loss": bc_flow_loss, "distill_loss": distill_loss})
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(self.apply("onestep", params, observations, noise), -1, 1)

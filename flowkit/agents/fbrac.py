@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Loss, Params
 from flowkit.agents.common import (
     ActorCriticDraws,
     actor_critic_draws,
@@ -56,10 +56,9 @@ class FBRAC(Agent[FBRACConfig]):
         return critic_and_flow(self, seed)
 
     def draws(self, key: jax.Array, batch: Transitions) -> ActorCriticDraws:
-        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
         return actor_critic_draws(self, key, batch)
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
         c = self.config
         drawn = self.draws(key, batch)
 
@@ -76,7 +75,7 @@ class FBRAC(Agent[FBRACConfig]):
         q_loss = q_maximisation_loss(q, c.normalize_q_loss)
 
         metrics.update(bc_flow_loss=bc_flow_loss, q_loss=q_loss, q_policy=q.mean())
-        return {"critic": critic_loss, "bc_flow": c.alpha * bc_flow_loss, "q": q_loss}, metrics
+        return Loss({"critic": critic_loss, "bc_flow": c.alpha * bc_flow_loss, "q": q_loss}, metrics)
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)

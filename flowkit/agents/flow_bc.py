@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, FlowConfig, Params
+from flowkit.agents.base import Agent, FlowConfig, Loss, Params
 from flowkit.agents.common import draw_path, flow_actions, flow_matching_loss
 from flowkit.networks import FlowPolicy, VelocityField, derive_seed
 from flowkit.tasks import Transitions
@@ -38,9 +38,9 @@ class FlowBC(Agent[FlowBCConfig]):
             )
         }
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
         bc_flow_loss = flow_matching_loss(self, params, batch, draw_path(batch.actions, key))
-        return {"bc_flow": bc_flow_loss}, {"bc_flow_loss": bc_flow_loss}
+        return Loss({"bc_flow": bc_flow_loss}, {"bc_flow_loss": bc_flow_loss})
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Loss, Params
 from flowkit.agents.common import critic_and_flow, flow_actions, interpolate, iql_losses, policy_value, td_loss
 from flowkit.networks import FlowPolicy, StateValue, derive_seed
 from flowkit.schedules import SCHEDULES, energy_schedule
@@ -84,7 +84,7 @@ class FlowQ(Agent[FlowQConfig]):
             models["value"] = StateValue(obs, c.critic_hidden, c.critic_layer_norm, seed=derive_seed(seed, 3))
         return models
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
         c = self.config
         next_key, path_key = jax.random.split(key)
         frozen = jax.lax.stop_gradient(params)
@@ -107,7 +107,7 @@ class FlowQ(Agent[FlowQConfig]):
         metrics.update(
             flow_loss=flow_loss, guidance_norm=jnp.linalg.norm(grad_q, axis=-1).mean(), schedule_mean=g.mean()
         )
-        return {"critic": critic_loss, "value": value_loss, "flow": flow_loss}, metrics
+        return Loss({"critic": critic_loss, "value": value_loss, "flow": flow_loss}, metrics)
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Loss, Params
 from flowkit.agents.common import (
     ActorCriticDraws,
     actor_critic_draws,
@@ -54,10 +54,9 @@ class FQL(Agent[FQLConfig]):
         }
 
     def draws(self, key: jax.Array, batch: Transitions) -> ActorCriticDraws:
-        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
         return actor_critic_draws(self, key, batch)
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
         c = self.config
         drawn = self.draws(key, batch)
 
@@ -76,7 +75,8 @@ class FQL(Agent[FQLConfig]):
         q_loss = q_maximisation_loss(q, c.normalize_q_loss)
 
         metrics.update(bc_flow_loss=bc_flow_loss, distill_loss=distill_loss, q_loss=q_loss, q_policy=q.mean())
-        return {"critic": critic_loss, "bc_flow": bc_flow_loss, "distill": c.alpha * distill_loss, "q": q_loss}, metrics
+        terms = {"critic": critic_loss, "bc_flow": bc_flow_loss, "distill": c.alpha * distill_loss, "q": q_loss}
+        return Loss(terms, metrics)
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(self.apply("onestep", params, observations, noise), -1, 1)

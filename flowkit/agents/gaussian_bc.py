@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, AgentConfig, Params
+from flowkit.agents.base import Agent, AgentConfig, Loss, Params
 from flowkit.networks import GaussianActing, GaussianPolicy, derive_seed
 from flowkit.settings import Source, setting
 from flowkit.tasks import Transitions
@@ -67,7 +67,7 @@ class GaussianBC(Agent[GaussianBCConfig]):
             )
         }
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
         mean, log_std = self.apply("actor", params, batch.observations)
         if self.config.squash == "tanh":
             actions = jnp.clip(batch.actions, -1 + EDGE, 1 - EDGE)
@@ -77,7 +77,7 @@ class GaussianBC(Agent[GaussianBCConfig]):
         else:
             log_likelihood = gaussian_log_likelihood(batch.actions, mean, log_std)
         nll = -log_likelihood.mean()
-        return {"nll": nll}, {"nll": nll, "std": jnp.exp(log_std).mean()}
+        return Loss({"nll": nll}, {"nll": nll, "std": jnp.exp(log_std).mean()})
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         mean, log_std = self.apply("actor", params, observations)

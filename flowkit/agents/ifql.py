@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Loss, Params
 from flowkit.agents.common import (
     FlowPath,
     aggregate,
@@ -60,7 +60,7 @@ class IFQL(Agent[IFQLConfig]):
         """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
         return draw_path(batch.actions, key)
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
         c = self.config
 
         # Value and critic: V(s) by expectile regression onto agg_i Qbar_i(s, a); Q(s, a) onto r + gamma V(s').
@@ -70,7 +70,7 @@ class IFQL(Agent[IFQLConfig]):
         bc_flow_loss = flow_matching_loss(self, params, batch, self.draws(key, batch))
 
         metrics["bc_flow_loss"] = bc_flow_loss
-        return {"value": value_loss, "critic": critic_loss, "bc_flow": bc_flow_loss}, metrics
+        return Loss({"value": value_loss, "critic": critic_loss, "bc_flow": bc_flow_loss}, metrics)
 
     def noise_shape(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*batch_shape, self.config.num_samples, self.action_dim)

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
+from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Loss, Params
 from flowkit.agents.common import FlowPath, aggregate, critic_and_flow, draw_path, flow_actions, td_loss
 from flowkit.networks import FlowPolicy, FlowValueEnsemble, derive_seed
 from flowkit.settings import ConfigError, Source, setting
@@ -94,11 +94,10 @@ class QFlow(Agent[QFlowConfig]):
         return self.apply("value", params, observations, x, t).mean(axis=0)
 
     def draws(self, key: jax.Array, batch: Transitions) -> QFlowDraws:
-        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
         next_key, path_key = jax.random.split(key)
         return QFlowDraws(self.policy_noise(next_key, batch.next_observations), draw_path(batch.actions, path_key))
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
         c = self.config
         drawn = self.draws(key, batch)
         frozen = jax.lax.stop_gradient(params)
@@ -126,7 +125,7 @@ class QFlow(Agent[QFlowConfig]):
             value_mean=value.mean(),
             guidance_norm=jnp.linalg.norm(grad_v, axis=-1).mean(),
         )
-        return {"critic": critic_loss, "value": value_loss, "flow": flow_loss}, metrics
+        return Loss({"critic": critic_loss, "value": value_loss, "flow": flow_loss}, metrics)
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(flow_actions(self, params, observations, noise), -1, 1)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit.agents.base import Agent, CriticConfig, Params
+from flowkit.agents.base import Agent, CriticConfig, Loss, Params
 from flowkit.agents.common import aggregate, policy_value, q_maximisation_loss, q_regression
 from flowkit.networks import CriticEnsemble, GaussianActing, GaussianPolicy, derive_seed
 from flowkit.settings import Source, setting
@@ -82,10 +82,9 @@ class ReBRAC(Agent[ReBRACConfig]):
         return jnp.where(self.actor_step(step), self.config.tau, 0.0)
 
     def draws(self, key: jax.Array, batch: Transitions) -> ReBRACDraws:
-        """Every random draw of one loss, from its key (tests replace it to feed another implementation the same)."""
         return ReBRACDraws(jax.random.normal(key, batch.actions.shape))
 
-    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array):
+    def loss(self, params: Params, target_params: Params, batch: Transitions, key: jax.Array, step: jax.Array) -> Loss:
         c = self.config
 
         # Critic: smoothed target action, penalised by its squared distance to the data's next action.
@@ -108,7 +107,7 @@ class ReBRAC(Agent[ReBRACConfig]):
             "q": jnp.where(actor_step, q_loss, 0.0),
             "bc": jnp.where(actor_step, bc_loss, 0.0),
         }
-        return terms, metrics
+        return Loss(terms, metrics)
 
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(self.deterministic_action(params, observations), -1, 1)

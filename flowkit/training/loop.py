@@ -21,12 +21,12 @@ from flowkit.progress_bars import progress_bar
 from flowkit.run_config import RunConfig
 from flowkit.tasks import Task
 from flowkit.training.chunk import Chunk, compiled_cost
+from flowkit.training.compiled_run import CompiledRun
 from flowkit.training.online import BUFFER, OnlinePhase
-from flowkit.training.progress import ProgramClock
+from flowkit.training.run_progress import ProgramClock
 from flowkit.training.seed_run import EvaluationHook, Fence, RunStoppedError, SeedRun, stored_checkpoint
 from flowkit.training.seeds import Seeds
 from flowkit.training.trackers import Tracking
-from flowkit.training.trainer import Trainer
 
 
 def train(
@@ -100,10 +100,10 @@ def train_seeds(
 
 @dataclass
 class SeedProgram:
-    """Runs that differ only in seed as one compiled program: the trainer, each seed's run, the seeds' training
-    state and data key as the program holds them (Seeds), the compiled chunk and the program's clock."""
+    """Runs that differ only in seed as one compiled program: the run's compiled pieces, each seed's run, the seeds'
+    training state and data key as the program holds them (Seeds), the compiled chunk and the program's clock."""
 
-    trainer: Trainer
+    compiled: CompiledRun
     runs: list[SeedRun]
     seeds: Seeds
     state: TrainState
@@ -123,20 +123,20 @@ class SeedProgram:
         _check_only_seeds_differ(configs)
         checkpoints = [stored_checkpoint(*folder) for folder in zip(configs, run_dirs, strict=True)]
         fence.check()
-        trainer = Trainer.create(configs[0], task)
-        trainer.check_fits()
-        started = [SeedRun.start(trainer.agent, *run) for run in zip(configs, run_dirs, checkpoints, strict=True)]
+        compiled = CompiledRun.create(configs[0], task)
+        compiled.check_fits()
+        started = [SeedRun.start(compiled.agent, *run) for run in zip(configs, run_dirs, checkpoints, strict=True)]
         seed_runs = [run for run, _ in started]
         resumed_from = _common_step(seed_runs)
         seeds = Seeds(len(configs))
         state, data_key = seeds.stack([carry for _, carry in started])
         compile_started = time.perf_counter()
-        chunk = trainer.compiled_chunk(state, data_key, vectorized=seeds.vectorized)
+        chunk = compiled.compiled_chunk(state, data_key, vectorized=seeds.vectorized)
         compile_s = time.perf_counter() - compile_started
         for run in seed_runs:
             run.progress.compile_s += compile_s / seeds.count
             run.open_metrics(tracking)
-        return cls(trainer, seed_runs, seeds, state, data_key, chunk, clock, resumed_from, fence)
+        return cls(compiled, seed_runs, seeds, state, data_key, chunk, clock, resumed_from, fence)
 
     def __enter__(self) -> SeedProgram:
         return self
@@ -147,12 +147,12 @@ class SeedProgram:
 
     def train_chunk(self, start: int) -> int:
         """Run the chunk of updates after `start` and log each seed's summary; return the step reached."""
-        length = self.trainer.config.train.log_every
+        length = self.compiled.config.train.log_every
         started = time.perf_counter()
-        if start < self.trainer.config.train.steps:
-            outputs = self.chunk(self.state, self.trainer.task.dataset, self.data_key)
+        if start < self.compiled.config.train.steps:
+            outputs = self.chunk(self.state, self.compiled.task.dataset, self.data_key)
         else:
-            self.online = self.online or OnlinePhase(self.trainer, self.runs[0])
+            self.online = self.online or OnlinePhase(self.compiled, self.runs[0])
             outputs = self.online.train_chunk(self.state, self.data_key, start, length)
         self.state, self.data_key, summary, first_bad = outputs
         outcomes = self.seeds.split(jax.device_get((summary, first_bad)))
@@ -166,8 +166,8 @@ class SeedProgram:
         """Evaluate each seed's policy; the last seed's score, for the progress bar."""
         self.fence.check()
         for run, state in zip(self.runs, self.seeds.split(self.state), strict=True):
-            metrics = run.evaluate(self.trainer, state.params)
-        score = self.trainer.task.score_metric
+            metrics = run.evaluate(self.compiled, state.params)
+        score = self.compiled.task.score_metric
         return f"{score}={metrics[score]:.3f}"
 
     def histories(self) -> dict[int, list[dict[str, Any]]]:
@@ -187,14 +187,14 @@ class SeedProgram:
         """Save each seed's models, then write its result (with the program's cost per seed), which completes it."""
         self.fence.check()
         for run, state in zip(self.runs, self.seeds.split(self.state), strict=True):
-            run.save(self.trainer, state)
+            run.save(self.compiled, state)
         cost = compiled_cost(self.chunk.compiled)
         cost["gflop_per_update"] /= self.seeds.count
         wall_share = self.clock.lap_share()
         results = []
         for run in self.runs:
             self.fence.check()
-            results.append(run.finish(self.trainer, cost, wall_share, self.resumed_from, self.seeds.count))
+            results.append(run.finish(self.compiled, cost, wall_share, self.resumed_from, self.seeds.count))
             (run.run_dir / BUFFER).unlink(missing_ok=True)
         return results
 

@@ -29,8 +29,8 @@ from flowkit._backend import stored_executable
 from flowkit.agents import Agent, TrainState
 from flowkit.tasks import Environment, Transitions
 from flowkit.training.chunk import coefficient_arrays, program_key
+from flowkit.training.compiled_run import CompiledRun
 from flowkit.training.seed_run import SeedRun
-from flowkit.training.trainer import Trainer
 
 BUFFER = "online_buffer.npz"
 """The online transitions of a checkpointed run (observations, actions, rewards, masks, next observations, ends)."""
@@ -73,10 +73,10 @@ def add_transition(buffer: Transitions, size: jax.Array, transition: Transitions
 _kept_updates: dict[str, jax.stages.Compiled] = {}
 
 
-def compiled_update(trainer: Trainer, arguments: tuple) -> jax.stages.Compiled:
+def compiled_update(compiled: CompiledRun, arguments: tuple) -> jax.stages.Compiled:
     """The online update compiled for these shapes, kept for the process's later runs and stored for other
     processes (a resumed run) under the chunk's key of the program."""
-    agent, train = trainer.agent, trainer.config.train
+    agent, train = compiled.agent, compiled.config.train
     key = repr(("online-update", *program_key(agent, train, arguments, False)))
     if key not in _kept_updates:
         update = make_online_update(agent, agent.config.batch_size, train.term_grad_norms)
@@ -134,20 +134,20 @@ class Episodes:
 class OnlinePhase:
     """One seed's online fine-tuning: its environment, replay buffer and compiled step."""
 
-    def __init__(self, trainer: Trainer, run: SeedRun):
-        self.trainer, self.run = trainer, run
-        self.offline_steps = trainer.config.train.steps
-        self.env: Environment = trainer.task.environment()
+    def __init__(self, compiled: CompiledRun, run: SeedRun):
+        self.compiled, self.run = compiled, run
+        self.offline_steps = compiled.config.train.steps
+        self.env: Environment = compiled.task.environment()
         self.episodes = Episodes()
-        dataset = trainer.task.dataset
+        dataset = compiled.task.dataset
         self.offline_size = int(dataset.rewards.shape[0])
-        capacity = trainer.config.train.online_steps
+        capacity = compiled.config.train.online_steps
         grown = lambda column: jnp.concatenate([column, jnp.zeros((capacity, *column.shape[1:]), column.dtype)])  # noqa: E731
         self.buffer = jax.tree.map(grown, dataset)
         self.size = self.offline_size
         self.ends = np.zeros(capacity, dtype=bool)
-        self._explore = jax.jit(trainer.agent.explore)
-        self._coefficients = coefficient_arrays(trainer.agent.config)
+        self._explore = jax.jit(compiled.agent.explore)
+        self._coefficients = coefficient_arrays(compiled.agent.config)
         self._update: jax.stages.Compiled | None = None
         self._action_key = jax.random.fold_in(run.seed_key, ACTION_STREAM)
         if run.progress.step > self.offline_steps:
@@ -189,7 +189,7 @@ class OnlinePhase:
         self.ends[self.online_count] = terminated or truncated
         self.size += 1
         arguments = (state, self.buffer, jnp.int32(self.size), data_key, self._coefficients)
-        self._update = self._update or compiled_update(self.trainer, arguments)
+        self._update = self._update or compiled_update(self.compiled, arguments)
         state, data_key, metrics = self._update(*arguments)
         episodes.observation, episodes.steps = next_observation, episodes.steps + 1
         episodes.return_ += reward

@@ -16,9 +16,9 @@ from flowkit.agents import Agent, FlowConfig, TrainState
 from flowkit.agents.base import Params
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
-from flowkit.training.progress import RunProgress
+from flowkit.training.compiled_run import CompiledRun
+from flowkit.training.run_progress import RunProgress
 from flowkit.training.trackers import Tracker, Tracking, open_tracker
-from flowkit.training.trainer import Trainer
 
 DATA_STREAM, EVAL_STREAM = 1, 2
 """fold_in tags that give minibatch sampling and evaluation their own random streams per seed."""
@@ -148,10 +148,10 @@ class SeedRun:
             bad = sorted(name for name, value in summary.items() if not np.isfinite(value))
             raise DivergedError(start + first_bad + 1, bad, self.config.seed)
 
-    def evaluate(self, trainer: Trainer, params: Params) -> dict[str, Any]:
+    def evaluate(self, compiled: CompiledRun, params: Params) -> dict[str, Any]:
         """Evaluate the policy at the current step, on this seed's evaluation stream for that step."""
         started, step = time.perf_counter(), self.progress.step
-        metrics = trainer.evaluate(params, jax.random.fold_in(jax.random.fold_in(self.seed_key, EVAL_STREAM), step))
+        metrics = compiled.evaluate(params, jax.random.fold_in(jax.random.fold_in(self.seed_key, EVAL_STREAM), step))
         self.progress.eval_s += time.perf_counter() - started
         self.progress.eval_history.append({"step": step, **metrics})
         self._record({"phase": "eval", "step": step, **metrics})
@@ -164,13 +164,15 @@ class SeedRun:
         runs.save_checkpoint(self.run_dir, jax.tree.leaves(jax.device_get(carry)), self.progress.to_dict())
         self.progress.checkpoint_s += time.perf_counter() - started
 
-    def save(self, trainer: Trainer, state: TrainState) -> None:
+    def save(self, compiled: CompiledRun, state: TrainState) -> None:
         """Save the trained models and the task's record of the trained policy (its plots, rollouts)."""
-        trainer.agent.save(state, self.run_dir / runs.MODELS)
-        trainer.task.record(trainer.policy(state.params), jax.random.fold_in(self.seed_key, EVAL_STREAM), self.run_dir)
+        compiled.agent.save(state, self.run_dir / runs.MODELS)
+        compiled.task.record(
+            compiled.policy(state.params), jax.random.fold_in(self.seed_key, EVAL_STREAM), self.run_dir
+        )
 
     def finish(
-        self, trainer: Trainer, cost: dict[str, float], wall_share: float, resumed_from: int, seeds: int
+        self, compiled: CompiledRun, cost: dict[str, float], wall_share: float, resumed_from: int, seeds: int
     ) -> dict[str, Any]:
         """Write result.json, which completes the run, and drop the checkpoint; it names the policy's network, so
         a report finds its gradient norms without loading the method."""
@@ -182,7 +184,7 @@ class SeedRun:
             "nfe_per_solve": nfe_per_solve(self.config),
             "timing": self.progress.timing(self.config.train.log_every, resumed_from, seeds),
             "cost": cost,
-            "policy_network": trainer.agent.policy_network,
+            "policy_network": compiled.agent.policy_network,
         }
         runs.write_json_atomic(self.run_dir / runs.RESULT, result)
         (self.run_dir / runs.CHECKPOINT).unlink(missing_ok=True)

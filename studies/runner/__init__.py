@@ -20,7 +20,6 @@ heartbeat, trial (running one trial), progress, workers (run_study in this proce
 
 from flowkit.studies.runner.claims import RETRYABLE_FAILURES, claim_trial, enqueue_missing, sample_trial
 from flowkit.studies.runner.heartbeat import heartbeat
-from flowkit.studies.runner.progress import StudyProgress, progress_of
 from flowkit.studies.runner.records import PrunedRecord, RecordError, SeedRecord, resolve_run_dir
 from flowkit.studies.runner.storage import (
     DEFINITION_ATTR,
@@ -40,6 +39,7 @@ from flowkit.studies.runner.storage import (
     trial_cell,
     worker_of,
 )
+from flowkit.studies.runner.study_progress import StudyProgress, progress_of
 from flowkit.studies.runner.trial import run_trial
 from flowkit.studies.runner.workers import WorkersFailedError, run_study, run_workers
 

@@ -23,8 +23,8 @@ from flowkit.settings import ConfigError
 from flowkit.studies.runner import storage
 from flowkit.studies.runner.claims import claim_trial, enqueue_missing, sample_trial
 from flowkit.studies.runner.heartbeat import heartbeat
-from flowkit.studies.runner.progress import StudyProgress, progress_of
 from flowkit.studies.runner.storage import HEARTBEAT_S, StoredStudy, load_optuna_study, stored_study_lock
+from flowkit.studies.runner.study_progress import StudyProgress, progress_of
 from flowkit.studies.runner.trial import run_trial
 from flowkit.studies.study import Study
 

@@ -7,15 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import keras
 import numpy as np
 
-from flowkit import runs
 from flowkit._backend import device_memory_bytes, use_compilation_cache
 from flowkit.agents import Agent, TrainState, make_agent
 from flowkit.agents.base import Params
@@ -27,7 +23,7 @@ from flowkit.training.chunk import Chunk, compiled_chunk
 
 
 @dataclass
-class Trainer:
+class CompiledRun:
     """One run's compiled pieces: the agent, its task, the acting policy and the consistency probe."""
 
     config: RunConfig
@@ -39,7 +35,7 @@ class Trainer:
         self._gaps = jax.jit(lambda params, s, noise: flow_value_gaps(self.agent, params, s, noise))
 
     @classmethod
-    def create(cls, config: RunConfig, task: Task | None = None) -> Trainer:
+    def create(cls, config: RunConfig, task: Task | None = None) -> CompiledRun:
         use_compilation_cache()
         task = task or load_task(config.task)
         return cls(config, task, make_agent(config, task.obs_dim, task.action_dim))
@@ -96,14 +92,3 @@ def consistency_record(gaps: jax.Array) -> dict[str, Any]:
         "std": gaps.std(axis=1, ddof=1).tolist(),
         "n": gaps.shape[1],
     }
-
-
-def load_trained(run_dir: Path) -> tuple[Trainer, Params]:
-    """A finished run's trainer and trained variables, rebuilt from its config.json and models/*.keras."""
-    config = RunConfig.from_dict(runs.read_json(run_dir / runs.CONFIG))
-    trainer = Trainer.create(config)
-    params = {}
-    for name in trainer.agent.models:
-        saved = keras.saving.load_model(run_dir / runs.MODELS / f"{name}.keras")
-        params[name] = [jnp.asarray(variable.value) for variable in saved.trainable_variables]
-    return trainer, params

@@ -2,7 +2,7 @@
 
 Updates are timed as training runs them: in compiled chunks, a lax.scan of updates on minibatches sampled from
 a dataset on the device (a single jitted update per call would also time its dispatch and the copies XLA makes
-of donated parameters, which training does not pay per update; README, Performance). Times are
+of donated parameters, which training does not pay per update; docs/performance.md#the-benchmarks). Times are
 medians over repeated calls after warm-up. The programs compared in one table are compiled first and then
 called in turn, call by call, so that all of them see the same machine state and their ratios are taken within
 one run. FLOPs come from XLA's cost analysis of each compiled chunk, whose loop body is one update.
@@ -31,7 +31,7 @@ from flowkit.analysis.cost import CostFit, fit_cost
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError, TrainConfig
 from flowkit.tasks import Transitions
-from flowkit.training import Trainer, coefficient_arrays, compiled_cost, make_chunk, stack_seeds
+from flowkit.training import CompiledRun, coefficient_arrays, compiled_cost, make_chunk, stack_seeds
 
 DATASET_SIZE = 100_000
 """Transitions in the random dataset the timed chunks sample their minibatches from."""
@@ -218,16 +218,16 @@ def bench_methods(
 
 
 def _chunk_compile_seconds(run_config: dict[str, Any], cache_dir: str, trials: int) -> list[float]:
-    """In this process, with the persistent cache at `cache_dir`: seconds from a new trial's trainer (new agent and
+    """In this process, with the persistent cache at `cache_dir`: seconds from a new trial's CompiledRun (new agent and
     Keras models) to its compiled training chunk, for `trials` trials one after another, as a worker runs them."""
     os.environ[COMPILATION_CACHE_ENV] = cache_dir
     config = RunConfig.from_dict(run_config)
     seconds = []
     for _ in range(trials):
-        trainer = Trainer.create(config)
-        state = trainer.agent.init(config.seed)
+        compiled = CompiledRun.create(config)
+        state = compiled.agent.init(config.seed)
         started = time.perf_counter()
-        trainer.compiled_chunk(state, jax.random.PRNGKey(config.seed))
+        compiled.compiled_chunk(state, jax.random.PRNGKey(config.seed))
         seconds.append(time.perf_counter() - started)
     return seconds
 
@@ -256,13 +256,13 @@ def bench_compile(config: RunConfig) -> dict[str, Any]:
 def bench_seeds(config: RunConfig, seeds: int, *, iterations: int, warmup: int) -> dict[str, Any]:
     """ms per update per seed of `seeds` runs' training chunks as one vmapped program and as one program per
     run called one after another, the two timed in turn; medians after warm-up."""
-    trainer = Trainer.create(config)
-    dataset, length = trainer.task.dataset, config.train.log_every
-    states = [trainer.agent.init(seed) for seed in range(seeds)]
+    compiled = CompiledRun.create(config)
+    dataset, length = compiled.task.dataset, config.train.log_every
+    states = [compiled.agent.init(seed) for seed in range(seeds)]
     keys = [jax.random.PRNGKey(seed) for seed in range(seeds)]
-    single = trainer.compiled_chunk(states[0], keys[0])
+    single = compiled.compiled_chunk(states[0], keys[0])
     batched_state, batched_keys = stack_seeds(states), stack_seeds(keys)
-    vectorized = trainer.compiled_chunk(batched_state, batched_keys, vectorized=True)
+    vectorized = compiled.compiled_chunk(batched_state, batched_keys, vectorized=True)
     times: dict[str, list[float]] = {"one_program": [], "sequential": []}
     for repeat in range(warmup + iterations):
         started = time.perf_counter()
@@ -289,11 +289,11 @@ def bench_evaluation(config: RunConfig, episodes: int, *, iterations: int) -> di
     in turn after one warm-up evaluation; medians."""
     from flowkit.tasks.ogbench_tasks import LOCKSTEP_ENVIRONMENTS, SingleTask
 
-    trainer = Trainer.create(config)
-    task = trainer.task
+    compiled = CompiledRun.create(config)
+    task = compiled.task
     if not isinstance(task, SingleTask):
         raise ConfigError(f"--task: {config.task!r} is not an OGBench single-task name (flowkit data list)")
-    policy = trainer.policy(trainer.agent.init(config.seed).params)
+    policy = compiled.policy(compiled.agent.init(config.seed).params)
     task.evaluate(policy, jax.random.PRNGKey(0), episodes)
     envs = task.environments(min(episodes, LOCKSTEP_ENVIRONMENTS))
     rates: dict[str, list[float]] = {"evaluation": [], "raw": []}
