@@ -2,7 +2,7 @@
 
 A study file declares its study with ``from flowkit import Study`` (and a search study its space with
 ``from flowkit import Search, FloatRange, IntRange, Choice``); ``flowkit.results(NAME)`` returns a study's
-results as a tidy pandas DataFrame.
+results as a tidy pandas DataFrame; ``flowkit.load_method("module:Class")`` puts an outside method in a study.
 """
 
 from typing import Any
@@ -11,7 +11,7 @@ from flowkit._backend import BackendError, select_jax_backend
 
 select_jax_backend()
 
-__all__ = ["BackendError", "Choice", "FloatRange", "IntRange", "Search", "Study", "results"]
+__all__ = ["BackendError", "Choice", "FloatRange", "IntRange", "Search", "Study", "load_method", "results"]
 __version__ = "0.1.0"
 
 
@@ -26,6 +26,10 @@ def __getattr__(name: str) -> Any:
         from flowkit.reports.export import results
 
         return results
+    if name == "load_method":
+        from flowkit.agents.plugins import load_method
+
+        return load_method
     if name in ("Search", "FloatRange", "IntRange", "Choice"):
         from flowkit.studies import search
 
