@@ -309,8 +309,8 @@ INSTALLABLE = textwrap.dedent("""
 TWO_ARMS = f"""
 from flowkit import Study
 
-STUDY = Study(name="plugin-arms", question="Does the installed plugin run?", agents=("weighted-fql",),
-              tasks=("moons",), grid={{"q_weight": (1.0, 0.0)}}, seeds=(0,), fixed={TINY!r})
+STUDY = Study(name="plugin-arms", question="Does the installed plugin run?", agents=("fql", "weighted-fql"),
+              tasks=("moons",), seeds=(0,), fixed={{"q_weight": 0.5, **{TINY!r}}})
 """
 
 
@@ -322,13 +322,14 @@ def test_installed_plugin_package_runs_a_two_arm_study(tmp_path):
     import os
     import subprocess
 
+    from tests.test_install import build_isolation_flags, pip
+
     package = tmp_path / "package"
     package.mkdir()
     (package / "pyproject.toml").write_text(INSTALLABLE)
     (package / "weighted_fql_plugin.py").write_text(PLUGIN.format(name="weighted-fql"))
     target = tmp_path / "site"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target)]
-    subprocess.run([*pip, str(package)], check=True, capture_output=True, timeout=300)
+    pip("install", "--no-deps", *build_isolation_flags(), "--target", str(target), str(package))
     (tmp_path / "study.py").write_text(TWO_ARMS)
     env = {**os.environ, "PYTHONPATH": str(target)}
     flowkit = str(Path(sys.executable).parent / "flowkit")
@@ -336,4 +337,4 @@ def test_installed_plugin_package_runs_a_two_arm_study(tmp_path):
         result = subprocess.run([flowkit, *command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{command}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     report = (tmp_path / "runs" / "plugin-arms" / "report" / "report.md").read_text()
-    assert "Weighted FQL" in report, report[:3000]
+    assert "| Task | FQL | Weighted FQL |" in report, report[:3000]
