@@ -3,7 +3,7 @@
 A study file declares its study with ``from flowkit import Study`` (and a search study its space with
 ``from flowkit import Search, FloatRange, IntRange, Choice``, and what its comparisons test with
 ``from flowkit import Equivalence, Difference``); ``flowkit.results(NAME)`` returns a study's results as a tidy
-pandas DataFrame.
+pandas DataFrame; ``flowkit.load_method("module:Class")`` puts an outside method in a study.
 """
 
 from typing import Any
@@ -21,6 +21,7 @@ __all__ = [
     "IntRange",
     "Search",
     "Study",
+    "load_method",
     "results",
 ]
 __version__ = "0.1.0"
@@ -37,6 +38,10 @@ def __getattr__(name: str) -> Any:
         from flowkit.reports.export import results
 
         return results
+    if name == "load_method":
+        from flowkit.agents.plugins import load_method
+
+        return load_method
     if name in ("Search", "FloatRange", "IntRange", "Choice"):
         from flowkit.studies import search
 

@@ -13,15 +13,19 @@ import typing
 from pathlib import Path
 
 from flowkit import runs
-from flowkit.agents import AGENT_CONFIGS, FLOW_AGENTS
+from flowkit.agents import AGENT_CONFIGS, FLOW_AGENTS, plugins
 from flowkit.run_config import make_run_config, parse_overrides
 from flowkit.settings import ConfigError, TrainConfig, parse_value
 from flowkit.solvers import SOLVERS
-from flowkit.tasks import DATA_DIR_ENV, task_families
+from flowkit.tasks import DATA_DIR_ENV, task_class, task_families
 
 
 def _settings_help() -> str:
     lines = []
+    try:
+        plugins.load_entry_points()
+    except ConfigError as error:
+        lines.append(f"(method plugins not loaded: {error})")
     methods = [(f"{name} ({config.display_name})", config) for name, config in AGENT_CONFIGS.items()]
     for title, config_class in (("training", TrainConfig), *methods):
         lines.append(f"{title} settings (defaults from {config_class.default_source} unless a setting says):")
@@ -69,11 +73,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from flowkit.training import DivergedError, train
     from flowkit.training.trackers import Tracking
 
-    config = make_run_config(args.agent, args.task, args.seed, parse_overrides(args.agent, args.set))
+    agent = plugins.load_method(args.agent) if ":" in args.agent else args.agent
+    config = make_run_config(agent, args.task, args.seed, parse_overrides(agent, args.set))
     run_dir = args.run_dir or Path(args.runs_dir) / "train" / (
-        f"{args.agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+        f"{agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     )
     runs.check_writable(run_dir, "run folder")
+    task_class(config.task).check_data(config.task)
     tracking = Tracking(args.track) if args.track else None
     if tracking is not None:
         tracking.check()
@@ -312,8 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train", help="train one run", epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    train.add_argument("--agent", default="fql", help=f"method: {', '.join(AGENT_CONFIGS)} [fql]")
-    train.add_argument("--task", default="eight-gaussians", help="task (dataset) name [eight-gaussians]")
+    train.add_argument(
+        "--agent", default="fql", help=f"method: {', '.join(AGENT_CONFIGS)}, or an outside one's module:Class [fql]"
+    )
+    train.add_argument(
+        "--task",
+        default="eight-gaussians",
+        help="task (dataset) name, or your own data: PATH.npz or minari:DATASET_ID, each optionally @GYMNASIUM_ENV_ID "
+        "to evaluate in (docs/tasks.md) [eight-gaussians]",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override settings")
     train.add_argument("--runs-dir", default="runs")

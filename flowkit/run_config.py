@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from flowkit import tasks
-from flowkit.agents import AGENT_CONFIGS, AgentConfig, CriticConfig
+from flowkit.agents import AGENT_CONFIGS, AgentConfig, CriticConfig, plugins
 from flowkit.settings import ConfigError, Source, TrainConfig, closest_name, parse_value
+from flowkit.tasks import outside
 
 PRESET = "preset"
 """The pseudo-setting that opts a run into another paper's tuning declared by its task family."""
@@ -69,17 +70,20 @@ class RunConfig:
 
 
 def check_agent(agent: str) -> type[AgentConfig]:
+    plugins.load_entry_points()
     if agent not in AGENT_CONFIGS:
         raise ConfigError(
             f"agent: unknown method {agent!r}{closest_name(agent, AGENT_CONFIGS)}; allowed: {', '.join(AGENT_CONFIGS)}"
+            " (an outside method: `--agent module:Class`, or flowkit.load_method in a study file)"
         )
     return AGENT_CONFIGS[agent]
 
 
 def check_task(task: str) -> str:
     names = tasks.task_names()
-    if task not in names:
+    if task not in names and not outside.parse(task):
         allowed = ", ".join(names) if len(names) <= 12 else "the names `flowkit data list` prints"
+        allowed += ", or your own data: PATH.npz or minari:DATASET_ID, each optionally @GYMNASIUM_ENV_ID"
         raise ConfigError(f"task: unknown task {task!r}{closest_name(task, names)}; allowed: {allowed}")
     return task
 

@@ -226,7 +226,9 @@ def task_names() -> tuple[str, ...]:
 
 def task_class(name: str) -> type[Task]:
     """The class of the task called `name`: its family, score metric and metric directions, without data."""
-    return _task_classes()[name]
+    from flowkit.tasks import outside
+
+    return outside.task_class(name) if outside.parse(name) else _task_classes()[name]
 
 
 def load_task(name: str) -> Task:
