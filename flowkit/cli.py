@@ -63,9 +63,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from flowkit.training import DivergedError, train
 
     config = make_run_config(args.agent, args.task, args.seed, parse_overrides(args.agent, args.set))
-    run_dir = args.run_dir or Path(args.runs_dir) / "train" / (
-        f"{args.agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    name = f"{args.agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = args.run_dir or runs.inside(Path(args.runs_dir), "train", runs.check_slug(name, "run folder"))
     runs.check_writable(run_dir, "run folder")
     print(f"run folder: {run_dir}", file=sys.stderr)
     try:

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,27 @@ METRICS = "metrics.jsonl"
 RESULT = "result.json"
 MODELS = "models"
 CHECKPOINT = "checkpoint.npz"
+
+
+def check_slug(name: object, what: str, also: str = "") -> str:
+    """Refuse a name that would not make exactly one folder inside its parent ('../x', '/abs', '', 'a/b'): a slug
+    of letters, digits, '-', '_', '.' (not first, so never '..' or hidden) and the characters in `also`."""
+    pattern = rf"[A-Za-z0-9_-][A-Za-z0-9_.{re.escape(also)}-]{{0,254}}"
+    if not isinstance(name, str) or not re.fullmatch(pattern, name):
+        extra = "".join(f", {char!r}" for char in also)
+        raise ConfigError(
+            f"{what}: {name!r} cannot name a folder; allowed: 1 to 255 letters, digits, '-', '_'{extra} and '.' "
+            "(not first)"
+        )
+    return name
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """`root / parts`, refused unless it resolves to a path inside `root` (a name or a link that leads out)."""
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(f"{path} lies outside {root}; the kit writes only inside its runs folder")
+    return path
 
 
 def check_writable(folder: Path, what: str) -> None:

@@ -63,7 +63,8 @@ class StorageError(ConfigError):
 
 
 def study_dir(runs_dir: Path, study_name: str) -> Path:
-    return runs_dir / study_name
+    """The study's folder, refused unless its name is a slug and it lies inside the runs folder."""
+    return runs.inside(runs_dir, runs.check_slug(study_name, f"study name {study_name!r}"))
 
 
 def make_study_dir(runs_dir: Path, study_name: str) -> Path:

@@ -124,7 +124,8 @@ class CellRuns:
         return PrunedRecord(seed=seed, step=step, value=value, trained_steps=trained)
 
     def _planned(self, seed: int) -> tuple[RunConfig, Path]:
-        return self.study.run_config(self.cell, seed), self.study_folder / "runs" / cell_slug(self.cell) / f"seed{seed}"
+        run_dir = runs.inside(self.study_folder, "runs", cell_slug(self.cell), f"seed{seed}")
+        return self.study.run_config(self.cell, seed), run_dir
 
     def _timed(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         started = time.perf_counter()
