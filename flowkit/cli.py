@@ -19,6 +19,9 @@ from flowkit.settings import ConfigError, TrainConfig, parse_value
 from flowkit.solvers import SOLVERS
 from flowkit.tasks import DATA_DIR_ENV, task_families
 
+STORAGE_ENV = "FLOWKIT_STORAGE"
+"""The Optuna storage when --storage is not given: a database URL kept out of the process list and shell history."""
+
 
 def _settings_help() -> str:
     lines = []
@@ -265,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--runs-dir", default="runs", help="folder of run folders, journals and reports [runs]")
         sub.add_argument(
             "--storage",
-            help="Optuna storage: a journal file path or a database URL (default: runs/NAME/optuna.journal)",
+            default=os.environ.get(STORAGE_ENV),
+            help=f"Optuna storage: a journal file path or a database URL (default: ${STORAGE_ENV}, else "
+            "runs/NAME/optuna.journal)",
         )
 
     train = commands.add_parser(

@@ -5,7 +5,7 @@ import pytest
 
 from flowkit.cli import main
 from flowkit.settings import ConfigError
-from flowkit.studies.runner import resolve_run_dir
+from flowkit.studies.runner import resolve_run_dir, storage
 from flowkit.studies.study import cell_slug
 
 STUDY = """
@@ -48,3 +48,42 @@ def test_a_stored_run_folder_outside_the_study_folder_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="lies outside"):
         resolve_run_dir(tmp_path / "runs" / "tiny", record)
     assert resolve_run_dir(tmp_path, type("Record", (), {"run_dir": "runs/a/seed0"})()) == tmp_path / "runs/a/seed0"
+
+
+SECRET = "s3cret-PW"
+SECRET_URL = f"postgresql://me:{SECRET}@127.0.0.1:1/studies"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["study", "run", "{path}"],
+        ["study", "run", "{path}", "--workers", "2"],
+        ["study", "status", "{path}"],
+        ["study", "list"],
+        ["report", "{path}"],
+    ],
+)
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_storage_password_is_in_no_output_and_no_file(argv, how, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "mine.py"
+    path.write_text(STUDY.format(name="mine", extra=""))
+    runs_dir = tmp_path / "runs"
+    argv = [word.format(path=path) for word in argv] + ["--runs-dir", str(runs_dir)]
+    if how == "flag":
+        argv += ["--storage", SECRET_URL]
+    else:
+        monkeypatch.setenv("FLOWKIT_STORAGE", SECRET_URL)
+    code, out, error = run_cli(argv, capsys)
+    assert code != 0 or argv[1] == "list", (code, out, error)
+    assert "cannot connect" in error and "postgresql://me:***@127.0.0.1:1/studies" in error, error
+    assert SECRET not in out + error, out + error
+    written = [p for p in runs_dir.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert written == [], written
+
+
+def test_hide_password_covers_urls_inside_messages():
+    message = f"OperationalError: storage {SECRET_URL!r} and sqlite:///x.db and postgresql://me@h/db"
+    shown = storage.hide_password(message)
+    assert SECRET not in shown and "postgresql://me:***@127.0.0.1:1/studies" in shown, shown
+    assert shown.endswith("sqlite:///x.db and postgresql://me@h/db"), shown

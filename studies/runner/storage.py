@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import warnings
 import zlib
@@ -58,6 +59,15 @@ StoredStudy = optuna.Study
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@")
+
+
+def hide_password(text: str) -> str:
+    """A storage URL, or a message naming one, with its password shown as *** (whatever is printed, logged or
+    stored names a database this way: a password in the text would be read by anyone who reads those)."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
 class StorageError(ConfigError):
     """The Optuna storage cannot be opened, or holds a different study under the same name."""
 
@@ -102,7 +112,7 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
             return RDBStorage(engine_url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise StorageError(f"storage {url!r}: cannot connect ({reason})") from None
+        raise StorageError(f"storage {hide_password(url)!r}: cannot connect ({hide_password(reason)})") from None
 
 
 def _repair_journal(path: Path, lock: JournalFileSymlinkLock) -> None:

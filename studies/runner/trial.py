@@ -195,7 +195,8 @@ def run_trial(
         claim.tell_failed({"kind": "interrupted", "seed": cell_runs.seed, "message": "interrupted by the user"})
         raise
     except Exception as error:
-        claim.tell_failed({"kind": "error", "seed": cell_runs.seed, "message": f"{type(error).__name__}: {error}"})
+        message = storage.hide_password(f"{type(error).__name__}: {error}")
+        claim.tell_failed({"kind": "error", "seed": cell_runs.seed, "message": message})
         raise
 
 

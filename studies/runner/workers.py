@@ -114,7 +114,8 @@ def _worker_process(worker: Callable[..., StudyProgress], errors: SimpleQueue, *
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as error:
-        errors.put(str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}")
+        message = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
+        errors.put(storage.hide_password(message))
         sys.exit(1)
 
 
