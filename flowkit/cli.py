@@ -94,7 +94,7 @@ def _resume_command(args: argparse.Namespace, run_dir: Path) -> str:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from flowkit.studies import load_study, study_names
-    from flowkit.studies.runner import WorkersFailedError, load_optuna_study, progress_of, run_study, run_workers
+    from flowkit.studies.runner import CellFailedError, WorkersFailedError, load_optuna_study, progress_of
 
     runs_dir = Path(args.runs_dir)
     if args.study_command == "list":
@@ -106,31 +106,11 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"{name:20s} {status:24s} {study.question}")
         return 0
     study = load_study(args.name)
-    if args.study_command == "run" and args.workers > 1:
-        try:
-            state = run_workers(
-                study,
-                runs_dir,
-                args.storage,
-                workers=args.workers,
-                progress=not args.quiet,
-                heartbeat_s=args.heartbeat,
-                vectorize_seeds=args.vectorize_seeds,
-            )
-        except WorkersFailedError as error:
-            print(f"flowkit: error: {error}", file=sys.stderr)
-            return 1
-    elif args.study_command == "run":
-        state = run_study(
-            study,
-            runs_dir,
-            args.storage,
-            progress=not args.quiet,
-            heartbeat_s=args.heartbeat,
-            vectorize_seeds=args.vectorize_seeds,
-        )
-    else:
-        state = progress_of(study, load_optuna_study(study, runs_dir, args.storage))
+    try:
+        state = _run_or_load(study, runs_dir, args)
+    except (CellFailedError, WorkersFailedError) as error:
+        print(f"flowkit: error: {error}", file=sys.stderr)
+        return 1
     print(_status_line(study, state))
     spent = sum(state.time_s.values())
     if spent > 0:
@@ -141,6 +121,18 @@ def cmd_study(args: argparse.Namespace) -> int:
     for cell, message in state.failed.items():
         print(f"  failed {cell}: {message}")
     return 0
+
+
+def _run_or_load(study: typing.Any, runs_dir: Path, args: argparse.Namespace) -> typing.Any:
+    """`study run` (with one worker or several) or `study status`: the study's progress afterwards."""
+    from flowkit.studies.runner import load_optuna_study, progress_of, run_study, run_workers
+
+    if args.study_command == "status":
+        return progress_of(study, load_optuna_study(study, runs_dir, args.storage))
+    options = {"progress": not args.quiet, "heartbeat_s": args.heartbeat, "vectorize_seeds": args.vectorize_seeds}
+    if args.workers > 1:
+        return run_workers(study, runs_dir, args.storage, workers=args.workers, **options)
+    return run_study(study, runs_dir, args.storage, **options)
 
 
 def _status_line(study: typing.Any, state: typing.Any) -> str:

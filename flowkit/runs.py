@@ -17,6 +17,7 @@ import math
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -125,14 +126,24 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
     path = run_dir / CHECKPOINT
     if not path.exists():
         return None
-    with np.load(path) as stored:
-        leaves = [stored[f"leaf{index}"] for index in range(len(stored.files) - 1)]
-        return Checkpoint(leaves, json.loads(str(stored["progress"])))
+    try:
+        with np.load(path) as stored:
+            leaves = [stored[f"leaf{index}"] for index in range(len(stored.files) - 1)]
+            return Checkpoint(leaves, json.loads(str(stored["progress"])))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ConfigError(
+            f"checkpoint {path} is damaged ({type(error).__name__}: {error}); delete it to restart this run from "
+            "its beginning"
+        ) from None
 
 
-def read_json(path: Path) -> Any:
-    with path.open() as stream:
-        return json.load(stream)
+def read_json(path: Path, recover: str = "restore it from a copy") -> Any:
+    """A JSON file; one that is damaged is refused naming it, with `recover` saying what to do."""
+    try:
+        with path.open() as stream:
+            return json.load(stream)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ConfigError(f"{path} is damaged (not JSON: {error}); {recover}") from None
 
 
 class MetricsWriter:
@@ -185,4 +196,5 @@ def read_metrics(run_dir: Path, phase: str | None = None) -> Iterator[dict[str, 
 def load_result(run_dir: Path) -> dict[str, Any] | None:
     """The run's result if it completed, else None."""
     path = run_dir / RESULT
-    return read_json(path) if path.exists() else None
+    recover = f"restore it from a copy, or move {run_dir} away and run its cell again under a new study name"
+    return read_json(path, recover) if path.exists() else None

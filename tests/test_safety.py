@@ -3,6 +3,8 @@ paths, damaged files, runaway sizes (issue 24)."""
 
 import pytest
 
+import flowkit.studies.runner.trial as runner_trial
+from flowkit import runs
 from flowkit.cli import main
 from flowkit.settings import ConfigError
 from flowkit.studies.runner import resolve_run_dir, storage
@@ -87,3 +89,74 @@ def test_hide_password_covers_urls_inside_messages():
     shown = storage.hide_password(message)
     assert SECRET not in shown and "postgresql://me:***@127.0.0.1:1/studies" in shown, shown
     assert shown.endswith("sqlite:///x.db and postgresql://me@h/db"), shown
+
+
+def test_a_damaged_checkpoint_is_one_line_naming_it_and_is_left_as_it_was(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.npz").write_bytes(b"not a zip file at all")
+    argv = ["train", "--task", "moons", "--set", "steps=100", "log_every=100", "eval_every=100"]
+    code, _, error = run_cli([*argv, "--run-dir", str(run_dir), "--quiet"], capsys)
+    assert (code, error.count("\n")) == (2, 2), (code, error)  # the run folder's line, then the error
+    assert f"flowkit: error: checkpoint {run_dir / 'checkpoint.npz'} is damaged" in error, error
+    assert "delete it to restart this run" in error, error
+    assert files_under(run_dir) == ["checkpoint.npz"], files_under(run_dir)
+    assert (run_dir / "checkpoint.npz").read_bytes() == b"not a zip file at all"
+
+
+def test_a_damaged_result_is_refused_naming_the_file(tmp_path):
+    (tmp_path / "result.json").write_text('{"final": {"ste')
+    with pytest.raises(ConfigError, match=r"result.json is damaged \(not JSON: .*\); restore it from a copy"):
+        runs.load_result(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"[1, 2, 3]\n", b"{}\n", b'{"op_code": 0}\n'])
+def test_a_journal_of_valid_json_that_is_no_journal_is_one_line_and_unchanged(content, tmp_path, capsys):
+    path, journal = tmp_path / "mine.py", tmp_path / "odd.journal"
+    path.write_text(STUDY.format(name="mine", extra=""))
+    journal.write_bytes(content)
+    for command in ("status", "run"):
+        argv = ["study", command, str(path), "--storage", str(journal), "--runs-dir", str(tmp_path / "runs")]
+        code, _, error = run_cli(argv, capsys)
+        assert (code, error.count("\n")) == (2, 1), (code, error)
+        assert f"journal {journal}: line 1 is damaged or no Optuna journal record" in error, error
+    assert journal.read_bytes() == content
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_journal_that_cannot_be_written_is_refused_before_the_runs_folder_is_made(tmp_path, capsys):
+    path, journal = tmp_path / "mine.py", tmp_path / "dir.journal"
+    path.write_text(STUDY.format(name="mine", extra=""))
+    journal.mkdir()  # not a file (a read-only file is writable by root, who runs the tests in CI)
+    argv = ["study", "run", str(path), "--storage", str(journal), "--runs-dir", str(tmp_path / "runs")]
+    code, _, error = run_cli(argv, capsys)
+    assert (code, error.count("\n")) == (2, 1), (code, error)
+    assert f"flowkit: error: journal {journal} cannot be read and written" in error, error
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_data_folder_that_cannot_be_written_is_refused_before_generating(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FLOWKIT_DATA_DIR", str(tmp_path))  # main sets it from --data-dir; restored after
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    argv = ["data", "generate", "pointmaze-medium-navigate-v0", "--episodes", "1", "--quiet"]
+    code, _, error = run_cli([*argv, "--data-dir", str(blocked / "data")], capsys)
+    assert (code, error.count("\n")) == (2, 1), (code, error)
+    assert error.startswith(f"flowkit: error: data folder {blocked / 'data'}/."), error
+    assert files_under(tmp_path) == ["blocked"]
+
+
+def test_a_cells_error_is_one_line_with_its_traceback_in_the_run_folders_log(tmp_path, capsys, monkeypatch):
+    def broken_train(*args, **kwargs):
+        raise TypeError("boom")
+
+    monkeypatch.setattr(runner_trial, "train", broken_train)
+    path = tmp_path / "mine.py"
+    path.write_text(STUDY.format(name="mine", extra=""))
+    code, _, error = run_cli(["study", "run", str(path), "--runs-dir", str(tmp_path / "runs"), "--quiet"], capsys)
+    log = tmp_path / "runs/mine/runs/agent=fql__task=moons__solver=euler/seed0/error.log"
+    assert (code, error.count("\n")) == (1, 1), (code, error)
+    assert (
+        error == f"flowkit: error: cell {log.parent.parent.name} failed: TypeError: boom (the traceback is in {log})\n"
+    )
+    assert "Traceback" in log.read_text() and 'raise TypeError("boom")' in log.read_text(), log.read_text()

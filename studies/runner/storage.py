@@ -90,6 +90,19 @@ def default_journal(runs_dir: Path, study_name: str) -> Path:
     return study_dir(runs_dir, study_name) / "optuna.journal"
 
 
+def check_journal(url: str | None) -> None:
+    """Refuse a journal given with --storage that cannot be written (it, or its folder) or holds something other
+    than journal records, before the study folder is made (Optuna would find out at its first append)."""
+    if url is None or "://" in url:
+        return
+    path = Path(url)
+    runs.check_writable(path.parent, "journal folder")
+    if path.exists() and (not path.is_file() or not os.access(path, os.R_OK | os.W_OK)):
+        raise StorageError(f"journal {path} cannot be read and written; give a journal file you may write")
+    if path.exists():
+        _check_records(path, path.read_bytes().split(b"\n")[:-1])
+
+
 def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: int = HEARTBEAT_S) -> BaseStorage:
     """The study's storage: a journal file under runs/ by default, a journal path, or a database URL."""
     if url is None:
@@ -115,6 +128,21 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
         raise StorageError(f"storage {hide_password(url)!r}: cannot connect ({hide_password(reason)})") from None
 
 
+def _check_records(path: Path, lines: list[bytes]) -> None:
+    """Refuse a journal whose whole lines are not all Optuna journal records (damaged, or another file)."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not (isinstance(record, dict) and {"op_code", "worker_id"} <= record.keys()):
+            raise StorageError(
+                f"journal {path}: line {number} is damaged or no Optuna journal record, and the records after it "
+                f"cannot be trusted; restore the file from a copy, or keep the {number - 1} records before it by "
+                "cutting the file back to them"
+            )
+
+
 def _repair_journal(path: Path, lock: JournalFileSymlinkLock) -> None:
     """Cut a record left unfinished at the journal's end (power lost, disk full mid-write) back to the last
     whole one, saying so: Optuna skips it when reading, but would append the next record onto it, after which
@@ -125,15 +153,7 @@ def _repair_journal(path: Path, lock: JournalFileSymlinkLock) -> None:
         return
     data = path.read_bytes()
     *whole, tail = data.split(b"\n")
-    for number, line in enumerate(whole, start=1):
-        try:
-            json.loads(line)
-        except ValueError:
-            raise StorageError(
-                f"journal {path}: line {number} is damaged, and the records after it cannot be trusted; "
-                f"restore the file from a copy, or keep the {number - 1} records before it by cutting the "
-                "file back to them"
-            ) from None
+    _check_records(path, whole)
     if not tail:
         return
     lock.acquire()
