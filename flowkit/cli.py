@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--agent", default="fql", help=f"method: {', '.join(AGENT_CONFIGS)} [fql]")
     train.add_argument("--task", default="eight-gaussians", help="task (dataset) name [eight-gaussians]")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override settings")
+    train.add_argument("--set", action="extend", nargs="*", default=[], metavar="NAME=VALUE", help="override settings")
     train.add_argument("--runs-dir", default="runs")
     train.add_argument("--run-dir", type=Path, help="run folder (default: runs/train/AGENT_TASK_seedN_TIME)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -344,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--action-dim", type=_positive_int, default=5)
         sub.add_argument(
             "--set",
+            action="extend",
             nargs="*",
             default=[],
             metavar="NAME=VALUE",
@@ -377,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                       (evaluation, "cube-single-play-singletask-task2-v0")):  # fmt: skip
         sub.add_argument("--agent", default="fql", help=f"method: {', '.join(AGENT_CONFIGS)} [fql]")
         sub.add_argument("--task", default=task, help=f"task (dataset) name [{task}]")
-        sub.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="run settings, as for train")
+        sub.add_argument(
+            "--set", action="extend", nargs="*", default=[], metavar="NAME=VALUE", help="run settings, as for train"
+        )
         sub.add_argument("--json", help="also write the figures to this JSON file")
     bench.set_defaults(handler=cmd_bench)
     return parser

@@ -4,8 +4,9 @@ paths, damaged files, runaway sizes (issue 24)."""
 import pytest
 
 import flowkit.studies.runner.trial as runner_trial
+import flowkit.training.trainer as trainer_module
 from flowkit import runs
-from flowkit.cli import main
+from flowkit.cli import build_parser, main
 from flowkit.settings import ConfigError
 from flowkit.studies.runner import resolve_run_dir, storage
 from flowkit.studies.study import cell_slug
@@ -160,3 +161,35 @@ def test_a_cells_error_is_one_line_with_its_traceback_in_the_run_folders_log(tmp
         error == f"flowkit: error: cell {log.parent.parent.name} failed: TypeError: boom (the traceback is in {log})\n"
     )
     assert "Traceback" in log.read_text() and 'raise TypeError("boom")' in log.read_text(), log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("eval_episodes=99999999999999", "eval_episodes: 99999999999999 is out of range; allowed: an integer >= 1 and"),
+        ("actor_hidden=100000", "actor_hidden: expected a comma-separated list of positive integers (at most 32, each"),
+        ("critic_hidden=" + ",".join(["8"] * 33), "critic_hidden: expected a comma-separated list of positive"),
+    ],
+)
+def test_settings_that_size_memory_have_upper_bounds(setting, message, tmp_path, capsys):
+    code, _, error = run_cli(["train", "--task", "moons", "--set", setting, "--run-dir", str(tmp_path / "run")], capsys)
+    assert (code, error.count("\n")) == (2, 1) and message in error, (code, error)
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluation_episodes_that_cannot_fit_are_refused_before_compiling(tmp_path, capsys, monkeypatch):
+    """A device of 1 MiB (patched): a minibatch of 16 fits with 8-wide networks, 10,000 episodes do not."""
+    monkeypatch.setattr(trainer_module, "device_memory_bytes", lambda: ("test device", 2**20))
+    argv = ["train", "--task", "moons", "--quiet", "--set", "actor_hidden=8", "critic_hidden=8", "batch_size=16"]
+    argv += ["steps=100", "log_every=100", "eval_every=100"]
+    code, _, error = run_cli([*argv, "eval_episodes=10000", "--run-dir", str(tmp_path / "run")], capsys)
+    assert code == 2 and "flowkit: error: eval_episodes: 10000 needs at least" in error, (code, error)
+    assert "for one evaluation and its activations, and the test device has 0.0 GiB" in error, error
+    assert not (tmp_path / "run").exists()
+
+
+def test_repeated_set_options_are_merged_and_checked_for_duplicates(tmp_path, capsys):
+    args = build_parser().parse_args(["train", "--set", "steps=20", "actor_hidden=8", "--set", "log_every=10"])
+    assert args.set == ["steps=20", "actor_hidden=8", "log_every=10"], args.set
+    code, _, error = run_cli(["train", "--set", "steps=100", "--set", "steps=200", "--runs-dir", str(tmp_path)], capsys)
+    assert code == 2 and "--set: 'steps' is given twice; allowed: each setting once" in error, error
