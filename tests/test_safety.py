@@ -1,6 +1,12 @@
 """Nothing lost, nothing leaked, nothing written outside its folder: secrets in storage URLs, names that become
 paths, damaged files, runaway sizes (issue 24)."""
 
+import os
+import signal
+import time
+import warnings
+
+import optuna
 import pytest
 
 import flowkit.studies.runner.trial as runner_trial
@@ -193,3 +199,20 @@ def test_repeated_set_options_are_merged_and_checked_for_duplicates(tmp_path, ca
     assert args.set == ["steps=20", "actor_hidden=8", "log_every=10"], args.set
     code, _, error = run_cli(["train", "--set", "steps=100", "--set", "steps=200", "--runs-dir", str(tmp_path)], capsys)
     assert code == 2 and "--set: 'steps' is given twice; allowed: each setting once" in error, error
+
+
+def test_a_journal_lock_held_by_a_killed_worker_is_free_at_once(tmp_path):
+    """A worker killed while appending to the journal (holding its lock): the next append waits for no grace
+    period (Optuna's symlink lock made every worker wait 30 s)."""
+    journal = tmp_path / "optuna.journal"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JAX warns that a fork of a threaded process may deadlock; the child
+        pid = os.fork()  # only takes the lock and dies
+    if pid == 0:
+        storage.open_storage(str(journal), tmp_path, "held")._backend._lock.acquire()
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+    started = time.monotonic()
+    optuna.create_study(study_name="after", storage=storage.open_storage(str(journal), tmp_path, "after"))
+    waited = time.monotonic() - started
+    assert waited < 5, f"the append waited {waited:.1f} s for the dead worker's lock"

@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flowkit import runs
@@ -111,7 +111,7 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
         path = Path(url)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock = JournalFileSymlinkLock(str(path))
+            lock = JournalFlock(path)
             _repair_journal(path, lock)
             return JournalStorage(JournalFileBackend(str(path), lock))
         except OSError as error:
@@ -126,6 +126,33 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StorageError(f"storage {hide_password(url)!r}: cannot connect ({hide_password(reason)})") from None
+
+
+class JournalFlock:
+    """The journal's lock: an flock on a file beside it, which the kernel releases when its holder's process ends.
+
+    Optuna's default, JournalFileSymlinkLock, is a symlink its holder removes. A worker killed while appending
+    leaves it behind, and every other worker waits out its grace period (30 s) before breaking it: with kills
+    every 0.5 s that was most of the study's time. Shortening the grace period is not safe: a live holder slowed
+    past it (fsync on a busy disk, a paused process) would lose the lock to a second writer, and the waiters time
+    the period from the journal's own mtime (os.stat follows the link), so once one breaks the lock the others
+    can break the new holder's as well. An flock needs no grace period: it is held exactly as long as its holder
+    lives, on local file systems and on NFS (Linux emulates flock with NFS byte-range locks), like the kit's
+    study lock beside it. Every flowkit worker takes this lock; do not append to a journal that workers of an
+    older flowkit (which take the symlink) are writing. (Optuna's lock base class is private; JournalFileBackend
+    needs only acquire and release.)
+    """
+
+    def __init__(self, journal: Path):
+        self._path = journal.with_name(journal.name + ".flock")
+        self._held = contextlib.ExitStack()
+
+    def acquire(self) -> bool:
+        self._held.enter_context(runs.exclusive_lock(self._path))
+        return True
+
+    def release(self) -> None:
+        self._held.close()
 
 
 def _check_records(path: Path, lines: list[bytes]) -> None:
@@ -143,12 +170,12 @@ def _check_records(path: Path, lines: list[bytes]) -> None:
             )
 
 
-def _repair_journal(path: Path, lock: JournalFileSymlinkLock) -> None:
+def _repair_journal(path: Path, lock: JournalFlock) -> None:
     """Cut a record left unfinished at the journal's end (power lost, disk full mid-write) back to the last
     whole one, saying so: Optuna skips it when reading, but would append the next record onto it, after which
     nothing reads the journal. A record damaged before the end is refused: the records after it cannot be
     trusted. The end is cut under Optuna's own lock, so that a worker's append under way is not taken for a
-    cut-off record; the lock is taken only then (a worker killed holding it stalls the others for 30 s)."""
+    cut-off record; the lock is taken only then."""
     if not path.exists():
         return
     data = path.read_bytes()
