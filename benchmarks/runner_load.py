@@ -4,9 +4,11 @@ the storage is audited for lost, duplicated and stuck trials.
     python -m flowkit.benchmarks.runner_load --trials 200 --workers 4                     # journal file
     python -m flowkit.benchmarks.runner_load --trials 200 --workers 4 --storage postgresql://user@host/db
     python -m flowkit.benchmarks.runner_load --trials 200 --workers 4 --kill-every 3 --run-s 0.2    # faults
+    python -m flowkit.benchmarks.runner_load --storage postgresql://... --kill-every 2 --heartbeat 5
 
 With --kill-every a random worker is killed (SIGKILL) every so many seconds and another started in its place,
-as a user would start one again; --run-s makes each run take that long, so that kills land mid-trial.
+as a user would start one again; --run-s makes each run take that long, so that kills land mid-trial. On a
+database, --heartbeat sets the workers' heartbeat interval: a killed worker's trial is taken over after three.
 
 Only the training is trivial (a few file writes): enqueueing, claiming, storing per-seed results and telling
 the storage go through `studies.runner` exactly as in a real study.
@@ -104,7 +106,14 @@ def _running_a_trial(
 
 
 def run_with_kills(
-    study: Study, runs_dir: Path, storage_url: str | None, *, workers: int, kill_every_s: float, run_s: float
+    study: Study,
+    runs_dir: Path,
+    storage_url: str | None,
+    *,
+    workers: int,
+    kill_every_s: float,
+    run_s: float,
+    heartbeat_s: int,
 ) -> int:
     """Run `workers` trivial workers, killing a random one of those running a trial every `kill_every_s`
     seconds and starting another in its place, until every worker has stopped; return how many were killed.
@@ -113,7 +122,8 @@ def run_with_kills(
     worker = functools.partial(trivial_worker, run_s=run_s)
 
     def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=worker, args=(study, runs_dir, storage_url), kwargs={"progress": False})
+        options = {"progress": False, "heartbeat_s": heartbeat_s}
+        process = context.Process(target=worker, args=(study, runs_dir, storage_url), kwargs=options)
         process.start()
         return process
 
@@ -137,6 +147,9 @@ def main() -> None:
     parser.add_argument("--storage", help="database URL (default: a journal file in a temporary folder)")
     parser.add_argument("--kill-every", type=float, metavar="SECONDS", help="kill a random worker this often")
     parser.add_argument("--run-s", type=float, default=0.0, help="seconds each trivial run takes [0]")
+    parser.add_argument(
+        "--heartbeat", type=int, default=runner.HEARTBEAT_S, help="a database's heartbeat interval, seconds [60]"
+    )
     args = parser.parse_args()
     study = dataclasses.replace(load_study(args.trials), name=f"runner-load-{args.trials}-{time.strftime('%H%M%S')}")
     killed = 0
@@ -145,15 +158,20 @@ def main() -> None:
         started = time.perf_counter()
         if args.kill_every:
             killed = run_with_kills(
-                study, runs_dir, args.storage, workers=args.workers, kill_every_s=args.kill_every, run_s=args.run_s
-            )
+                study, runs_dir, args.storage, workers=args.workers, kill_every_s=args.kill_every, run_s=args.run_s,
+                heartbeat_s=args.heartbeat,
+            )  # fmt: skip
         else:
             worker = functools.partial(trivial_worker, run_s=args.run_s)
-            runner.run_workers(study, runs_dir, args.storage, workers=args.workers, progress=False, worker=worker)
+            runner.run_workers(
+                study, runs_dir, args.storage, workers=args.workers, progress=False, worker=worker,
+                heartbeat_s=args.heartbeat,
+            )  # fmt: skip
         wall_s = time.perf_counter() - started
         counts = audit(study, runs_dir, args.storage)
     storage = "postgresql" if args.storage else "journal file"
-    figures = {"storage": storage, "workers": args.workers, "killed": killed, "wall_s": round(wall_s, 2), **counts}
+    figures = {"storage": storage, "workers": args.workers, "heartbeat_s": args.heartbeat if args.storage else None}
+    figures |= {"killed": killed, "wall_s": round(wall_s, 2), **counts}
     figures["trials_per_s"] = round(counts["complete"] / wall_s, 2)
     print(json.dumps(figures))
 

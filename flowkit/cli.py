@@ -19,6 +19,9 @@ from flowkit.settings import ConfigError, TrainConfig, parse_value
 from flowkit.solvers import SOLVERS
 from flowkit.tasks import DATA_DIR_ENV, task_class, task_families
 
+STORAGE_ENV = "FLOWKIT_STORAGE"
+"""The Optuna storage when --storage is not given: a database URL kept out of the process list and shell history."""
+
 
 def _settings_help() -> str:
     lines = []
@@ -75,9 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     agent = plugins.load_method(args.agent) if ":" in args.agent else args.agent
     config = make_run_config(agent, args.task, args.seed, parse_overrides(agent, args.set))
-    run_dir = args.run_dir or Path(args.runs_dir) / "train" / (
-        f"{agent}_{args.task.replace('/', '-')}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
-    )
+    name = runs.slugify(f"{agent}_{args.task}_seed{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = args.run_dir or runs.inside(Path(args.runs_dir), "train", runs.check_slug(name, "run folder"))
     runs.check_writable(run_dir, "run folder")
     task_class(config.task).check_data(config.task)
     tracking = Tracking(args.track) if args.track else None
@@ -109,7 +111,7 @@ def _resume_command(args: argparse.Namespace, run_dir: Path) -> str:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from flowkit.studies import load_study, study_names
-    from flowkit.studies.runner import WorkersFailedError, load_optuna_study, progress_of, run_study, run_workers
+    from flowkit.studies.runner import CellFailedError, WorkersFailedError, load_optuna_study, progress_of
     from flowkit.training.trackers import Tracking
 
     runs_dir = Path(args.runs_dir)
@@ -124,33 +126,11 @@ def cmd_study(args: argparse.Namespace) -> int:
     study = load_study(args.name)
     if args.study_command == "run" and args.track:
         Tracking(args.track, project=study.name).check()
-    if args.study_command == "run" and args.workers > 1:
-        try:
-            state = run_workers(
-                study,
-                runs_dir,
-                args.storage,
-                workers=args.workers,
-                progress=not args.quiet,
-                heartbeat_s=args.heartbeat,
-                vectorize_seeds=args.vectorize_seeds,
-                track=args.track,
-            )
-        except WorkersFailedError as error:
-            print(f"flowkit: error: {error}", file=sys.stderr)
-            return 1
-    elif args.study_command == "run":
-        state = run_study(
-            study,
-            runs_dir,
-            args.storage,
-            progress=not args.quiet,
-            heartbeat_s=args.heartbeat,
-            vectorize_seeds=args.vectorize_seeds,
-            track=args.track,
-        )
-    else:
-        state = progress_of(study, load_optuna_study(study, runs_dir, args.storage))
+    try:
+        state = _run_or_load(study, runs_dir, args)
+    except (CellFailedError, WorkersFailedError) as error:
+        print(f"flowkit: error: {error}", file=sys.stderr)
+        return 1
     print(_status_line(study, state))
     spent = sum(state.time_s.values())
     if spent > 0:
@@ -161,6 +141,21 @@ def cmd_study(args: argparse.Namespace) -> int:
     for cell, message in state.failed.items():
         print(f"  failed {cell}: {message}")
     return 0
+
+
+def _run_or_load(study: typing.Any, runs_dir: Path, args: argparse.Namespace) -> typing.Any:
+    """`study run` (with one worker or several) or `study status`: the study's progress afterwards."""
+    from flowkit.studies.runner import load_optuna_study, progress_of, run_study, run_workers
+
+    if args.study_command == "status":
+        return progress_of(study, load_optuna_study(study, runs_dir, args.storage))
+    options = {
+        "progress": not args.quiet, "heartbeat_s": args.heartbeat, "vectorize_seeds": args.vectorize_seeds,
+        "track": args.track,
+    }  # fmt: skip
+    if args.workers > 1:
+        return run_workers(study, runs_dir, args.storage, workers=args.workers, **options)
+    return run_study(study, runs_dir, args.storage, **options)
 
 
 def _status_line(study: typing.Any, state: typing.Any) -> str:
@@ -312,7 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--runs-dir", default="runs", help="folder of run folders, journals and reports [runs]")
         sub.add_argument(
             "--storage",
-            help="Optuna storage: a journal file path or a database URL (default: runs/NAME/optuna.journal)",
+            default=os.environ.get(STORAGE_ENV),
+            help=f"Optuna storage: a journal file path or a database URL (default: ${STORAGE_ENV}, else "
+            "runs/NAME/optuna.journal)",
         )
 
     train = commands.add_parser(
@@ -328,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         "to evaluate in (docs/tasks.md) [eight-gaussians]",
     )
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="override settings")
+    train.add_argument("--set", action="extend", nargs="*", default=[], metavar="NAME=VALUE", help="override settings")
     train.add_argument("--runs-dir", default="runs")
     train.add_argument("--run-dir", type=Path, help="run folder (default: runs/train/AGENT_TASK_seedN_TIME)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -410,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--action-dim", type=_positive_int, default=5)
         sub.add_argument(
             "--set",
+            action="extend",
             nargs="*",
             default=[],
             metavar="NAME=VALUE",
@@ -443,7 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                       (evaluation, "cube-single-play-singletask-task2-v0")):  # fmt: skip
         sub.add_argument("--agent", default="fql", help=f"method: {', '.join(AGENT_CONFIGS)} [fql]")
         sub.add_argument("--task", default=task, help=f"task (dataset) name [{task}]")
-        sub.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="run settings, as for train")
+        sub.add_argument(
+            "--set", action="extend", nargs="*", default=[], metavar="NAME=VALUE", help="run settings, as for train"
+        )
         sub.add_argument("--json", help="also write the figures to this JSON file")
     bench.set_defaults(handler=cmd_bench)
     return parser

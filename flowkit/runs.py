@@ -15,7 +15,9 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,6 +31,33 @@ METRICS = "metrics.jsonl"
 RESULT = "result.json"
 MODELS = "models"
 CHECKPOINT = "checkpoint.npz"
+
+
+def slugify(text: str) -> str:
+    """A folder name made from free text (a task's path or dataset id): each character a slug does not allow
+    becomes '-'."""
+    return re.sub(r"[^A-Za-z0-9_.=,+-]", "-", text)
+
+
+def check_slug(name: object, what: str, also: str = "") -> str:
+    """Refuse a name that would not make exactly one folder inside its parent ('../x', '/abs', '', 'a/b'): a slug
+    of letters, digits, '-', '_', '.' (not first, so never '..' or hidden) and the characters in `also`."""
+    pattern = rf"[A-Za-z0-9_-][A-Za-z0-9_.{re.escape(also)}-]{{0,254}}"
+    if not isinstance(name, str) or not re.fullmatch(pattern, name):
+        extra = "".join(f", {char!r}" for char in also)
+        raise ConfigError(
+            f"{what}: {name!r} cannot name a folder; allowed: 1 to 255 letters, digits, '-', '_'{extra} and '.' "
+            "(not first)"
+        )
+    return name
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """`root / parts`, refused unless it resolves to a path inside `root` (a name or a link that leads out)."""
+    path = root.joinpath(*parts)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(f"{path} lies outside {root}; the kit writes only inside its runs folder")
+    return path
 
 
 def check_writable(folder: Path, what: str) -> None:
@@ -103,14 +132,24 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
     path = run_dir / CHECKPOINT
     if not path.exists():
         return None
-    with np.load(path) as stored:
-        leaves = [stored[f"leaf{index}"] for index in range(len(stored.files) - 1)]
-        return Checkpoint(leaves, json.loads(str(stored["progress"])))
+    try:
+        with np.load(path) as stored:
+            leaves = [stored[f"leaf{index}"] for index in range(len(stored.files) - 1)]
+            return Checkpoint(leaves, json.loads(str(stored["progress"])))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ConfigError(
+            f"checkpoint {path} is damaged ({type(error).__name__}: {error}); delete it to restart this run from "
+            "its beginning"
+        ) from None
 
 
-def read_json(path: Path) -> Any:
-    with path.open() as stream:
-        return json.load(stream)
+def read_json(path: Path, recover: str = "restore it from a copy") -> Any:
+    """A JSON file; one that is damaged is refused naming it, with `recover` saying what to do."""
+    try:
+        with path.open() as stream:
+            return json.load(stream)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ConfigError(f"{path} is damaged (not JSON: {error}); {recover}") from None
 
 
 class MetricsWriter:
@@ -163,4 +202,5 @@ def read_metrics(run_dir: Path, phase: str | None = None) -> Iterator[dict[str, 
 def load_result(run_dir: Path) -> dict[str, Any] | None:
     """The run's result if it completed, else None."""
     path = run_dir / RESULT
-    return read_json(path) if path.exists() else None
+    recover = f"restore it from a copy, or move {run_dir} away and run its cell again under a new study name"
+    return read_json(path, recover) if path.exists() else None

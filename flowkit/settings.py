@@ -16,6 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+MAX_WIDTH, MAX_LAYERS = 8192, 32
+"""Bounds of a list of layer widths, checked before a network is built: a 8192 x 8192 float32 layer is 256 MiB
+(the defaults are 4 x 512), and the memory estimate (Trainer.check_fits) needs the networks built first."""
+
 
 class ConfigError(ValueError):
     """A setting, name or combination of settings that the kit refuses, with what is allowed."""
@@ -88,7 +92,7 @@ def setting(
 
 def _type_name(kind: type) -> str:
     if typing.get_origin(kind) is tuple:
-        return "a comma-separated list of positive integers"
+        return f"a comma-separated list of positive integers (at most {MAX_LAYERS}, each at most {MAX_WIDTH})"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[kind]
 
 
@@ -100,8 +104,10 @@ def _coerce(name: str, kind: type, spec: Spec, value: Any) -> Any:
             value = parse_value(name, kind, value)
         if not isinstance(value, (tuple, list)) or not value:
             raise ConfigError(f"{name}: expected {allowed}, got {value!r}")
+        if len(value) > MAX_LAYERS:
+            raise ConfigError(f"{name}: expected {allowed}, got {len(value)} widths")
         for item in value:
-            if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+            if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= MAX_WIDTH:
                 raise ConfigError(f"{name}: expected {allowed}, got {value!r}")
         return tuple(value)
     if kind is bool:
@@ -220,7 +226,12 @@ class TrainConfig(Settings):
     )
     eval_every: int = setting(100_000, "updates between evaluations (a multiple of log_every)", low=1, source=FQL_MAIN)
     eval_episodes: int = setting(
-        50, "episodes per evaluation (in a bandit, one action is one episode)", low=1, source=FQL_MAIN
+        50,
+        "episodes per evaluation (in a bandit, one action is one episode; at most 10,000: a bandit's energy distance "
+        "holds an episodes x episodes matrix, 800 MB at 10,000, and the binomial error is already 0.005)",
+        low=1,
+        high=10_000,
+        source=FQL_MAIN,
     )
     checkpoint_every: int = setting(
         50_000, "updates between checkpoints that a killed run resumes from (a multiple of log_every)", low=1

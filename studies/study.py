@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowkit import runs
 from flowkit.display import display_name
 from flowkit.run_config import RunConfig, check_agent, check_task, make_run_config, setting_names
 from flowkit.settings import ConfigError, Source
@@ -75,6 +76,7 @@ class Study:
     def __post_init__(self) -> None:
         where = f"study {self.name!r}"
         try:
+            runs.check_slug(self.name, "name")
             if not self.agents or not self.tasks or not self.seeds:
                 raise ConfigError("agents, tasks and seeds must each name at least one")
             if len(set(self.seeds)) != len(self.seeds) or any(not isinstance(s, int) or s < 0 for s in self.seeds):
@@ -108,6 +110,7 @@ class Study:
                     raise ConfigError(f"compare: {name!r} is neither 'agent' nor a swept setting {tuple(self.grid)}")
             for cell in self.cells():
                 self.run_config(cell, self.seeds[0])
+                cell_slug(cell)
             if self.search is not None:
                 self._check_search()
         except ConfigError as error:
@@ -294,5 +297,7 @@ def cell_key(cell: Mapping[str, Any]) -> str:
 
 
 def cell_slug(cell: Mapping[str, Any]) -> str:
-    """A folder name for a cell's runs (a '/' in a value, as in TFDS task names, becomes '-')."""
-    return "__".join(f"{name}={value}".replace("/", "-") for name, value in cell.items() if value is not None)
+    """A folder name for a cell's runs (a '/', '@' or ':' in a value, as in TFDS task names and a user's dataset
+    paths, becomes '-'); ConfigError if a value would make it anything but one folder."""
+    slug = runs.slugify("__".join(f"{name}={value}" for name, value in cell.items() if value is not None))
+    return runs.check_slug(slug, "cell folder", also="=,+")

@@ -350,6 +350,7 @@ def generate(
         return json.loads(summary_path.read_text()) if summary_path.exists() else {}
 
     parts_dir = data_dir / f".{name}.seed{seed}.parts"
+    runs.check_writable(parts_dir, "data folder")  # before an episode is made, not when its part is saved
     parts_dir.mkdir(parents=True, exist_ok=True)
     splits = {train_path: list(_parts(0, episodes)), val_path: list(_parts(episodes, episodes + val_episodes))}
     todo = [(first, stop) for ranges in splits.values() for first, stop in ranges

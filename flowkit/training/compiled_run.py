@@ -41,19 +41,26 @@ class CompiledRun:
         return cls(config, task, make_agent(config, task.obs_dim, task.action_dim))
 
     def check_fits(self) -> None:
-        """Refuse a minibatch that cannot fit in the device's memory, before anything is compiled or written: its
-        inputs and one activation per layer of every network (a lower bound of what an update holds) already
-        exceed the memory."""
-        batch_size = self.agent.config.batch_size
-        widths = [v.shape[-1] for model in self.agent.models.values() for v in model.trainable_variables if v.ndim == 2]
+        """Refuse settings whose memory cannot fit in the device's, before anything is compiled or written. A lower
+        bound of what an update holds: the parameters with their gradients and Adam's two moments, and the
+        minibatch's inputs with one activation per layer of every network; an evaluation holds the parameters and
+        the same per row for its episodes (a bandit evaluates them all at once)."""
+        train = self.config.train
+        models = self.agent.models.values()
+        widths = [v.shape[-1] for model in models for v in model.trainable_variables if v.ndim == 2]
         per_sample = 4 * (sum(widths) + 2 * (self.agent.obs_dim + self.agent.action_dim))
+        params = 4 * sum(int(np.prod(v.shape)) for model in models for v in model.trainable_variables)
         device, available = device_memory_bytes()
-        if batch_size * per_sample > available:
-            raise ConfigError(
-                f"batch_size: {batch_size} needs at least {batch_size * per_sample / 2**30:,.0f} GiB for one minibatch "
-                f"and its activations, and the {device} has {available / 2**30:,.0f} GiB; allowed: a batch that fits "
-                f"(this lower bound admits at most {available // per_sample:,})"
-            )
+        limits = (("batch_size", self.agent.config.batch_size, 4 * params, "one minibatch", "a batch"),
+                  ("eval_episodes", train.eval_episodes, params, "one evaluation", "fewer episodes"))  # fmt: skip
+        for name, rows, state, what, allowed in limits:
+            needed = state + rows * per_sample
+            if needed > available:
+                raise ConfigError(
+                    f"{name}: {rows} needs at least {needed / 2**30:,.1f} GiB for {what} and its activations, and "
+                    f"the {device} has {available / 2**30:,.1f} GiB; allowed: {allowed} that fits (this lower bound, "
+                    f"with these networks' parameters, admits at most {max(0, available - state) // per_sample:,})"
+                )
 
     def compiled_chunk(self, state: TrainState, data_key: jax.Array, *, vectorized: bool = False) -> Chunk:
         """The training chunk compiled for these shapes (kept and stored: chunk.compiled_chunk); `vectorized`

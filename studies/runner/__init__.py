@@ -40,7 +40,7 @@ from flowkit.studies.runner.storage import (
     worker_of,
 )
 from flowkit.studies.runner.study_progress import StudyProgress, progress_of
-from flowkit.studies.runner.trial import run_trial
+from flowkit.studies.runner.trial import CellFailedError, run_trial
 from flowkit.studies.runner.workers import WorkersFailedError, run_study, run_workers
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "FAILURE_ATTR",
     "HEARTBEAT_S",
     "RETRYABLE_FAILURES",
+    "CellFailedError",
     "PrunedRecord",
     "RecordError",
     "SeedRecord",

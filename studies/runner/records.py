@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from flowkit import runs
 from flowkit.settings import ConfigError
 
 SCHEMA_VERSION = 2
@@ -130,8 +131,9 @@ def seed_record(
 
 
 def resolve_run_dir(study_folder: Path, record: SeedRecord) -> Path:
-    """Where the record's run folder is for a study folder found at `study_folder` now."""
-    return study_folder / record.run_dir
+    """Where the record's run folder is for a study folder found at `study_folder` now (refused if a damaged
+    record would lead outside it)."""
+    return runs.inside(study_folder, record.run_dir)
 
 
 def to_json(record: SeedRecord) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import warnings
 import zlib
@@ -22,7 +23,7 @@ from typing import Any
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flowkit import runs
@@ -58,12 +59,22 @@ StoredStudy = optuna.Study
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@")
+
+
+def hide_password(text: str) -> str:
+    """A storage URL, or a message naming one, with its password shown as *** (whatever is printed, logged or
+    stored names a database this way: a password in the text would be read by anyone who reads those)."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
 class StorageError(ConfigError):
     """The Optuna storage cannot be opened, or holds a different study under the same name."""
 
 
 def study_dir(runs_dir: Path, study_name: str) -> Path:
-    return runs_dir / study_name
+    """The study's folder, refused unless its name is a slug and it lies inside the runs folder."""
+    return runs.inside(runs_dir, runs.check_slug(study_name, f"study name {study_name!r}"))
 
 
 def make_study_dir(runs_dir: Path, study_name: str) -> Path:
@@ -79,6 +90,19 @@ def default_journal(runs_dir: Path, study_name: str) -> Path:
     return study_dir(runs_dir, study_name) / "optuna.journal"
 
 
+def check_journal(url: str | None) -> None:
+    """Refuse a journal given with --storage that cannot be written (it, or its folder) or holds something other
+    than journal records, before the study folder is made (Optuna would find out at its first append)."""
+    if url is None or "://" in url:
+        return
+    path = Path(url)
+    runs.check_writable(path.parent, "journal folder")
+    if path.exists() and (not path.is_file() or not os.access(path, os.R_OK | os.W_OK)):
+        raise StorageError(f"journal {path} cannot be read and written; give a journal file you may write")
+    if path.exists():
+        _check_records(path, path.read_bytes().split(b"\n")[:-1])
+
+
 def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: int = HEARTBEAT_S) -> BaseStorage:
     """The study's storage: a journal file under runs/ by default, a journal path, or a database URL."""
     if url is None:
@@ -87,7 +111,7 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
         path = Path(url)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock = JournalFileSymlinkLock(str(path))
+            lock = JournalFlock(path)
             _repair_journal(path, lock)
             return JournalStorage(JournalFileBackend(str(path), lock))
         except OSError as error:
@@ -101,28 +125,62 @@ def open_storage(url: str | None, runs_dir: Path, study_name: str, heartbeat_s: 
             return RDBStorage(engine_url, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise StorageError(f"storage {url!r}: cannot connect ({reason})") from None
+        raise StorageError(f"storage {hide_password(url)!r}: cannot connect ({hide_password(reason)})") from None
 
 
-def _repair_journal(path: Path, lock: JournalFileSymlinkLock) -> None:
+class JournalFlock:
+    """The journal's lock: an flock on a file beside it, which the kernel releases when its holder's process ends.
+
+    Optuna's default, JournalFileSymlinkLock, is a symlink its holder removes. A worker killed while appending
+    leaves it behind, and every other worker waits out its grace period (30 s) before breaking it: with kills
+    every 0.5 s that was most of the study's time. Shortening the grace period is not safe: a live holder slowed
+    past it (fsync on a busy disk, a paused process) would lose the lock to a second writer, and the waiters time
+    the period from the journal's own mtime (os.stat follows the link), so once one breaks the lock the others
+    can break the new holder's as well. An flock needs no grace period: it is held exactly as long as its holder
+    lives, on local file systems and on NFS (Linux emulates flock with NFS byte-range locks), like the kit's
+    study lock beside it. Every flowkit worker takes this lock; do not append to a journal that workers of an
+    older flowkit (which take the symlink) are writing. (Optuna's lock base class is private; JournalFileBackend
+    needs only acquire and release.)
+    """
+
+    def __init__(self, journal: Path):
+        self._path = journal.with_name(journal.name + ".flock")
+        self._held = contextlib.ExitStack()
+
+    def acquire(self) -> bool:
+        self._held.enter_context(runs.exclusive_lock(self._path))
+        return True
+
+    def release(self) -> None:
+        self._held.close()
+
+
+def _check_records(path: Path, lines: list[bytes]) -> None:
+    """Refuse a journal whose whole lines are not all Optuna journal records (damaged, or another file)."""
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not (isinstance(record, dict) and {"op_code", "worker_id"} <= record.keys()):
+            raise StorageError(
+                f"journal {path}: line {number} is damaged or no Optuna journal record, and the records after it "
+                f"cannot be trusted; restore the file from a copy, or keep the {number - 1} records before it by "
+                "cutting the file back to them"
+            )
+
+
+def _repair_journal(path: Path, lock: JournalFlock) -> None:
     """Cut a record left unfinished at the journal's end (power lost, disk full mid-write) back to the last
     whole one, saying so: Optuna skips it when reading, but would append the next record onto it, after which
     nothing reads the journal. A record damaged before the end is refused: the records after it cannot be
     trusted. The end is cut under Optuna's own lock, so that a worker's append under way is not taken for a
-    cut-off record; the lock is taken only then (a worker killed holding it stalls the others for 30 s)."""
+    cut-off record; the lock is taken only then."""
     if not path.exists():
         return
     data = path.read_bytes()
     *whole, tail = data.split(b"\n")
-    for number, line in enumerate(whole, start=1):
-        try:
-            json.loads(line)
-        except ValueError:
-            raise StorageError(
-                f"journal {path}: line {number} is damaged, and the records after it cannot be trusted; "
-                f"restore the file from a copy, or keep the {number - 1} records before it by cutting the "
-                "file back to them"
-            ) from None
+    _check_records(path, whole)
     if not tail:
         return
     lock.acquire()

@@ -9,6 +9,7 @@ import shutil
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,8 @@ class CellRuns:
         return PrunedRecord(seed=seed, step=step, value=value, trained_steps=trained)
 
     def _planned(self, seed: int) -> tuple[RunConfig, Path]:
-        return self.study.run_config(self.cell, seed), self.study_folder / "runs" / cell_slug(self.cell) / f"seed{seed}"
+        run_dir = runs.inside(self.study_folder, "runs", cell_slug(self.cell), f"seed{seed}")
+        return self.study.run_config(self.cell, seed), run_dir
 
     def _timed(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         started = time.perf_counter()
@@ -204,8 +206,31 @@ def run_trial(
         claim.tell_failed({"kind": "interrupted", "seed": cell_runs.seed, "message": "interrupted by the user"})
         raise
     except Exception as error:
-        claim.tell_failed({"kind": "error", "seed": cell_runs.seed, "message": f"{type(error).__name__}: {error}"})
-        raise
+        message = storage.hide_password(f"{type(error).__name__}: {error}")
+        claim.tell_failed({"kind": "error", "seed": cell_runs.seed, "message": message})
+        if isinstance(error, ConfigError):
+            raise
+        raise CellFailedError(cell_slug(cell), message, log_traceback(cell_runs, error)) from error
+
+
+class CellFailedError(RuntimeError):
+    """A cell's run raised an unexpected error: the message is one line, the traceback is in the log it names."""
+
+    def __init__(self, cell: str, error: str, log: Path):
+        super().__init__(f"cell {cell} failed: {error} (the traceback is in {log})")
+        self.error, self.log = error, log
+
+
+def log_traceback(cell_runs: CellRuns, error: Exception) -> Path:
+    """Append the error's traceback to the failed seed's run folder's error.log (the cell's folder before any
+    seed started), so that the console shows one line and nothing is lost."""
+    folder = cell_runs.study_folder / "runs" / cell_slug(cell_runs.cell)
+    log = (folder if cell_runs.seed is None else folder / f"seed{cell_runs.seed}") / "error.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as stream:
+        stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        stream.write(storage.hide_password("".join(traceback.format_exception(error))))
+    return log
 
 
 def _train_and_tell(

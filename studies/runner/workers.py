@@ -25,7 +25,7 @@ from flowkit.studies.runner.claims import claim_trial, enqueue_missing, sample_t
 from flowkit.studies.runner.heartbeat import heartbeat
 from flowkit.studies.runner.storage import HEARTBEAT_S, StoredStudy, load_optuna_study, stored_study_lock
 from flowkit.studies.runner.study_progress import StudyProgress, progress_of
-from flowkit.studies.runner.trial import run_trial
+from flowkit.studies.runner.trial import CellFailedError, run_trial
 from flowkit.studies.study import Study
 
 POLL_S = 2.0
@@ -35,6 +35,7 @@ POLL_S = 2.0
 def _open_and_enqueue(study: Study, runs_dir: Path, storage_url: str | None, heartbeat_s: int) -> StoredStudy:
     """The stored study (created if new) with every missing cell enqueued; a bad storage or study fails here."""
     study.check_data()
+    storage.check_journal(storage_url)
     storage.make_study_dir(runs_dir, study.name)
     optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
     with stored_study_lock(optuna_study, runs_dir):
@@ -116,8 +117,12 @@ def _worker_process(worker: Callable[..., StudyProgress], errors: SimpleQueue, *
         worker(*args, **kwargs)
     except KeyboardInterrupt:
         sys.exit(130)
+    except CellFailedError as error:
+        errors.put((error.error, str(error.log)))
+        sys.exit(1)
     except Exception as error:
-        errors.put(str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}")
+        message = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
+        errors.put((storage.hide_password(message), None))
         sys.exit(1)
 
 
@@ -184,8 +189,17 @@ def run_workers(
     failed = [process for process in processes if process.exitcode]
     if not failed or state.finished:
         return state
-    reported = []
+    logs: dict[str, list[str]] = {}
     while not errors.empty():
-        reported.append(errors.get())
-    reasons = list(dict.fromkeys(reported)) or [_ended(process) for process in failed]
+        message, log = errors.get()
+        logs.setdefault(message, []).extend([log] if log else [])
+    reasons = [_reason(message, found) for message, found in logs.items()] or [_ended(process) for process in failed]
     raise WorkersFailedError(f"study {study.name!r}: " + "; ".join(reasons))
+
+
+def _reason(message: str, logs: list[str]) -> str:
+    """A distinct error once, with where its traceback was kept (the first cell's log, and how many more)."""
+    if not logs:
+        return message
+    more = f", and in {len(logs) - 1} more run folders' error.log" if len(logs) > 1 else ""
+    return f"{message} (the traceback is in {logs[0]}{more})"
