@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 import flowkit.studies.runner.trial as runner_trial
-import flowkit.training.trainer as trainer_module
+import flowkit.training.compiled_run as compiled_run_module
 from flowkit import runs
 from flowkit.cli import build_parser, main
 from flowkit.settings import ConfigError
@@ -48,8 +48,10 @@ def test_a_study_name_that_is_no_slug_is_one_line_before_anything_is_written(nam
 
 def test_a_cell_value_that_would_leave_its_folder_is_refused():
     assert cell_slug({"agent": "fql", "task": "d4rl/v2"}) == "agent=fql__task=d4rl-v2"
+    assert cell_slug({"agent": "fql", "task": "../../x\x00y"}) == "agent=fql__task=..-..-x-y", "one folder"
+    assert cell_slug({"agent": "fql", "task": "my.npz@Pendulum-v1"}) == "agent=fql__task=my.npz-Pendulum-v1"
     with pytest.raises(ConfigError, match="cannot name a folder"):
-        cell_slug({"agent": "fql", "task": "x\x00y"})
+        cell_slug({"agent": "fql", "task": "x" * 300})
 
 
 def test_a_stored_run_folder_outside_the_study_folder_is_refused(tmp_path):
@@ -185,7 +187,7 @@ def test_settings_that_size_memory_have_upper_bounds(setting, message, tmp_path,
 
 def test_evaluation_episodes_that_cannot_fit_are_refused_before_compiling(tmp_path, capsys, monkeypatch):
     """A device of 1 MiB (patched): a minibatch of 16 fits with 8-wide networks, 10,000 episodes do not."""
-    monkeypatch.setattr(trainer_module, "device_memory_bytes", lambda: ("test device", 2**20))
+    monkeypatch.setattr(compiled_run_module, "device_memory_bytes", lambda: ("test device", 2**20))
     argv = ["train", "--task", "moons", "--quiet", "--set", "actor_hidden=8", "critic_hidden=8", "batch_size=16"]
     argv += ["steps=100", "log_every=100", "eval_every=100"]
     code, _, error = run_cli([*argv, "eval_episodes=10000", "--run-dir", str(tmp_path / "run")], capsys)
