@@ -1,11 +1,16 @@
 """Settings and builders shared by the tests."""
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import jax
 import optuna
+import pytest
 
 import flowkit.studies.runner as runner
+from flowkit import runs
 from flowkit.agents import make_agent
 from flowkit.run_config import RunConfig, make_run_config, setting_names
 from flowkit.studies.study import Study
@@ -55,3 +60,20 @@ def tiny_study(**changes) -> Study:
 
 def stored_trials(study: Study, runs_dir: Path) -> list[optuna.trial.FrozenTrial]:
     return runner.load_optuna_study(study, runs_dir).get_trials()
+
+
+@contextlib.contextmanager
+def killed_after(when: Callable[[dict[str, Any]], bool]) -> Iterator[None]:
+    """Training inside the block dies (KeyboardInterrupt) right after writing the first metrics record `when`
+    accepts, as a run killed there would: its records and checkpoints up to then stand. The block must raise."""
+    write = runs.MetricsWriter.write
+
+    def write_then_die(writer: runs.MetricsWriter, record: dict[str, Any]) -> None:
+        write(writer, record)
+        if when(record):
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runs.MetricsWriter, "write", write_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            yield

@@ -14,7 +14,7 @@ from flowkit.training import train
 from flowkit.training.compiled_run import CompiledRun
 from flowkit.training.online import BUFFER, OnlinePhase, sample_rows
 from flowkit.training.seed_run import SeedRun
-from tests.helpers import TINY
+from tests.helpers import TINY, killed_after
 
 ONLINE = {**TINY, "steps": 100, "online_steps": 200, "log_every": 50, "eval_every": 100, "checkpoint_every": 100}
 """100 offline updates, then 200 environment steps with one update each."""
@@ -47,7 +47,7 @@ def test_the_buffer_starts_as_the_dataset_grows_by_each_step_and_minibatches_cov
 
 
 @pytest.mark.slow
-def test_offline_then_online_logs_both_phases_and_a_killed_run_resumes_to_the_same_result(tmp_path: Path, monkeypatch):
+def test_offline_then_online_logs_both_phases_and_a_killed_run_resumes_to_the_same_result(tmp_path: Path):
     config = online_config()
     whole = train(config, tmp_path / "whole", progress=False)
     records = list(runs.read_metrics(tmp_path / "whole", "train"))
@@ -58,17 +58,8 @@ def test_offline_then_online_logs_both_phases_and_a_killed_run_resumes_to_the_sa
     assert records[-1]["online/buffer_size"] == 10_000 + 200, records[-1]
     assert [e["step"] for e in whole["eval_history"]] == [100, 200, 300], whole["eval_history"]
     assert not (tmp_path / "whole" / BUFFER).exists()
-    write = runs.MetricsWriter.write
-
-    def killed_at_250(writer, record):
-        write(writer, record)
-        if record["step"] == 250:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(runs.MetricsWriter, "write", killed_at_250)
-        with pytest.raises(KeyboardInterrupt):
-            train(config, tmp_path / "killed", progress=False)
+    with killed_after(lambda record: record["step"] == 250):
+        train(config, tmp_path / "killed", progress=False)
     assert runs.load_checkpoint(tmp_path / "killed").progress["step"] == 200
     with np.load(tmp_path / "killed" / BUFFER) as stored:
         assert stored["actions"].shape == (100, 2), stored["actions"].shape

@@ -13,7 +13,7 @@ from flowkit.run_config import make_run_config
 from flowkit.settings import ConfigError
 from flowkit.training import train
 from flowkit.training.trackers import WANDB_ID, Tracking
-from tests.helpers import TINY
+from tests.helpers import TINY, killed_after
 
 SETTINGS = {**TINY, "steps": 300, "eval_every": 100, "checkpoint_every": 200, "eval_episodes": 20}
 
@@ -28,29 +28,20 @@ def logged(run_dir: Path) -> dict[str, dict[int, float]]:
     return curves
 
 
-def train_killed_then_resumed(run_dir: Path, tracking: Tracking, monkeypatch) -> None:
+def train_killed_then_resumed(run_dir: Path, tracking: Tracking) -> None:
     """Train until the evaluation at update 300 is written (after the checkpoint at 200), die, resume."""
     config = make_run_config("fql", "moons", 0, SETTINGS)
-    write = runs.MetricsWriter.write
-
-    def killed_at_300(writer, record):
-        write(writer, record)
-        if record["step"] == 300 and record["phase"] == "eval":
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(runs.MetricsWriter, "write", killed_at_300)
-        with pytest.raises(KeyboardInterrupt):
-            train(config, run_dir, progress=False, tracking=tracking)
+    with killed_after(lambda record: record["step"] == 300 and record["phase"] == "eval"):
+        train(config, run_dir, progress=False, tracking=tracking)
     assert runs.load_checkpoint(run_dir).progress["step"] == 200
     train(config, run_dir, progress=False, tracking=tracking)
 
 
 @pytest.mark.slow
-def test_tensorboard_holds_the_runs_scalars_once_per_step_after_a_resume(tmp_path, monkeypatch):
+def test_tensorboard_holds_the_runs_scalars_once_per_step_after_a_resume(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train_killed_then_resumed(tmp_path, Tracking("tensorboard"), monkeypatch)
+    train_killed_then_resumed(tmp_path, Tracking("tensorboard"))
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     expected = logged(tmp_path)
@@ -88,7 +79,7 @@ def test_an_offline_wandb_run_holds_the_metrics_and_a_resume_continues_it(tmp_pa
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     monkeypatch.setenv("WANDB_SILENT", "true")
     run_dir = tmp_path / "run"
-    train_killed_then_resumed(run_dir, Tracking("wandb", project="ode-solver", group="solver=rk4"), monkeypatch)
+    train_killed_then_resumed(run_dir, Tracking("wandb", project="ode-solver", group="solver=rk4"))
     run_id = (run_dir / WANDB_ID).read_text().strip()
     run_files = sorted(glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb")))
     assert [Path(f).name for f in run_files] == [f"run-{run_id}.wandb"] * 2, "the resumed run continues the same id"

@@ -28,7 +28,7 @@ from flowkit.training import (
     train_seeds,
 )
 from flowkit.training import chunk as chunk_module
-from tests.helpers import TINY
+from tests.helpers import TINY, killed_after
 
 
 def learning_curves(run_dir: Path) -> list[dict]:
@@ -67,21 +67,12 @@ def test_run_folder_holds_config_metrics_models_and_result(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path: Path, monkeypatch):
+def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path: Path):
     settings = {**TINY, "steps": 600, "eval_every": 200, "checkpoint_every": 200}
     config = make_run_config("fql", "moons", 3, settings)
     uninterrupted = train(config, tmp_path / "whole", progress=False)
-    write = runs.MetricsWriter.write
-
-    def killed_at_500(writer, record):
-        write(writer, record)
-        if record["step"] == 500:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(runs.MetricsWriter, "write", killed_at_500)
-        with pytest.raises(KeyboardInterrupt):
-            train(config, tmp_path / "killed", progress=False)
+    with killed_after(lambda record: record["step"] == 500):
+        train(config, tmp_path / "killed", progress=False)
     assert runs.load_result(tmp_path / "killed") is None
     assert runs.load_checkpoint(tmp_path / "killed")[1]["step"] == 400
     other = make_run_config("fql", "moons", 3, {**settings, "alpha": 3.0})
@@ -314,22 +305,13 @@ def test_the_stored_chunk_is_compiled_even_where_jax_cache_holds_the_program(tmp
 
 
 @pytest.mark.slow
-def test_seeds_in_one_program_killed_after_a_checkpoint_resume_to_the_same_result(tmp_path: Path, monkeypatch):
+def test_seeds_in_one_program_killed_after_a_checkpoint_resume_to_the_same_result(tmp_path: Path):
     settings = {**TINY, "steps": 300, "eval_every": 300, "checkpoint_every": 100}
     configs = [make_run_config("fql", "moons", seed, settings) for seed in (0, 1)]
     whole = train_seeds(configs, [tmp_path / f"whole{c.seed}" for c in configs], progress=False)
-    write = runs.MetricsWriter.write
-
-    def killed_at_200(writer, record):
-        write(writer, record)
-        if record["step"] == 200:
-            raise KeyboardInterrupt
-
     killed_dirs = [tmp_path / f"killed{c.seed}" for c in configs]
-    with monkeypatch.context() as patch:
-        patch.setattr(runs.MetricsWriter, "write", killed_at_200)
-        with pytest.raises(KeyboardInterrupt):
-            train_seeds(configs, killed_dirs, progress=False)
+    with killed_after(lambda record: record["step"] == 200):
+        train_seeds(configs, killed_dirs, progress=False)
     assert [runs.load_checkpoint(d)[1]["step"] for d in killed_dirs] == [100, 100]
     resumed = train_seeds(configs, killed_dirs, progress=False)
     for seed, (before, after) in enumerate(zip(whole, resumed, strict=True)):
