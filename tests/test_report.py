@@ -90,6 +90,13 @@ def test_figures_and_cost_table(finished_study):
         assert costs[label][3] == f"{gflop:.4f}"
     euler, rk4 = (float(costs[f"moons / {arm}"][3]) for arm in ("Euler (Default)", "RK4"))
     assert rk4 > euler, f"RK4's update does more arithmetic than Euler's: {rk4} vs {euler} GFLOP"
+    # FQL's networks at TINY widths (32, 32) on a bandit (obs 1, action 2), counted layer by layer.
+    obs, act = 1, 2
+    critic = 2 * ((obs + act) * 32 + 32 + 32 * 32 + 32 + 32 + 1 + 4 * 32)
+    flow = (obs + act + 1) * 32 + 32 + 32 * 32 + 32 + 32 * act + act
+    onestep = flow - 32
+    expected = f"critic {critic:,} · flow {flow:,} · onestep {onestep:,}"
+    assert costs["moons / RK4"][6:] == [expected, f"{critic + flow + onestep:,}"], (costs["moons / RK4"], expected)
 
 
 @pytest.mark.slow
