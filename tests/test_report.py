@@ -408,3 +408,25 @@ def test_an_energy_schedule_study_reports_each_schedules_strength():
     for entry, s in zip(table.rows[1].entries[4:], spreads.values(), strict=True):
         assert float(entry.text) == pytest.approx(schedule_strength("t2", s), abs=0.005), (entry.text, s)
     assert all(0.05 < s < 1 for s in spreads.values()), f"bandit action spreads {spreads}"
+
+
+def test_the_tradeoff_table_reads_the_records_final_metrics():
+    """Per cell, the score and each trade-off figure as mean ± sample sd over the seeds that recorded them."""
+    from flowkit.reports.tables import tradeoff_table
+
+    study = tiny_study(grid={"alpha": (1.0, 100.0)})
+    results = {}
+    for cell in study.cells():
+        result = CellResult(cell)
+        for seed, distance in ((0, 0.2), (1, 0.4)):
+            result.scores[seed] = 0.5 + seed
+            result.finals[seed] = {
+                "tradeoff_distill_loss": 0.01 * cell["alpha"],
+                "tradeoff_distance": distance / cell["alpha"],
+                "tradeoff_q_gain": 1.0,
+            }
+        results[cell_key(cell)] = result
+    table = tradeoff_table(study, results)
+    texts = {row.label: [entry.text for entry in row.entries] for row in table.rows}
+    expected = ["1.000 ± 0.707", "0.010 ± 0.000", "0.300 ± 0.141", "1.000 ± 0.000", "2"]
+    assert texts[study.cell_label(study.cells()[0])] == expected, texts
