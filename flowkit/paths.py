@@ -32,9 +32,11 @@ def coefficients(path: str, t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Arr
         return jnp.sin(angle), jnp.cos(angle), 0.5 * jnp.pi * jnp.cos(angle), -0.5 * jnp.pi * jnp.sin(angle)
     if path == "vp":
         s = 1 - t
-        alpha = jnp.exp(-0.5 * (VP_BETA_MIN * s + 0.5 * (VP_BETA_MAX - VP_BETA_MIN) * s**2))
+        integral = VP_BETA_MIN * s + 0.5 * (VP_BETA_MAX - VP_BETA_MIN) * s**2
+        alpha = jnp.exp(-0.5 * integral)
         d_alpha = 0.5 * (VP_BETA_MIN + (VP_BETA_MAX - VP_BETA_MIN) * s) * alpha
-        sigma = jnp.sqrt(1 - alpha**2)
+        # 1 - alpha^2 by expm1: in float32 alpha rounds to 1 for 1 - t < 1e-6, and sigma' would divide by 0.
+        sigma = jnp.sqrt(-jnp.expm1(-integral))
         return alpha, sigma, d_alpha, -alpha * d_alpha / sigma
     raise ValueError(f"path: unknown probability path {path!r}; allowed: {', '.join(PATHS)}")
 

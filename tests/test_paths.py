@@ -36,6 +36,14 @@ def test_the_paths_end_at_noise_and_data(path):
     np.testing.assert_allclose(end, actions, atol=1e-6, err_msg=f"{path} at t = 1")
 
 
+@pytest.mark.parametrize("path", paths.PATHS)
+def test_targets_stay_finite_up_to_the_last_float32_below_one(path):
+    """t ~ U[0, 1) reaches 1 - 2^-24; there vp's sigma must not round to 0 (FQL diverged at update 85 when it did)."""
+    t = jnp.array([[0.0], [1 - 2.0**-24]], jnp.float32)
+    target = paths.velocity_target(path, jnp.ones((2, 1)), jnp.ones((2, 1)), t)
+    assert bool(jnp.isfinite(target).all()), f"{path}: target {target.ravel().tolist()} at t = {t.ravel().tolist()}"
+
+
 def mixture(size: int) -> Transitions:
     """A 1-D action from the mixture 0.5 N(-0.5, 0.05^2) + 0.5 N(0.5, 0.05^2), one constant observation."""
     signs = jnp.where(jnp.arange(size) % 2 == 0, -1.0, 1.0)[:, None]
