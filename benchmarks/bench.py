@@ -28,6 +28,7 @@ from flowkit._backend import COMPILATION_CACHE_ENV
 from flowkit.agents import AGENT_CONFIGS, AGENTS, AgentConfig
 from flowkit.agents.fql import FQLConfig
 from flowkit.analysis.cost import CostFit, fit_cost
+from flowkit.networks import parameter_counts
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError, TrainConfig
 from flowkit.tasks import Transitions
@@ -204,6 +205,7 @@ def bench_methods(
         timed = time_chunks(
             contenders, dataset, updates_per_call=updates_per_call, iterations=iterations, warmup=warmup
         )
+        counts = parameter_counts(AGENTS[agent](next(iter(settings.values())), obs_dim, action_dim).models)
         for (solver, steps), timing in timed.items():
             rows.append(
                 {
@@ -212,6 +214,7 @@ def bench_methods(
                     "flow_steps": steps,
                     "nfe_per_solve": solvers.nfe(solver, steps),
                     **timing,
+                    "parameters": counts,
                 }
             )
     return rows
@@ -413,6 +416,12 @@ def format_methods(rows: list[dict[str, Any]]) -> str:
             f"{r['agent']:12s} {r['solver']:9s} {r['flow_steps']:3d} {r['nfe_per_solve']:4d} "
             f"{r['ms_per_update']:10.2f} {r['ms_iqr']:7.2f} {r['gflop_per_update']:8.3f} {r['compile_s']:10.2f}"
         )
+    counted = {r["agent"]: r["parameters"] for r in rows if "parameters" in r}
+    if counted:
+        lines += ["", "{:12s} {:>12s}  {}".format("method", "parameters", "per network (weights of each Keras model)")]
+    for agent, counts in counted.items():
+        networks = ", ".join(f"{name} {count:,}" for name, count in counts.items())
+        lines.append(f"{agent:12s} {sum(counts.values()):>12,}  {networks}")
     fits = methods_cost_fits(rows)
     if fits:
         lines += ["", "ms per update = a + b K (OLS over the K above; b with its 95% interval)"]

@@ -7,7 +7,7 @@ the same seed gives the same weights without touching global random state. Agent
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import jax
@@ -23,6 +23,12 @@ register = keras.saving.register_keras_serializable(package="flowkit")
 def derive_seed(seed: int, *path: int) -> int:
     """A 31-bit seed for one layer of one model, derived from the run seed."""
     return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0] >> 1)
+
+
+def parameter_counts(models: Mapping[str, keras.Model]) -> dict[str, int]:
+    """Each model's number of weights, by name: the size comparison of flow, one-step and Gaussian policies that
+    reviewers ask for, recorded with every run so that reports need not build the models."""
+    return {name: int(model.count_params()) for name, model in models.items()}
 
 
 @register

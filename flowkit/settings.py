@@ -18,7 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 
 MAX_WIDTH, MAX_LAYERS = 8192, 32
 """Bounds of a list of layer widths, checked before a network is built: a 8192 x 8192 float32 layer is 256 MiB
-(the defaults are 4 x 512), and the memory estimate (Trainer.check_fits) needs the networks built first."""
+(the defaults are 4 x 512), and the memory estimate (CompiledRun.check_fits) needs the networks built first."""
 
 
 class ConfigError(ValueError):

@@ -30,11 +30,15 @@ class CellResult:
     """Each seed's last evaluation, every metric (the bandits' support beside their score)."""
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     consistency: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    finals: dict[int, Mapping[str, float]] = field(default_factory=dict)
+    """Each seed's last evaluation metrics (the task's and the probes', e.g. FQL's alpha trade-off)."""
     run_dirs: dict[int, Path] = field(default_factory=dict)
     program_ms_per_update: list[float] = field(default_factory=list)
     """ms per update of each separately timed program: seeds trained as one vmapped program share one figure."""
     timing: dict[str, float] = field(default_factory=dict)
     nfe_per_solve: int | None = None
+    parameters: dict[str, int] = field(default_factory=dict)
+    """Weights of each network of the cell's method, by model name (the same for every seed)."""
     failure: str | None = None
     pruned: PrunedRecord | None = None
     """Where the search's pruner stopped the cell, if it did (its finished seeds are in the fields above)."""
@@ -92,8 +96,10 @@ def read_seeds(result: CellResult, records: Mapping[int, SeedRecord], study_fold
         result.scores[seed] = record.score
         result.finals[seed] = record.final
         result.curves[seed] = list(record.eval_history)
+        result.finals[seed] = record.final
         result.run_dirs[seed] = resolve_run_dir(study_folder, record)
         result.nfe_per_solve = record.nfe_per_solve
+        result.parameters = dict(record.parameters)
         if record.consistency:
             result.consistency[seed] = record.consistency
     timings = [record.timing for record in records.values()]

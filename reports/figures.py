@@ -127,6 +127,33 @@ def score_against(
     _save(figure, axes, path)
 
 
+def tradeoff(study: Study, results: dict[str, CellResult], metric: str, dim: str, path: Path) -> bool:
+    """Per method and task that recorded FQL's trade-off: the final score (left axis) and the one-step policy's
+    distance to the flow's actions (right axis) against the swept coefficient, mean over seeds with one std."""
+    with_tradeoff = [
+        c for c in study.cells() if any("tradeoff_distance" in f for f in results[cell_key(c)].finals.values())
+    ]
+    panels = groups(with_tradeoff, ("agent", "task"))
+    if not panels:
+        return False
+    figure, axes = _subplots(len(panels))
+    for axis, cells in zip(axes, panels.values(), strict=True):
+        points = sorted(((float(c[dim]), results[cell_key(c)]) for c in cells), key=lambda point: point[0])
+        seeds = sorted(set.intersection(*(set(r.finals) for _, r in points)))
+        x = np.array([value for value, _ in points])
+        _band(axis, x, np.array([[r.scores[s] for _, r in points] for s in seeds]), f"final {metric} (n={len(seeds)})")
+        distance_axis = axis.twinx()
+        distances = np.array([[r.finals[s]["tradeoff_distance"] for _, r in points] for s in seeds])
+        distance_axis.plot(x, distances.mean(axis=0), color="tab:red", marker="s", markersize=3, linestyle="--")
+        distance_axis.set_ylabel("one-step policy's distance to the flow", color="tab:red")
+        if x.min() > 0 and x.max() / x.min() >= 16:
+            axis.set_xscale("log")
+        axis.set(title=_panel_title(study, cells[0], ("agent", "task")), xlabel=dim, ylabel=f"final {metric}")
+        axis.title.set_fontsize(9)
+    _save(figure, axes, path)
+    return True
+
+
 def cost_vs_steps(fits: dict[str, tuple[list[tuple[int, float]], CostFit]], path: Path) -> None:
     """Every run's ms per update against K, with the OLS line of each method."""
     figure, axes = _subplots(1, width=6.5, height=4.2)

@@ -374,6 +374,38 @@ class ScheduleStrength(Section):
         )
 
 
+class Tradeoff(Section):
+    """For a grid sweeping alpha or lambda: where the one-step policy sits between the flow it distils and the
+    critic's maximum, per cell whose runs recorded it at evaluation (FQL)."""
+
+    def applies(self, report: ReportData) -> bool:
+        return report.study.search is None and bool(COEFFICIENTS & set(report.study.grid))
+
+    def build(self, report: ReportData) -> Block | None:
+        table = tables.tradeoff_table(report.study, report.results)
+        if table is None:
+            return None
+        text = (
+            "At the final evaluation, on 256 of the data's observations each with its own noise z: the distillation "
+            "loss mean ||mu(s, z) - clip(Psi(s, z))||², the mean distance ||clip(mu(s, z)) - clip(Psi(s, z))|| of the "
+            "one-step policy's action from the flow's, and the critic's mean Q of the one-step action minus that of "
+            "the flow's; mean ± sample standard deviation over seeds. A small alpha lets the one-step policy leave "
+            "the flow for a higher Q; a large one holds it to the flow."
+        )
+        parts: list[Part] = [Paragraph(text), TablePart(table, "Cell")]
+        dim = next(d for d in report.study.grid if d in COEFFICIENTS)
+        if report.out is not None and figures.tradeoff(
+            report.study, report.results, report.metric, dim, report.out / "tradeoff.png"
+        ):
+            caption = f"Final {report.metric} (left) and the one-step policy's distance to the flow (right) by {dim}."
+            parts.append(FigurePart("tradeoff.png", caption))
+        return Block("The one-step policy's trade-off", parts)
+
+
+COEFFICIENTS = {"alpha", "lam"}
+"""The swept coefficients that trade the data against the critic."""
+
+
 def action_spreads(tasks: tuple[str, ...]) -> dict[str, float]:
     """The bandits' action standard deviation, averaged over the action's dimensions (other tasks: none)."""
     return {
@@ -513,6 +545,7 @@ SECTIONS: list[Section] = [
     Aggregate(),
     EqualNFE(),
     ScheduleStrength(),
+    Tradeoff(),
     SettingImportance(),
     Figures(),
     Cost(),

@@ -280,10 +280,39 @@ def cost_table(study: Study, results: dict[str, CellResult]) -> Table:
                 f"{t['gflop_per_update']:.4f}",
                 f"{t['peak_memory_mb']:.1f}",
                 f"{t['compile_s']:.1f}",
+                parameters_text(result.parameters),
+                f"{sum(result.parameters.values()):,}" if result.parameters else "n/a",
             ]
             rows.append(Row(label, [Entry(text=text) for text in texts]))
     header = ["NFE per solve", "ms / update (median)", "IQR", "GFLOP / update", "peak MB", "compile s"]
-    return Table(header, rows)
+    return Table([*header, "parameters per network", "parameters"], rows)
+
+
+def parameters_text(counts: dict[str, int]) -> str:
+    """'critic 1,052,674 · flow 801,282': each network's weights; n/a for runs recorded without them."""
+    return " · ".join(f"{name} {count:,}" for name, count in counts.items()) or "n/a"
+
+
+TRADEOFF = {
+    "tradeoff_distill_loss": "distillation loss",
+    "tradeoff_distance": "distance to the flow's actions",
+    "tradeoff_q_gain": "Q gain over the flow's actions",
+}
+"""The one-step policy's trade-off an evaluation records (agents.common.onestep_tradeoff), by column title."""
+
+
+def tradeoff_table(study: Study, results: dict[str, CellResult]) -> Table | None:
+    """Per cell whose runs recorded FQL's trade-off: the score and each trade-off figure, mean ± sd over seeds."""
+    rows = []
+    for result in results.values():
+        seeds = [seed for seed, final in result.finals.items() if "tradeoff_distance" in final]
+        if not seeds:
+            continue
+        columns = [[result.scores[s] for s in seeds]]
+        columns += [[result.finals[s][name] for s in seeds] for name in TRADEOFF]
+        texts = [f"{np.mean(c):.3f} ± {np.std(c, ddof=1) if len(c) > 1 else 0.0:.3f}" for c in columns]
+        rows.append(Row(study.cell_label(result.cell), [Entry(text=t) for t in texts] + [Entry(text=str(len(seeds)))]))
+    return Table(["score", *TRADEOFF.values(), "seeds"], rows) if rows else None
 
 
 def sweeps_flow_steps(study: Study) -> bool:

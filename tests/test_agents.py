@@ -1,6 +1,7 @@
 """Every method behind one interface: it updates and acts with every solver, and its gradients go where the
 paper says (through every solver step for FBRAC, nowhere into fixed targets for FQL and Q-Flow)."""
 
+import itertools
 from pathlib import Path
 
 import jax
@@ -191,3 +192,39 @@ def test_gaussian_bc_constant_std_is_state_independent_and_acts_with_the_mean(tm
     default, default_state, _ = tiny_agent("gaussian-bc", **SMALL)
     stds = jnp.exp(default.apply("actor", default_state.params, observations)[1])
     assert float(jnp.std(stds, axis=0).max()) > 1e-4, f"the default std varies with the state: {np.asarray(stds)}"
+
+
+def mlp_weights(fan_in: int, hidden: tuple[int, ...], out: int, layer_norm: bool) -> int:
+    """Kernels and biases of each Dense layer, plus LayerNorm's scale and offset after each hidden layer."""
+    widths = (fan_in, *hidden, out)
+    dense = sum(a * b + b for a, b in itertools.pairwise(widths))
+    return dense + (2 * sum(hidden) if layer_norm else 0)
+
+
+@pytest.mark.parametrize("agent_name", ["fql", "qflow", "gaussian-bc"])
+def test_parameter_counts_match_the_layer_widths(agent_name):
+    """Counted from the Keras models, checked against the widths: FQL's flow has t as one more input than its
+    one-step policy; Q-Flow's value ensemble sees 16 Fourier features of t; critics are ensembles of two."""
+    from flowkit.networks import parameter_counts
+
+    widths = {"actor_hidden": (8, 6)} | ({} if agent_name == "gaussian-bc" else {"critic_hidden": (5,)})
+    agent, _, _ = tiny_agent(agent_name, **widths)
+    obs, act = agent.obs_dim, agent.action_dim
+    critic = 2 * mlp_weights(obs + act, (5,), 1, True)
+    expected = {
+        "fql": {
+            "critic": critic,
+            "flow": mlp_weights(obs + act + 1, (8, 6), act, False),
+            "onestep": mlp_weights(obs + act, (8, 6), act, False),
+        },
+        "qflow": {
+            "critic": critic,
+            "flow": mlp_weights(obs + act + 1, (8, 6), act, False),
+            "value": 2 * mlp_weights(obs + act + 16, (5,), 1, True),
+        },
+        "gaussian-bc": {
+            "actor": mlp_weights(obs, (8, 6), (2 if getattr(agent.config, "std", "") == "state" else 1) * act, False)
+        },
+    }[agent_name]
+    counts = parameter_counts(agent.models)
+    assert counts == expected, f"counted {counts}, from the widths {expected}"

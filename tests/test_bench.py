@@ -25,6 +25,9 @@ def test_update_cost_grows_with_flow_steps_for_fbrac_and_stays_flat_for_flowq():
         warmup=1,
     )
     gflop = {(r["agent"], r["flow_steps"]): r["gflop_per_update"] for r in rows}
+    flow = (8 + 2 + 1) * 128 + 128 + 128 * 128 + 128 + 128 * 2 + 2
+    assert rows[0]["parameters"]["flow"] == flow, (rows[0]["parameters"], flow)
+    assert f"fbrac        {sum(rows[0]['parameters'].values()):>12,}  critic" in format_methods(rows)
     assert all(r["ms_per_update"] > 0 for r in rows)
     assert gflop["flowq", 16] == gflop["flowq", 1] and gflop["fbrac", 16] > 3 * gflop["fbrac", 1], gflop
 

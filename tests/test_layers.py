@@ -8,7 +8,7 @@ import flowkit
 
 LAYERS = [
     ("flowkit.settings", "flowkit.runs", "flowkit._backend", "flowkit.progress_bars"),
-    ("flowkit.solvers", "flowkit.networks", "flowkit.schedules"),
+    ("flowkit.solvers", "flowkit.networks", "flowkit.schedules", "flowkit.paths"),
     ("flowkit.tasks",),
     ("flowkit.agents", "flowkit.run_config", "flowkit.display"),
     ("flowkit.training",),

@@ -90,6 +90,13 @@ def test_figures_and_cost_table(finished_study):
         assert costs[label][3] == f"{gflop:.4f}"
     euler, rk4 = (float(costs[f"moons / {arm}"][3]) for arm in ("Euler (Default)", "RK4"))
     assert rk4 > euler, f"RK4's update does more arithmetic than Euler's: {rk4} vs {euler} GFLOP"
+    # FQL's networks at TINY widths (32, 32) on a bandit (obs 1, action 2), counted layer by layer.
+    obs, act = 1, 2
+    critic = 2 * ((obs + act) * 32 + 32 + 32 * 32 + 32 + 32 + 1 + 4 * 32)
+    flow = (obs + act + 1) * 32 + 32 + 32 * 32 + 32 + 32 * act + act
+    onestep = flow - 32
+    expected = f"critic {critic:,} · flow {flow:,} · onestep {onestep:,}"
+    assert costs["moons / RK4"][6:] == [expected, f"{critic + flow + onestep:,}"], (costs["moons / RK4"], expected)
 
 
 @pytest.mark.slow
@@ -402,3 +409,25 @@ def test_an_energy_schedule_study_reports_each_schedules_strength():
     for entry, s in zip(table.rows[1].entries[4:], spreads.values(), strict=True):
         assert float(entry.text) == pytest.approx(schedule_strength("t2", s), abs=0.005), (entry.text, s)
     assert all(0.05 < s < 1 for s in spreads.values()), f"bandit action spreads {spreads}"
+
+
+def test_the_tradeoff_table_reads_the_records_final_metrics():
+    """Per cell, the score and each trade-off figure as mean ± sample sd over the seeds that recorded them."""
+    from flowkit.reports.tables import tradeoff_table
+
+    study = tiny_study(grid={"alpha": (1.0, 100.0)})
+    results = {}
+    for cell in study.cells():
+        result = CellResult(cell)
+        for seed, distance in ((0, 0.2), (1, 0.4)):
+            result.scores[seed] = 0.5 + seed
+            result.finals[seed] = {
+                "tradeoff_distill_loss": 0.01 * cell["alpha"],
+                "tradeoff_distance": distance / cell["alpha"],
+                "tradeoff_q_gain": 1.0,
+            }
+        results[cell_key(cell)] = result
+    table = tradeoff_table(study, results)
+    texts = {row.label: [entry.text for entry in row.entries] for row in table.rows}
+    expected = ["1.000 ± 0.707", "0.010 ± 0.000", "0.300 ± 0.141", "1.000 ± 0.000", "2"]
+    assert texts[study.cell_label(study.cells()[0])] == expected, texts

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit import solvers
-from flowkit.settings import Settings, Source, setting
+from flowkit import paths, solvers
+from flowkit.settings import ConfigError, Settings, Source, setting
 from flowkit.tasks import Transitions
 
 Params = dict[str, list[jax.Array]]
@@ -71,6 +71,17 @@ class FlowConfig(AgentConfig):
 
     solver: str = setting("euler", "ODE solver for every use of the flow", choices=tuple(solvers.SOLVERS))
     flow_steps: int = setting(10, "solver steps K from t = 0 to 1", low=1)
+    path: str = setting(
+        "linear", "probability path of flow matching: x_t and its target (docs/methods.md)", choices=paths.PATHS
+    )
+
+    def require_linear_path(self) -> None:
+        """Refuse another path for a method whose guidance term was derived on the linear path only."""
+        if self.path != "linear":
+            raise ConfigError(
+                f"path: {self.path!r} for {self.display_name}, whose guidance term is derived for the linear path "
+                "only (docs/methods.md, Probability paths); allowed: linear"
+            )
 
 
 ConfigT = TypeVar("ConfigT", bound=AgentConfig)

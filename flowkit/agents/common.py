@@ -1,4 +1,4 @@
-"""Loss pieces that several methods share, written once: the flow's path, flow matching, sampling the flow,
+"""Loss pieces that several methods share, written once: the probability path, flow matching, sampling the flow,
 distillation and TD learning."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import keras
 
-from flowkit import solvers
+from flowkit import paths, solvers
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Params
 from flowkit.networks import CriticEnsemble, VelocityField, derive_seed
 from flowkit.tasks import Transitions
@@ -31,15 +31,11 @@ def aggregate(values: jax.Array, how: str) -> jax.Array:
 
 
 class FlowPath(NamedTuple):
-    """A draw of the linear path x_t = (1 - t) x0 + t a: the noise x0 ~ N(0, I) and the time t ~ U[0, 1]."""
+    """A draw of a point on the probability path: the noise x0 ~ N(0, I) and the time t ~ U[0, 1]."""
 
     x0: jax.Array
     t: jax.Array
     """Shape (*batch, 1)."""
-
-    def at(self, actions: jax.Array) -> jax.Array:
-        """x_t for the data's actions."""
-        return (1 - self.t) * self.x0 + self.t * actions
 
 
 def draw_path(actions: jax.Array, key: jax.Array) -> FlowPath:
@@ -48,19 +44,21 @@ def draw_path(actions: jax.Array, key: jax.Array) -> FlowPath:
     return FlowPath(jax.random.normal(noise_key, actions.shape), jax.random.uniform(time_key, (*actions.shape[:-1], 1)))
 
 
-def interpolate(actions: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(x0, t, x_t) on the linear path x_t = (1 - t) x0 + t a, with x0 ~ N(0, I) and t ~ U[0, 1]."""
-    path = draw_path(actions, key)
-    return path.x0, path.t, path.at(actions)
+def path_point(agent: Agent[FlowConfig], drawn: FlowPath, actions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """x_t and its velocity target d x_t / dt for the data's actions, on the run's probability path (`path`)."""
+    return (
+        paths.interpolant(agent.config.path, drawn.x0, actions, drawn.t),
+        paths.velocity_target(agent.config.path, drawn.x0, actions, drawn.t),
+    )
 
 
 def flow_matching_loss(agent: Agent, params: Params, batch: Transitions, path: FlowPath) -> jax.Array:
-    """L_BC = mean || v(s, x_t, t) - (a - x0) ||^2 at the drawn path point.
+    """L_BC = mean || v(s, x_t, t) - d x_t / dt ||^2 at the drawn path point (a - x0 on the linear path).
 
     Averaged over batch and action dimensions, as in the public FQL code, so that its alpha values transfer.
     """
-    x_t = path.at(batch.actions)
-    return jnp.mean((agent.apply("flow", params, batch.observations, x_t, path.t) - (batch.actions - path.x0)) ** 2)
+    x_t, target = path_point(agent, path, batch.actions)
+    return jnp.mean((agent.apply("flow", params, batch.observations, x_t, path.t) - target) ** 2)
 
 
 class ActorCriticDraws(NamedTuple):
@@ -171,6 +169,21 @@ def flow_value_gaps(agent: Agent, params: Params, observations: jax.Array, noise
 
     end_value = value(path[-1], 1.0)
     return jnp.stack([jnp.abs(end_value - value(path[k], k / steps)) for k in range(steps + 1)])
+
+
+def onestep_tradeoff(agent: Agent, params: Params, observations: jax.Array, noise: jax.Array) -> dict[str, jax.Array]:
+    """Where FQL's one-step policy sits between the flow it distils and the critic's maximum, from the same noise:
+    its distillation loss, its mean distance to the flow's actions and its mean Q gain over them (alpha's trade-off).
+    """
+    flow = jnp.clip(flow_actions(agent, params, observations, noise), -1, 1)
+    onestep = agent.apply("onestep", params, observations, noise)
+    clipped = jnp.clip(onestep, -1, 1)
+    gain = agent.apply("critic", params, observations, clipped) - agent.apply("critic", params, observations, flow)
+    return {
+        "tradeoff_distill_loss": jnp.mean((onestep - flow) ** 2),
+        "tradeoff_distance": jnp.linalg.norm(clipped - flow, axis=-1).mean(),
+        "tradeoff_q_gain": gain.mean(),
+    }
 
 
 def policy_value(

@@ -43,7 +43,15 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Loss, Params
-from flowkit.agents.common import critic_and_flow, flow_actions, interpolate, iql_losses, policy_value, td_loss
+from flowkit.agents.common import (
+    critic_and_flow,
+    draw_path,
+    flow_actions,
+    iql_losses,
+    path_point,
+    policy_value,
+    td_loss,
+)
 from flowkit.networks import FlowPolicy, StateValue, derive_seed
 from flowkit.schedules import SCHEDULES, energy_schedule
 from flowkit.settings import Source, setting
@@ -67,6 +75,9 @@ class FlowQConfig(FlowConfig, CriticConfig):
         "iql", "iql: in-sample expectile critic; td: TD target with next actions from the flow", choices=("iql", "td")
     )
     expectile: float = setting(0.9, "expectile of the IQL value regression", above=0, below=1)
+
+    def check(self) -> None:
+        self.require_linear_path()
 
 
 class FlowQ(Agent[FlowQConfig]):
@@ -98,10 +109,12 @@ class FlowQ(Agent[FlowQConfig]):
             value_loss = 0.0
 
         # Energy-guided flow matching: the target velocity is tilted by lambda g(t) grad_x Q(s, x_t).
-        x0, t, x_t = interpolate(batch.actions, path_key)
+        drawn = draw_path(batch.actions, path_key)
+        t = drawn.t
+        x_t, path_velocity = path_point(self, drawn, batch.actions)
         grad_q = jax.grad(lambda x: policy_value(self, params, batch.observations, x).sum())(x_t)
         g = energy_schedule(c.schedule, t)
-        target = (batch.actions - x0) + c.lam * g * grad_q
+        target = path_velocity + c.lam * g * grad_q
         flow_loss = jnp.mean((self.apply("flow", params, batch.observations, x_t, t) - target) ** 2)
 
         metrics.update(

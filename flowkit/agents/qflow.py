@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import keras
 
 from flowkit.agents.base import Agent, CriticConfig, FlowConfig, Loss, Params
-from flowkit.agents.common import FlowPath, aggregate, critic_and_flow, draw_path, flow_actions, td_loss
+from flowkit.agents.common import FlowPath, aggregate, critic_and_flow, draw_path, flow_actions, path_point, td_loss
 from flowkit.networks import FlowPolicy, FlowValueEnsemble, derive_seed
 from flowkit.settings import ConfigError, Source, setting
 from flowkit.tasks import Transitions
@@ -53,6 +53,7 @@ class QFlowConfig(FlowConfig, CriticConfig):
     )
 
     def check(self) -> None:
+        self.require_linear_path()
         if self.time_embed_dim % 2:
             raise ConfigError(
                 f"time_embed_dim: {self.time_embed_dim} is odd; allowed: an even integer (sines and cosines in pairs)"
@@ -108,7 +109,8 @@ class QFlow(Agent[QFlowConfig]):
         critic_loss, metrics = td_loss(self, params, target_params, batch, next_actions)
 
         # Intermediate value: agg_j V_j(s, x_t, t) onto agg_i Qbar_i(s, clip(Psi_{t->1}(s, x_t))), no gradient.
-        x0, t, x_t = drawn.path.x0, drawn.path.t, drawn.path.at(batch.actions)
+        t = drawn.path.t
+        x_t, path_velocity = path_point(self, drawn.path, batch.actions)
         end = jnp.clip(flow_actions(self, frozen, s, x_t, t0=t), -1, 1)
         value_target = jax.lax.stop_gradient(aggregate(self.apply("critic", target_params, s, end), c.q_agg))
         value = aggregate(self.apply("value", params, s, x_t, t), c.q_agg)
@@ -116,7 +118,7 @@ class QFlow(Agent[QFlowConfig]):
 
         # Policy: v_theta(s, x_t, t) onto (a - x0) + lambda grad_x mean_j V_j(s, x_t, t), a fixed target.
         grad_v = jax.grad(lambda x: self.intermediate_value(frozen, s, x, t).sum())(x_t)
-        target = jax.lax.stop_gradient((batch.actions - x0) + c.lam * grad_v)
+        target = jax.lax.stop_gradient(path_velocity + c.lam * grad_v)
         flow_loss = jnp.mean((self.apply("flow", params, s, x_t, t) - target) ** 2)
 
         metrics.update(

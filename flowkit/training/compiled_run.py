@@ -15,7 +15,7 @@ import numpy as np
 from flowkit._backend import device_memory_bytes, use_compilation_cache
 from flowkit.agents import Agent, TrainState, make_agent
 from flowkit.agents.base import Params
-from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps
+from flowkit.agents.common import CONSISTENCY_STATES, flow_value_gaps, onestep_tradeoff
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
 from flowkit.tasks import Task, load_task
@@ -33,6 +33,7 @@ class CompiledRun:
     def __post_init__(self) -> None:
         self._act = jax.jit(self.agent.act)
         self._gaps = jax.jit(lambda params, s, noise: flow_value_gaps(self.agent, params, s, noise))
+        self._tradeoff = jax.jit(lambda params, s, noise: onestep_tradeoff(self.agent, params, s, noise))
 
     @classmethod
     def create(cls, config: RunConfig, task: Task | None = None) -> CompiledRun:
@@ -71,6 +72,11 @@ class CompiledRun:
     def probes_consistency(self) -> bool:
         return {"flow", "critic"} <= set(self.agent.models)
 
+    @property
+    def probes_tradeoff(self) -> bool:
+        """A one-step policy distilled from a flow under a critic (FQL): where alpha puts it is measurable."""
+        return {"flow", "onestep", "critic"} <= set(self.agent.models)
+
     def policy(self, params: Params) -> Callable[[jax.Array, jax.Array], jax.Array]:
         return lambda observations, key: self._act(params, observations, key)
 
@@ -80,7 +86,16 @@ class CompiledRun:
         metrics: dict[str, Any] = self.task.evaluate(self.policy(params), policy_key, self.config.train.eval_episodes)
         if self.probes_consistency:
             metrics["consistency"] = consistency_record(self.consistency_gaps(params, probe_key))
+        if self.probes_tradeoff:
+            metrics.update(self.tradeoff(params, jax.random.fold_in(probe_key, 1)))
         return metrics
+
+    def tradeoff(self, params: Params, key: jax.Array, states: int = CONSISTENCY_STATES) -> dict[str, float]:
+        """The one-step policy's trade-off (common.onestep_tradeoff) on the data's observations, each with its noise."""
+        index_key, noise_key = jax.random.split(key)
+        observations = self.task.dataset.sample(index_key, states).observations
+        noise = jax.random.normal(noise_key, (states, self.agent.action_dim))
+        return {name: float(value) for name, value in self._tradeoff(params, observations, noise).items()}
 
     def consistency_gaps(self, params: Params, key: jax.Array, states: int = CONSISTENCY_STATES) -> jax.Array:
         """Value gaps (K + 1, states) along the policy's flow from the data's observations, each with its noise."""

@@ -14,6 +14,7 @@ import numpy as np
 from flowkit import runs, solvers
 from flowkit.agents import Agent, FlowConfig, TrainState
 from flowkit.agents.base import Params
+from flowkit.networks import parameter_counts
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
 from flowkit.training.compiled_run import CompiledRun
@@ -185,6 +186,7 @@ class SeedRun:
             "timing": self.progress.timing(self.config.train.log_every, resumed_from, seeds),
             "cost": cost,
             "policy_network": compiled.agent.policy_network,
+            "parameters": parameter_counts(compiled.agent.models),
         }
         runs.write_json_atomic(self.run_dir / runs.RESULT, result)
         (self.run_dir / runs.CHECKPOINT).unlink(missing_ok=True)

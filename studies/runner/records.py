@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,8 @@ class SeedRecord:
     nfe_per_solve: int
     run_dir: str
     """The run folder, relative to the study folder (POSIX separators); see `resolve_run_dir`."""
+    parameters: Mapping[str, int] = field(default_factory=dict)
+    """Weights of each network by model name; empty in records of runs from before flowkit recorded them."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ def seed_record(
         timing=Timing.of_result(result["timing"]),
         nfe_per_solve=result["nfe_per_solve"],
         run_dir=run_dir.relative_to(study_folder).as_posix(),
+        parameters=dict(result.get("parameters", {})),
     )
 
 
