@@ -1,4 +1,4 @@
-"""Offline-to-online fine-tuning (seed 001: FQL "in offline RL and offline-to-online RL"; seed 002, Q-Flow
+"""Offline-to-online fine-tuning (the FQL paper: FQL "in offline RL and offline-to-online RL"; the Q-Flow paper,
 Fig. 6): FQL against Q-Flow on cube-single task2 at the CPU scale (flowkit.studies.cpu_scale), 40k offline
 updates then 40k environment steps with one update each, as the public FQL main.py's `--online_steps`.
 

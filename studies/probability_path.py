@@ -1,6 +1,6 @@
 """Does the probability path matter? FQL's flow matching on the linear (default), cosine and VP paths.
 
-A reviewer of FQL (seed 000) asked about other marginal probability paths; the authors answered that they had
+A reviewer of FQL (the FQL reviews) asked about other marginal probability paths; the authors answered that they had
 not tested them and expected similar results. The flow BC policy that the one-step policy distils from is
 trained on each path (docs/methods.md, Probability paths); everything else stays at its default.
 """

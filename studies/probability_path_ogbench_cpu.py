@@ -1,4 +1,4 @@
-"""The probability-path ablation of FQL (seed 000) on OGBench at the CPU scale (flowkit.studies.cpu_scale).
+"""The probability-path ablation of FQL (the FQL reviews) on OGBench at the CPU scale (flowkit.studies.cpu_scale).
 
 Make the data first: `flowkit data generate cube-single-play-v0 --episodes 200`. Nine runs of the CPU scale,
 like studies/ode_solver_ogbench_cpu.py (about an hour on 2 idle cores); the path changes only flow matching's
