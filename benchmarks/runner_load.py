@@ -37,6 +37,7 @@ import flowkit.studies.runner.trial as runner_trial
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
 from flowkit.studies.study import Study, cell_key
+from flowkit.tasks import task_class
 
 
 def trivial_train(config: RunConfig, run_dir: Path, *, run_s: float = 0.0, **_: Any) -> dict[str, Any]:
@@ -46,11 +47,11 @@ def trivial_train(config: RunConfig, run_dir: Path, *, run_s: float = 0.0, **_: 
     run_dir.parents[2].mkdir(parents=True, exist_ok=True)
     with (run_dir.parents[2] / "calls.log").open("a") as log:
         log.write(f"{run_dir.parent.name}/{run_dir.name}\n")
-    score = 1000 * config.agent_config.lr + config.seed
+    score = {task_class(config.task).score_metric: 1000 * config.agent_config.lr + config.seed}
     return {
         "config": config.to_dict(),
-        "final": {"step": 1, "reward_mean": score},
-        "eval_history": [{"step": 1, "reward_mean": score}],
+        "final": {"step": 1, **score},
+        "eval_history": [{"step": 1, **score}],
         "cost": {"gflop_per_update": 0.0, "peak_memory_mb": 0.0},
         "timing": {"compile_s": 0.0, "ms_per_update": 0.0, "train_s": 0.0, "eval_s": 0.0, "wall_s": 0.0},
         "nfe_per_solve": 0,

@@ -2,7 +2,7 @@
 
 A reviewer of FQL (the FQL reviews) asked about other marginal probability paths; the authors answered that they had
 not tested them and expected similar results. The flow BC policy that the one-step policy distils from is
-trained on each path (docs/methods.md, Probability paths); everything else stays at its default.
+trained on each path (docs/methods.md#probability-paths); everything else stays at its default.
 """
 
 from flowkit import Study

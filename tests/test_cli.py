@@ -123,7 +123,8 @@ def test_train_command_writes_a_run_folder(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["train", "--task", "swiss-roll", "--set", *settings, "--run-dir", str(run_dir), "--quiet"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    metrics = {"step", "reward_mean", "reward_in_support", "support", "energy_distance", "consistency"}
+    tradeoff = {"tradeoff_distill_loss", "tradeoff_distance", "tradeoff_q_gain"}  # FQL's one-step policy vs its flow
+    metrics = {"step", "reward_mean", "reward_in_support", "support", "energy_distance", "consistency", *tradeoff}
     assert set(printed["final"]) == metrics, "the bandit's metrics and the value gaps along the flow"
     config = json.loads((run_dir / "config.json").read_text())
     assert config["agent_config"]["solver"] == "midpoint" and config["train"]["steps"] == 100

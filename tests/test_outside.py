@@ -19,6 +19,7 @@ from tests.helpers import TINY
 PLUGIN = """
 from dataclasses import dataclass
 
+from flowkit.agents.base import Loss
 from flowkit.agents.fql import FQL, FQLConfig
 from flowkit.settings import setting
 
@@ -36,7 +37,7 @@ class WeightedFQL(FQL):
 
     def loss(self, params, target_params, batch, key, step):
         terms, metrics = super().loss(params, target_params, batch, key, step)
-        return terms | {{"q": self.config.q_weight * terms["q"]}}, metrics
+        return Loss(terms | {{"q": self.config.q_weight * terms["q"]}}, metrics)
 """
 """A variant of FQL that weighs its Q term (the docs' walk-through method)."""
 

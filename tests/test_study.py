@@ -17,6 +17,7 @@ import flowkit.studies
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
 from flowkit import runs
+from flowkit.agents.base import Loss
 from flowkit.agents.fql import FQL
 from flowkit.settings import ConfigError
 from flowkit.studies import load_study, study_names
@@ -207,7 +208,7 @@ def test_a_nan_at_a_known_update_fails_that_trial_only(tmp_path, monkeypatch, pa
         terms, metrics = original(self, params, target_params, batch, key, step)
         if self.config.solver == "rk4":
             terms["critic"] = terms["critic"] * jnp.where(step == 150, jnp.nan, 1.0)
-        return terms, metrics
+        return Loss(terms, metrics)
 
     monkeypatch.setattr(FQL, "loss", nan_at_150_under_rk4)
     study = tiny_study(seeds=(0,))

@@ -80,7 +80,7 @@ class FlowConfig(AgentConfig):
         if self.path != "linear":
             raise ConfigError(
                 f"path: {self.path!r} for {self.display_name}, whose guidance term is derived for the linear path "
-                "only (docs/methods.md, Probability paths); allowed: linear"
+                "only (docs/methods.md#probability-paths); allowed: linear"
             )
 
 
