@@ -27,7 +27,7 @@ ALPHA = 0.05
 POWER = 0.8
 MIN_SEEDS = 2
 """statsmodels' power solvers give nan where fewer than about two seeds would do: the floor printed instead."""
-RANDOMNESS_FREE = ("solver", "flow_steps", "schedule")
+RANDOMNESS_FREE = ("solver", "flow_steps", "schedule", "path")
 """Settings that change no draw's shape or stream: a seed's initial weights, minibatches, loss draws and evaluation
 seeds are the same whatever their values (as are the real-valued coefficients, alpha, lambda, ...)."""
 

@@ -183,7 +183,8 @@ class Conclusions(Section):
 
 
 METHOD_TEXT = (
-    "Arms that differ only in the solver, K, the energy schedule or real-valued coefficients (alpha, lambda, ...) "
+    "Arms that differ only in the solver, K, the energy schedule, the probability path or real-valued coefficients "
+    "(alpha, lambda, ...) "
     "share, per seed, their initial weights, minibatches, loss draws and evaluation seeds: their per-seed "
     "differences are tested (paired t-test, TOST by `ttost_paired`); other arms are tested unpaired (Welch, "
     "`ttost_ind`), and the table names the settings that unpair them. Verdicts, in this order: **equivalent** when "

@@ -22,6 +22,7 @@ from flowkit.analysis.conclusions import (
     DIFFERENT,
     EQUIVALENT,
     INCONCLUSIVE,
+    RANDOMNESS_FREE,
     compare,
     evaluation_noise,
     holm,
@@ -154,12 +155,15 @@ def test_arms_differing_in_randomness_free_settings_are_paired_others_not():
 
 
 @pytest.mark.slow
-def test_two_solvers_share_initial_weights_minibatches_draws_and_evaluation_seeds():
-    """The seeding the kit uses (agent.init, SeedRun's data stream, the loss key's split) for two arms of one seed."""
+@pytest.mark.parametrize(("setting", "values"), [("solver", ("euler", "rk4")), ("path", ("linear", "vp"))])
+def test_two_arms_share_initial_weights_minibatches_draws_and_evaluation_seeds(setting, values):
+    """The seeding the kit uses (agent.init, SeedRun's data stream, the loss key's split) for two arms of one seed
+    that differ in a setting RANDOMNESS_FREE names."""
+    assert setting in RANDOMNESS_FREE
     task = load_task("moons")
     agents = [
-        make_agent(tiny_config("fql", "moons", seed=3, solver=solver), task.obs_dim, task.action_dim)
-        for solver in ("euler", "rk4")
+        make_agent(tiny_config("fql", "moons", seed=3, **{setting: value}), task.obs_dim, task.action_dim)
+        for value in values
     ]
     states = [agent.init(3) for agent in agents]
     for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
@@ -174,8 +178,9 @@ def test_two_solvers_share_initial_weights_minibatches_draws_and_evaluation_seed
     eval_key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(3), EVAL_STREAM), 100)
     noises = [agent.policy_noise(eval_key, jnp.ones((50, 1))) for agent in agents]
     np.testing.assert_array_equal(noises[0], noises[1])
-    teachers = [flow_actions(agent, states[0].params, batches[0].observations, draws[0].noise) for agent in agents]
-    assert not np.allclose(teachers[0], teachers[1]), "the arms differ in their solves only"
+    if setting == "solver":
+        teachers = [flow_actions(agent, states[0].params, batches[0].observations, draws[0].noise) for agent in agents]
+        assert not np.allclose(teachers[0], teachers[1]), "the arms differ in their solves only"
 
 
 @pytest.mark.slow
