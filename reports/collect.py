@@ -1,8 +1,8 @@
 """What a report reads: per cell of a study, the stored trial's per-seed records, or why there are none.
 
-Scores, evaluation histories, consistency curves, timings and costs come from the seed records in the Optuna
-storage (the runner wrote them from the run folders' results); gradient-norm curves and policy samples come from
-the run folders the records name, found under the study folder wherever it is now.
+Scores, evaluation histories, consistency curves, value biases, timings and costs come from the seed records in the
+Optuna storage (the runner wrote them from the run folders' results); gradient-norm curves and policy samples come
+from the run folders the records name, found under the study folder wherever it is now.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class CellResult:
     """Each seed's last evaluation, every metric (the bandits' support beside their score)."""
     curves: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     consistency: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    value_bias: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    """Each seed's value bias against returns at the final evaluation (methods with a critic, environment tasks)."""
     finals: dict[int, Mapping[str, float]] = field(default_factory=dict)
     """Each seed's last evaluation metrics (the task's and the probes', e.g. FQL's alpha trade-off)."""
     run_dirs: dict[int, Path] = field(default_factory=dict)
@@ -102,6 +104,8 @@ def read_seeds(result: CellResult, records: Mapping[int, SeedRecord], study_fold
         result.parameters = dict(record.parameters)
         if record.consistency:
             result.consistency[seed] = record.consistency
+        if record.value_bias:
+            result.value_bias[seed] = record.value_bias
     timings = [record.timing for record in records.values()]
     costs = [record.cost for record in records.values()]
     result.program_ms_per_update = [t.ms_per_update for t in timings if t.seeds_in_program == 1]

@@ -27,6 +27,7 @@ from flowkit.reports.parts import (
     TablePart,
 )
 from flowkit.reports.tables import Entry, Row, Table
+from flowkit.reports.value_bias import ValueBiasSection
 from flowkit.schedules import schedule_strength
 from flowkit.settings import Source
 from flowkit.studies.search import Choice, IntRange
@@ -546,6 +547,7 @@ SECTIONS: list[Section] = [
     EqualNFE(),
     ScheduleStrength(),
     Tradeoff(),
+    ValueBiasSection(),
     SettingImportance(),
     Figures(),
     Cost(),

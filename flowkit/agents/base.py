@@ -6,7 +6,8 @@ and the Polyak step of its target networks,
 `policy` maps (observations, noise) to actions. The models themselves hold no training state: they are
 called with ``stateless_call`` on the variables in the state, so jit, scan, vmap and grad all apply. A method
 writes `build_models`, `loss` (returning a `Loss`), `policy` and `policy_model`, and overrides the optional hooks
-declared on `Agent` (`draws`, `noise_shape`, `target_rate`, `intermediate_value`) where their defaults do not fit it.
+declared on `Agent` (`draws`, `noise_shape`, `target_rate`, `intermediate_value`, `actor_q_agg`) where their defaults
+do not fit it.
 """
 
 from __future__ import annotations
@@ -209,6 +210,12 @@ class Agent(abc.ABC, Generic[ConfigT]):
         """The value of the point x at flow time t that the consistency probe follows along the flow: the critic's
         mean Q(s, x) by default (read off the data mid-flow), the intermediate value V(s, x, t) where one is learnt."""
         return self.apply("critic", params, observations, x).mean(axis=0)
+
+    @property
+    def actor_q_agg(self) -> str:
+        """How the actor reads the critic ensemble, "mean" or "min", and so how the value-bias probe reads Q(s0, a0):
+        the mean, as FQL's, FBRAC's and FlowQ's actor losses do, unless a method's actor aggregates otherwise."""
+        return "mean"
 
     def apply(self, model: str, params: Params, *inputs: jax.Array) -> jax.Array:
         """Call one of the models on the given variables (pure; usable under jit and grad)."""

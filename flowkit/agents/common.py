@@ -197,3 +197,19 @@ def q_maximisation_loss(q: jax.Array, normalize: bool) -> jax.Array:
     """-mean Q; normalised, scaled by 1 / mean|Q| with no gradient through the scale (TD3+BC's, FQL's option)."""
     scale = jax.lax.stop_gradient(1 / jnp.abs(q).mean()) if normalize else 1.0
     return -q.mean() * scale
+
+
+def learns_intermediate_value(agent: Agent) -> bool:
+    """Whether the method learns its own V(s, x, t) (Q-Flow), rather than reading the critic mid-flow."""
+    return type(agent).intermediate_value is not Agent.intermediate_value
+
+
+def start_values(
+    agent: Agent, params: Params, observations: jax.Array, actions: jax.Array, noise: jax.Array
+) -> dict[str, jax.Array]:
+    """What the value-bias probe compares with an episode's return: Q(s0, a0), the critic ensemble aggregated as the
+    method's actor reads it (`actor_q_agg`), and, where the method learns one, V(s0, x0, 0) at the noise x0."""
+    values = {"q": aggregate(agent.apply("critic", params, observations, actions), agent.actor_q_agg)}
+    if learns_intermediate_value(agent):
+        values["v"] = agent.intermediate_value(params, observations, noise, jnp.zeros((*noise.shape[:-1], 1)))
+    return values

@@ -72,6 +72,11 @@ class IFQL(Agent[IFQLConfig]):
         metrics["bc_flow_loss"] = bc_flow_loss
         return Loss({"value": value_loss, "critic": critic_loss, "bc_flow": bc_flow_loss}, metrics)
 
+    @property
+    def actor_q_agg(self) -> str:
+        """Acting keeps the candidate with the highest q_agg of the critic."""
+        return self.config.q_agg
+
     def noise_shape(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*batch_shape, self.config.num_samples, self.action_dim)
 

@@ -94,6 +94,11 @@ class QFlow(Agent[QFlowConfig]):
         """mean_j V_j(s, x, t): the value Q-Flow assigns to x at flow time t."""
         return self.apply("value", params, observations, x, t).mean(axis=0)
 
+    @property
+    def actor_q_agg(self) -> str:
+        """The actor follows V, which regresses onto the q_agg of the critic."""
+        return self.config.q_agg
+
     def draws(self, key: jax.Array, batch: Transitions) -> QFlowDraws:
         next_key, path_key = jax.random.split(key)
         return QFlowDraws(self.policy_noise(next_key, batch.next_observations), draw_path(batch.actions, path_key))

@@ -109,6 +109,11 @@ class ReBRAC(Agent[ReBRACConfig]):
         }
         return Loss(terms, metrics)
 
+    @property
+    def actor_q_agg(self) -> str:
+        """The actor maximises the q_agg of the critic."""
+        return self.config.q_agg
+
     def policy(self, params: Params, observations: jax.Array, noise: jax.Array) -> jax.Array:
         return jnp.clip(self.deterministic_action(params, observations), -1, 1)
 

@@ -80,6 +80,30 @@ class Transitions(NamedTuple):
         return jax.tree.map(lambda column: column[index], self)
 
 
+class Episodes(NamedTuple):
+    """An evaluation's episodes as the value-bias probe reads them: where each began, what it earned step by step
+    and how it ended (flowkit.training.compiled_run compares the critic's value of the start with the return)."""
+
+    first_observations: np.ndarray
+    """(episodes, obs_dim): each episode's first observation s0."""
+    first_actions: np.ndarray
+    """(episodes, action_dim): the action the policy took there, a0."""
+    rewards: tuple[np.ndarray, ...]
+    """Each episode's rewards, one per step taken."""
+    truncated: np.ndarray
+    """Whether the time limit cut the episode (it did not end in a terminal state)."""
+    last_observations: np.ndarray
+    """(episodes, obs_dim): the observation after each episode's last step, s_T."""
+
+    def discounted_returns(self, discount: float) -> np.ndarray:
+        """sum_t gamma^t r_t of each episode from its first step, as observed (nothing added at a time limit)."""
+        return np.array([float(r @ discount ** np.arange(len(r))) for r in self.rewards])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(r) for r in self.rewards])
+
+
 class Environment(Protocol):
     """What online fine-tuning steps: Gymnasium's reset and step."""
 
@@ -169,6 +193,13 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
         """Roll the policy out for `episodes` episodes and return scalar metrics."""
+
+    def evaluate_episodes(
+        self, policy: Policy, key: jax.Array, episodes: int
+    ) -> tuple[dict[str, float], Episodes | None]:
+        """`evaluate`'s metrics and, where the evaluation steps an environment, its episodes (the value-bias
+        probe's data); a task that keeps none returns None for them."""
+        return self.evaluate(policy, key, episodes), None
 
     def environment(self) -> Environment:
         """A fresh environment of the task, for online fine-tuning (families with `online` only)."""

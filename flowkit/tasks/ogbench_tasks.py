@@ -33,6 +33,7 @@ from flowkit.tasks import (
     QFLOW_PARAMS,
     DatasetError,
     Declared,
+    Episodes,
     Policy,
     Task,
     Transitions,
@@ -297,25 +298,42 @@ class SingleTask(OGBenchTask):
         return make_env(self.env_id)
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
+        return self.evaluate_episodes(policy, key, episodes)[0]
+
+    def evaluate_episodes(self, policy: Policy, key: jax.Array, episodes: int) -> tuple[dict[str, float], Episodes]:
         rollouts = self.run_episodes(policy, key, [{}] * episodes)
-        return {
+        metrics = {
             "success": float(np.mean(rollouts.success)),
             "return": float(np.mean(rollouts.returns)),
             "episode_length": float(np.mean(rollouts.lengths)),
         }
+        return metrics, rollouts.episodes()
 
 
 class Rollouts(NamedTuple):
+    """Per episode: its success and undiscounted return and length, and what the value-bias probe reads."""
+
     success: np.ndarray
     returns: np.ndarray
     lengths: np.ndarray
+    first_observations: np.ndarray
+    first_actions: np.ndarray
+    rewards: np.ndarray
+    """An object array holding each episode's rewards (episodes differ in length)."""
+    truncated: np.ndarray
+    last_observations: np.ndarray
+
+    def episodes(self) -> Episodes:
+        return Episodes(
+            self.first_observations, self.first_actions, tuple(self.rewards), self.truncated, self.last_observations
+        )
 
 
 def rollout(
     envs: list[Any], policy: Policy, key: jax.Array, options: list[dict], seeds: np.ndarray, goals: bool = False
 ) -> Rollouts:
     """One episode in each environment (reset with its seed), stepped in lockstep with one policy call per step
-    for all of them.
+    for all of them; each episode's first observation and action, rewards and last observation are kept.
 
     An episode's success is the `success` of its last step (OGBench ends an episode when the goal is reached).
     With `goals`, each observation is followed by the episode's goal observation from the reset info.
@@ -326,24 +344,34 @@ def rollout(
         observations.append(observation)
         goal_observations.append(info.get("goal"))
     count = len(envs)
-    success, returns, lengths = np.zeros(count), np.zeros(count), np.zeros(count, dtype=int)
+    success, cut = np.zeros(count), np.zeros(count, dtype=bool)
+    rewards: list[list[float]] = [[] for _ in envs]
     running = np.ones(count, dtype=bool)
-    step_key = key
+    step_key, first = key, None
     while running.any():
         step_key, action_key = jax.random.split(step_key)
         inputs = np.stack(observations)
         if goals:
             inputs = np.concatenate([inputs, np.stack(goal_observations)], axis=-1)
         actions = np.asarray(policy(jnp.asarray(inputs, jnp.float32), action_key))
+        first = (inputs, np.clip(actions, -1, 1)) if first is None else first
         for index in np.flatnonzero(running):
             observation, reward, terminated, truncated, info = envs[index].step(np.clip(actions[index], -1, 1))
             observations[index] = observation
-            returns[index] += reward
-            lengths[index] += 1
+            rewards[index].append(float(reward))
             if terminated or truncated:
                 running[index] = False
                 success[index] = float(info["success"])
-    return Rollouts(success, returns, lengths)
+                cut[index] = truncated and not terminated
+    episode_rewards = np.empty(count, dtype=object)
+    for index, episode in enumerate(rewards):
+        episode_rewards[index] = np.array(episode)
+    lengths = np.array([len(r) for r in rewards])
+    returns = np.array([sum(r) for r in rewards])
+    last = np.stack(observations)
+    if goals:
+        last = np.concatenate([last, np.stack(goal_observations)], axis=-1)
+    return Rollouts(success, returns, lengths, *first, episode_rewards, cut, last)
 
 
 class GoalTransitions(NamedTuple):

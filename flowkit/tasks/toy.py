@@ -33,11 +33,13 @@ import numpy as np
 import scipy.spatial
 
 from flowkit.settings import Source
-from flowkit.tasks import Declared, Policy, Task, as_device_arrays
+from flowkit.tasks import Declared, Episodes, Policy, Task, as_device_arrays
 
 SCALE = 4.0
 """Points live in [-SCALE, SCALE]^2; actions are points / SCALE."""
 DATASET_SIZE = 10_000
+SAMPLE_REWARDS = "sample_rewards"
+"""Each sample's reward_in_support (the one-step episode's reward), which evaluation keeps per sample."""
 DATASET_SEED = 0
 """The offline dataset is fixed; run seeds vary training, not data."""
 SUPPORT_QUANTILE = 0.99
@@ -138,9 +140,11 @@ def _score_samples(
     distance = jnp.sqrt(jnp.min(squared, axis=1))
     near = distance <= radius
     energy = 2 * _mean_distance(samples, reference) - _mean_distance(samples, samples)
+    in_support = jnp.where(near, rewards[nearest], 0.0)
     return {
+        SAMPLE_REWARDS: in_support,
         "reward_mean": rewards[nearest].mean(),
-        "reward_in_support": jnp.where(near, rewards[nearest], 0.0).mean(),
+        "reward_in_support": in_support.mean(),
         "support": near.mean(),
         "energy_distance": energy - _mean_distance(reference, reference),
     }
@@ -239,6 +243,14 @@ class ToyBandit(Task):
         np.save(run_dir / SAMPLES, np.asarray(SCALE * self.sample_actions(policy, key, 1000)))
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
-        samples = SCALE * self.sample_actions(policy, key, episodes)
-        scores = _score_samples(samples, self.points, self.rewards, self.radius, self.reference)
-        return {name: float(value) for name, value in scores.items()}
+        return self.evaluate_episodes(policy, key, episodes)[0]
+
+    def evaluate_episodes(self, policy: Policy, key: jax.Array, episodes: int) -> tuple[dict[str, float], Episodes]:
+        """Each sample is a one-step episode that ends in a terminal state, rewarded as OneStepBandit rewards it."""
+        actions = self.sample_actions(policy, key, episodes)
+        scores = _score_samples(SCALE * actions, self.points, self.rewards, self.radius, self.reference)
+        rewards = np.asarray(scores.pop(SAMPLE_REWARDS), dtype=float)
+        observations = np.ones((episodes, 1), np.float32)
+        done = np.zeros(episodes, bool)
+        metrics = {name: float(value) for name, value in scores.items()}
+        return metrics, Episodes(observations, np.asarray(actions), tuple(rewards[:, None]), done, observations)

@@ -150,9 +150,11 @@ class SeedRun:
             raise DivergedError(start + first_bad + 1, bad, self.config.seed)
 
     def evaluate(self, compiled: CompiledRun, params: Params) -> dict[str, Any]:
-        """Evaluate the policy at the current step, on this seed's evaluation stream for that step."""
+        """Evaluate the policy at the current step, on this seed's evaluation stream for that step (the last
+        evaluation with the value-bias probe)."""
         started, step = time.perf_counter(), self.progress.step
-        metrics = compiled.evaluate(params, jax.random.fold_in(jax.random.fold_in(self.seed_key, EVAL_STREAM), step))
+        key = jax.random.fold_in(jax.random.fold_in(self.seed_key, EVAL_STREAM), step)
+        metrics = compiled.evaluate(params, key, final=step == self.config.train.total_steps)
         self.progress.eval_s += time.perf_counter() - started
         self.progress.eval_history.append({"step": step, **metrics})
         self._record({"phase": "eval", "step": step, **metrics})

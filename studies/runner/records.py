@@ -69,7 +69,7 @@ class SeedRecord:
     score: float
     """The mean of the study's metric over the run's last evaluations."""
     final: Mapping[str, float]
-    """The last evaluation's metrics (its consistency probe is `consistency`)."""
+    """The last evaluation's metrics (its consistency probe is `consistency`, its value bias `value_bias`)."""
     eval_history: tuple[tuple[int, float], ...]
     """(step, metric) of every evaluation."""
     consistency: Mapping[str, Any] | None
@@ -80,6 +80,9 @@ class SeedRecord:
     """The run folder, relative to the study folder (POSIX separators); see `resolve_run_dir`."""
     parameters: Mapping[str, int] = field(default_factory=dict)
     """Weights of each network by model name; empty in records of runs from before flowkit recorded them."""
+    value_bias: Mapping[str, Any] | None = None
+    """The final evaluation's value bias without its per-episode lists (those stay in the run's result.json); None
+    where the method has no critic, the task keeps no episodes, or the run predates the probe."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ def seed_record(
     seed: int, result: Mapping[str, Any], metric: str, last_evals: int, run_dir: Path, study_folder: Path
 ) -> SeedRecord:
     """The record of a run's result (as `train` returns it) whose folder lies under the study folder."""
-    final = {name: value for name, value in result["final"].items() if name != "consistency"}
+    final = {name: value for name, value in result["final"].items() if name not in ("consistency", "value_bias")}
+    value_bias = result["final"].get("value_bias")
     return SeedRecord(
         seed=seed,
         score=run_score(result, metric, last_evals),
@@ -130,6 +134,7 @@ def seed_record(
         nfe_per_solve=result["nfe_per_solve"],
         run_dir=run_dir.relative_to(study_folder).as_posix(),
         parameters=dict(result.get("parameters", {})),
+        value_bias={k: v for k, v in value_bias.items() if k != "episodes"} if value_bias else None,
     )
 
 
