@@ -103,7 +103,7 @@ class ValueBiasSection(Section):
         table = value_bias_table(report.study, report.results)
         if table is None:
             return None
-        parts: list[Part] = [Paragraph(TEXT), TablePart(table, "Cell")]
+        parts: list[Part] = [Paragraph(TEXT), TablePart(table, "Arm")]
         if report.out is not None:
             draw(report.study, report.results, report.out / FIGURE)
             caption = "Mean bias of each cell's values against its discounted returns, with 95% intervals over seeds."
