@@ -17,14 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import flowkit.studies.runner as runner
 from flowkit.benchmarks.bench import bench_evaluation
 from flowkit.cli import main
+from flowkit.reports.builder import build_report
 from flowkit.settings import ConfigError
 from flowkit.tasks import ACTION_CLIP, DATA_DIR_ENV, DatasetError, load_task, ogbench_generate, ogbench_tasks
 from flowkit.tasks.ogbench_generate import dataset_paths, generate, import_ogbench
 from flowkit.tasks.ogbench_tasks import SINGLE_TASKS
 from flowkit.training import train
-from tests.helpers import tiny_config
+from tests.helpers import TINY, stored_trials, tiny_config, tiny_study
 
 CUBE, PUZZLE = "cube-single-play-v0", "puzzle-3x3-play-v0"
 CUBE_TASK, PUZZLE_TASK = "cube-single-play-singletask-task2-v0", "puzzle-3x3-play-singletask-task4-v0"
@@ -110,6 +112,30 @@ def test_fql_trains_on_generated_data_and_is_evaluated_in_the_environment(data_d
     assert 1 <= final["episode_length"] <= 200
     assert -final["episode_length"] <= final["return"] <= 0
     assert final["consistency"]["n"] > 0
+    bias = final["value_bias"]["episodes"]
+    assert final["value_bias"]["n"] == 2 and final["value_bias"]["aggregation"] == "mean"
+    if final["success"] == 0:  # both episodes ran into the time limit, earning -1 at each of their 200 steps
+        raw = -(1 - 0.99**200) / (1 - 0.99)
+        assert bias["truncated"] == [True, True]
+        np.testing.assert_allclose(np.subtract(bias["return"], bias["bootstrap"]), raw, rtol=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.ogbench
+def test_an_ogbench_report_shows_the_value_bias_table(data_dir, tmp_path):
+    """FQL for 20 updates and 2 episodes: the report's value-bias table holds the stored record's Q and return."""
+    fixed = {**TINY, "steps": 20, "log_every": 10, "eval_every": 20, "eval_episodes": 2, "batch_size": 32}
+    study = tiny_study(name="ogbench-bias", tasks=(CUBE_TASK,), grid={"solver": ("euler",)}, seeds=(0,), fixed=fixed)
+    runner.run_study(study, tmp_path, progress=False)
+    text = build_report(study, tmp_path).read_text()
+    (trial,) = stored_trials(study, tmp_path)
+    stored = runner.seed_records(trial)[0].value_bias
+    section = text.split("## Value bias against returns")[1].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| ") and "Q(s0, a0)" in line)
+    cells = [cell.strip() for cell in row.split("|")[2:-1]]
+    expected = [f"{stored['q_mean']:.3f}", f"{stored['return_mean']:.3f}"]
+    assert cells[1:3] == expected and cells[-1] == "1 (2)", (cells, expected)
+    assert "](value_bias.png)" in section
 
 
 @pytest.mark.ogbench
