@@ -102,13 +102,15 @@ def test_figures_and_cost_table(finished_study):
 @pytest.mark.slow
 def test_sections_follow_the_study_declaration(finished_study):
     """The tiny study sweeps the solver but not K, on bandits, with two seeds: no equal-NFE table nor cost
-    against K; an aggregate, the consistency of FQL's flow and the bandits' samples."""
+    against K; an aggregate, FQL's value bias against the bandits' one-step returns, the consistency of FQL's flow and
+    the bandits' samples."""
     _, _, path = finished_study
     titles = [line for line in path.read_text().splitlines() if line.startswith("#")]
     assert titles == [
         "# Study `tiny`",
         "## Conclusions",
         "## Aggregate over tasks",
+        "## Value bias against returns",
         "## Figures",
         "## Cost per update",
         "## Settings of the first cell",
