@@ -124,8 +124,9 @@ def test_train_command_writes_a_run_folder(tmp_path, capsys):
     assert main(["train", "--task", "swiss-roll", "--set", *settings, "--run-dir", str(run_dir), "--quiet"]) == 0
     printed = json.loads(capsys.readouterr().out)
     tradeoff = {"tradeoff_distill_loss", "tradeoff_distance", "tradeoff_q_gain"}  # FQL's one-step policy vs its flow
-    metrics = {"step", "reward_mean", "reward_in_support", "support", "energy_distance", "consistency", *tradeoff}
-    assert set(printed["final"]) == metrics, "the bandit's metrics and the value gaps along the flow"
+    probes = {"consistency", "value_bias", *tradeoff}  # the value gaps along the flow, the value against returns
+    metrics = {"step", "reward_mean", "reward_in_support", "support", "energy_distance", *probes}
+    assert set(printed["final"]) == metrics, "the bandit's metrics and the probes' records"
     config = json.loads((run_dir / "config.json").read_text())
     assert config["agent_config"]["solver"] == "midpoint" and config["train"]["steps"] == 100
 
