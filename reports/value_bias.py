@@ -93,8 +93,8 @@ def draw(study: Study, results: dict[str, CellResult], path: Path) -> None:
 
 
 class ValueBiasSection(Section):
-    """Methods with a critic, on tasks whose evaluation keeps its episodes (OGBench single-task, the bandits as
-    one-step episodes), record their value bias at the final evaluation; any cell with such records shows it."""
+    """Methods with a critic, on tasks whose evaluation keeps its episodes (OGBench single-task, D4RL, the bandits
+    as one-step episodes), record their value bias at the final evaluation; any cell with such records shows it."""
 
     def applies(self, report: ReportData) -> bool:
         return any(result.value_bias for result in report.results.values())

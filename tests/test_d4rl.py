@@ -249,6 +249,13 @@ def test_a_hopper_task_evaluates_in_gymnasium(data_dir, monkeypatch):
     assert metrics["normalized_score"] == pytest.approx(100 * (metrics["return"] - low) / (high - low))
     assert set(calls) == {(2, 11)}, "one policy call per step on both episodes' observations"
     assert metrics == task.evaluate(still, jax.random.PRNGKey(0), 2), "the key fixes the episodes"
+    again, episodes = task.evaluate_episodes(still, jax.random.PRNGKey(0), 2)
+    returns = [rewards.sum() for rewards in episodes.rewards]
+    assert again == metrics and np.mean(returns) == pytest.approx(metrics["return"]), (returns, metrics)
+    np.testing.assert_array_equal(episodes.first_actions, np.zeros((2, 3)))
+    assert episodes.first_observations.shape == episodes.last_observations.shape == (2, 11)
+    cut_by_limit = episodes.lengths == hopper.max_steps
+    assert episodes.truncated.tolist() == cut_by_limit.tolist(), (episodes.lengths, episodes.truncated)
 
 
 @pytest.mark.slow

@@ -54,6 +54,7 @@ from flowkit.tasks import (
     NOT_RETRIEVED,
     DatasetError,
     Declared,
+    Episodes,
     Policy,
     Task,
     as_device_arrays,
@@ -396,27 +397,36 @@ class D4RLTask(Task):
         return bool(observation[index] < height)
 
     def evaluate(self, policy: Policy, key: jax.Array, episodes: int) -> dict[str, float]:
-        """Run `episodes` episodes in lockstep, one policy call per step on all their observations."""
+        return self.evaluate_episodes(policy, key, episodes)[0]
+
+    def evaluate_episodes(self, policy: Policy, key: jax.Array, episodes: int) -> tuple[dict[str, float], Episodes]:
+        """Run `episodes` episodes in lockstep, one policy call per step on all their observations; a dropped pen
+        ends its episode as D4RL's terminal, only the time limit truncates one."""
         seed_key, key = jax.random.split(key)
         seeds = np.asarray(jax.random.randint(seed_key, (episodes,), 0, 2**31 - 1))
         environments = self._environments(episodes)
         observations = np.stack([env.reset(seed=int(seed))[0] for env, seed in zip(environments, seeds, strict=True)])
-        returns = np.zeros(episodes)
-        running = np.ones(episodes, dtype=bool)
-        step = 0
+        first_observations, rewards = observations.copy(), [[] for _ in range(episodes)]
+        running, cut = np.ones(episodes, dtype=bool), np.zeros(episodes, dtype=bool)
+        step, first_actions = 0, None
         while running.any():
             actions = np.asarray(policy(jnp.asarray(observations, jnp.float32), jax.random.fold_in(key, step)))
+            first_actions = actions if first_actions is None else first_actions
             for index in np.flatnonzero(running):
                 observation, reward, terminated, truncated, _ = environments[index].step(actions[index])
                 observations[index] = observation
-                returns[index] += reward
-                running[index] = not (terminated or truncated or self._dropped(observation))
+                rewards[index].append(float(reward))
+                ended = terminated or self._dropped(observation)
+                running[index], cut[index] = not (ended or truncated), truncated and not ended
             step += 1
+        returns = np.array([sum(r) for r in rewards])
         low, high = self.environment.random_return, self.environment.expert_return
-        return {
+        metrics = {
             "return": float(returns.mean()),
             "normalized_score": float(np.mean(100 * (returns - low) / (high - low))),
         }
+        kept = tuple(np.array(r) for r in rewards)
+        return metrics, Episodes(first_observations, np.clip(first_actions, -1, 1), kept, cut, observations.copy())
 
 
 _TRANSITION_COLUMNS = ("observations", "actions", "rewards", "masks", "next_observations", "next_actions")
