@@ -251,6 +251,8 @@ class ToyBandit(Task):
         scores = _score_samples(SCALE * actions, self.points, self.rewards, self.radius, self.reference)
         rewards = np.asarray(scores.pop(SAMPLE_REWARDS), dtype=float)
         observations = np.ones((episodes, 1), np.float32)
-        done = np.zeros(episodes, bool)
+        never_truncated = np.zeros(episodes, bool)
         metrics = {name: float(value) for name, value in scores.items()}
-        return metrics, Episodes(observations, np.asarray(actions), tuple(rewards[:, None]), done, observations)
+        return metrics, Episodes(
+            observations, np.asarray(actions), tuple(rewards[:, None]), never_truncated, observations
+        )
