@@ -146,6 +146,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 def _run_or_load(study: typing.Any, runs_dir: Path, args: argparse.Namespace) -> typing.Any:
     """`study run` (with one worker or several) or `study status`: the study's progress afterwards."""
     from flowkit.studies.runner import load_optuna_study, progress_of, run_study, run_workers
+    from flowkit.studies.runner.workers import interruptible
 
     if args.study_command == "status":
         return progress_of(study, load_optuna_study(study, runs_dir, args.storage))
@@ -155,7 +156,8 @@ def _run_or_load(study: typing.Any, runs_dir: Path, args: argparse.Namespace) ->
     }  # fmt: skip
     if args.workers > 1:
         return run_workers(study, runs_dir, args.storage, workers=args.workers, **options)
-    return run_study(study, runs_dir, args.storage, **options)
+    with interruptible():  # SIGTERM stores the running trial as interrupted, as Ctrl-C does
+        return run_study(study, runs_dir, args.storage, **options)
 
 
 def _status_line(study: typing.Any, state: typing.Any) -> str:

@@ -290,11 +290,12 @@ STUDY = Study(name="ctrlc", question="?", agents=("fql",), tasks=("moons",), gri
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signalled", ["group", "command"])
+@pytest.mark.parametrize("signalled", ["SIGINT to the group", "SIGTERM to the command"])
 def test_ctrl_c_of_a_study_with_two_workers_is_one_line_and_the_same_command_resumes_it(tmp_path, signalled):
-    """SIGINT while both workers train, sent as Ctrl-C sends it (to the whole process group) or to the command
-    alone (kill -INT PID): no traceback, one `flowkit: interrupted` line, exit 130, both trials stored as
-    interrupted; the same command then completes the study."""
+    """SIGINT while both workers train, sent as Ctrl-C sends it (to the whole process group), or SIGTERM to the
+    command alone (kill PID; SIGINT to it alone is tested in test_workers.py): no traceback, one
+    `flowkit: interrupted` line, exit 130, both trials stored as interrupted; the same command then completes
+    the study."""
     path = tmp_path / "ctrlc.py"
     path.write_text(CTRL_C_STUDY)
     command = [Path(sys.executable).with_name("flowkit"), "study", "run", path, "--workers", "2", "--quiet"]
@@ -319,7 +320,10 @@ def test_ctrl_c_of_a_study_with_two_workers_is_one_line_and_the_same_command_res
         while not both_in_their_runs():
             assert time.monotonic() < deadline and interrupted.poll() is None, "both workers started their runs"
             time.sleep(0.05)
-        (os.killpg if signalled == "group" else os.kill)(interrupted.pid, signal.SIGINT)
+        if signalled == "SIGINT to the group":
+            os.killpg(interrupted.pid, signal.SIGINT)
+        else:
+            os.kill(interrupted.pid, signal.SIGTERM)
         _, error = interrupted.communicate(timeout=60)
     finally:
         with contextlib.suppress(ProcessLookupError):

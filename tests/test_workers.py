@@ -23,6 +23,7 @@ import flowkit.training.loop as training_loop
 from flowkit import runs
 from flowkit.benchmarks.runner_load import audit, load_study, trivial_train, trivial_worker
 from flowkit.studies.runner.records import seed_record
+from flowkit.studies.runner.workers import interruptible
 from flowkit.studies.study import cell_key, cell_slug
 from tests.helpers import TINY, stored_trials, tiny_study
 
@@ -302,3 +303,73 @@ def test_the_same_error_of_two_workers_is_reported_once_in_their_words(tmp_path,
     assert str(raised.value).endswith("error.log, and in 1 more run folders' error.log)"), str(raised.value)
     printed = capfd.readouterr().err
     assert "Traceback" not in printed, f"the workers printed:\n{printed}"
+
+
+SIGNALLED_PARENT = """
+import functools, sys
+from pathlib import Path
+import flowkit.studies.runner as runner
+from flowkit.benchmarks.runner_load import load_study, trivial_worker
+runner.run_workers(load_study(2), Path(sys.argv[1]), workers=2, progress=False,
+                   worker=functools.partial(trivial_worker, run_s=300))
+"""
+
+
+def ended(pid: int) -> bool:
+    """Whether the process has ended (an orphan's zombie, which nothing may reap here, counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def running_workers(study, runs_dir: Path, parent: subprocess.Popen) -> list[int]:
+    """The pids of the workers running the study's two trials, once both run (at most 120 s)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and parent.poll() is None:
+        with contextlib.suppress(Exception):  # the journal not yet made, or its study not yet created
+            running = [t for t in stored_trials(study, runs_dir) if t.state == TrialState.RUNNING]
+            if len(running) == 2:
+                return [runner.worker_of(t)["pid"] for t in running]
+        time.sleep(0.1)
+    raise AssertionError(f"both workers were running a trial within 120 s (parent exit code {parent.poll()})")
+
+
+def test_interruptible_makes_sigint_even_where_ignored_and_sigterm_an_interrupt():
+    """A study started by a shell script's `... &` inherits SIGINT ignored: `kill -INT` of it did nothing while
+    the study ran on. Inside `interruptible` SIGINT and SIGTERM raise KeyboardInterrupt; the handlers are put
+    back after."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with pytest.raises(KeyboardInterrupt), interruptible():
+                os.kill(os.getpid(), signum)
+                time.sleep(5)  # the handler runs at the next bytecode, long before this ends
+        restored = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        assert restored == (signal.SIG_IGN, signal.SIG_DFL), f"the handlers after the block: {restored}"
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_killed_parent_stops_its_workers_with_their_trials_resumable(tmp_path, monkeypatch):
+    """SIGKILL to the parent of two workers (they ran on, orphaned): the workers stop within seconds, each trial
+    stored as interrupted, and the next run completes both cells. (SIGINT and SIGTERM to the parent are
+    forwarded: test_cli.py's Ctrl-C test.)"""
+    study = load_study(2)
+    parent = subprocess.Popen([sys.executable, "-c", SIGNALLED_PARENT, str(tmp_path)], start_new_session=True)
+    try:
+        workers = running_workers(study, tmp_path, parent)
+        signalled = time.monotonic()
+        os.kill(parent.pid, signal.SIGKILL)
+        while not all(ended(pid) for pid in workers) and time.monotonic() - signalled < 30:
+            time.sleep(0.1)
+        stopped_s = time.monotonic() - signalled
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+    assert stopped_s < 30, f"the killed parent's workers {workers} still ran {stopped_s:.0f} s later"
+    kinds = [(t.state.name, (runner.failure_of(t) or {}).get("kind")) for t in stored_trials(study, tmp_path)]
+    assert kinds == [("FAIL", "interrupted")] * 2, f"the killed parent's workers stored their trials as {kinds}"
+    monkeypatch.setattr(runner_trial, "train", trivial_train)
+    assert runner.run_study(study, tmp_path, progress=False).complete == 2, "the next run completed both cells"

@@ -12,8 +12,9 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.queues import SimpleQueue
 from pathlib import Path
 from typing import Any
@@ -102,17 +103,57 @@ class WorkersFailedError(RuntimeError):
     """Workers stopped with cells of the study left undone; the message gives each distinct error once."""
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""The signals that stop a study's processes with their running trials stored as interrupted (resumable)."""
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt inside the block, so that either stops the study as Ctrl-C does.
+    SIGINT is set even where it was ignored: a shell script starts its background commands (`... &`) with SIGINT
+    ignored, and `kill -INT` of such a study did nothing while it ran on. Only the main thread may set handlers;
+    elsewhere the caller's stand."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {stop: signal.getsignal(stop) for stop in STOP_SIGNALS}
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
+
+
 def _stop_at_the_first_interrupt(signum: int, frame: Any) -> None:
-    """A worker stops at its first SIGINT and ignores the next ones: after Ctrl-C (the terminal signals the whole
-    group) the parent forwards its own, which must not cut short the worker's storing of its trial."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """A worker stops at its first SIGINT or SIGTERM and ignores the next ones: after Ctrl-C (the terminal signals
+    the whole group) the parent forwards its own, which must not cut short the worker's storing of its trial."""
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+def _stop_when_the_parent_ends() -> None:
+    """Send this worker SIGTERM when its parent ends, however it ended (SIGKILL included), so that no orphan runs
+    the study on: the parent's end closes the pipe that `parent_process().join` waits on. (Linux's
+    PR_SET_PDEATHSIG fires when the *thread* that started the worker ends, which need not be the parent's end.)"""
+    parent = multiprocessing.parent_process()
+
+    def watch() -> None:
+        parent.join()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="flowkit-parent-watch", daemon=True).start()
 
 
 def _worker_process(worker: Callable[..., StudyProgress], errors: SimpleQueue, *args: Any, **kwargs: Any) -> None:
     """A worker process: its error goes to the parent as one line (the parent reports each distinct one once)
-    instead of a traceback per worker; an interrupt ends it quietly."""
-    signal.signal(signal.SIGINT, _stop_at_the_first_interrupt)
+    instead of a traceback per worker; an interrupt, a SIGTERM or its parent's end stops it quietly, its trial
+    stored as interrupted."""
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, _stop_at_the_first_interrupt)
+    _stop_when_the_parent_ends()
     try:
         worker(*args, **kwargs)
     except KeyboardInterrupt:
@@ -154,7 +195,8 @@ def run_workers(
     """Run the study with `workers` processes on this machine, showing their common progress (runs/s, ETA).
 
     The storage is opened and the cells enqueued here first, so a bad storage or study fails before any
-    process starts. Each process runs `worker` (run_study; tests give a cheap objective). A study whose
+    process starts. SIGINT or SIGTERM stops every worker, each storing its trial as interrupted; so does this
+    process's end, however it ends. Each process runs `worker` (run_study; tests give a cheap objective). A study whose
     cells all completed (or were pruned) has succeeded, whatever became of its workers; otherwise a worker's
     failure raises WorkersFailedError with each distinct error once, in the worker's words.
     """
@@ -173,18 +215,19 @@ def run_workers(
     for process in processes:
         process.start()
     bar = _progress_bar(study, optuna_study, progress)
-    try:
-        # every process is asked, so each that ended is reaped: a zombie would look alive to the other workers
-        while [process for process in processes if process.is_alive()]:
-            time.sleep(1.0)
-            bar.update(progress_of(study, optuna_study).seeds_done - bar.n)
-    except KeyboardInterrupt:
-        _interrupt(processes)  # a SIGINT sent to this process alone (kill -INT) stops the workers too
-        raise
-    finally:
-        for process in processes:
-            process.join()
-        bar.close()
+    with interruptible():
+        try:
+            # every process is asked, so each that ended is reaped: a zombie would look alive to the other workers
+            while [process for process in processes if process.is_alive()]:
+                time.sleep(1.0)
+                bar.update(progress_of(study, optuna_study).seeds_done - bar.n)
+        except KeyboardInterrupt:
+            _interrupt(processes)  # a SIGINT or SIGTERM sent to this process alone stops the workers too
+            raise
+        finally:
+            for process in processes:
+                process.join()
+            bar.close()
     state = progress_of(study, optuna_study)
     failed = [process for process in processes if process.exitcode]
     if not failed or state.finished:
