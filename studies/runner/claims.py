@@ -56,6 +56,16 @@ def worker_dead(trial: FrozenTrial) -> bool:
     return started is not None and _process_start(worker["pid"]) not in (started, None)
 
 
+def why_orphaned(trial: FrozenTrial) -> str | None:
+    """Why a running trial has no live worker, or None if it may have one. Workers claim a trial and record
+    themselves on it under the study lock, so a caller holding that lock who finds a running trial with no worker
+    recorded knows its claimer died between the two writes (nothing else would ever fail it: no process to look
+    up, no heartbeat to miss)."""
+    if storage.worker_of(trial) is None:
+        return "its worker died while claiming it"
+    return "its process was gone" if worker_dead(trial) else None
+
+
 def enqueue_missing(optuna_study: StoredStudy, study: Study, retried: tuple[str, ...] = RETRYABLE_FAILURES) -> int:
     """Fail the trials of dead workers, then enqueue each cell that has no waiting, running or complete trial
     and no failed one of a kind not `retried`; return how many. Call under `study_lock`."""
@@ -63,8 +73,8 @@ def enqueue_missing(optuna_study: StoredStudy, study: Study, retried: tuple[str,
     taken = set()
     for trial in storage.trials(optuna_study):
         state = storage.state_of(trial)
-        if state == storage.RUNNING and worker_dead(trial):
-            storage.mark_failed(optuna_study, trial, {"kind": "worker died", "message": "its process was gone"})
+        if state == storage.RUNNING and (died := why_orphaned(trial)):
+            storage.mark_failed(optuna_study, trial, {"kind": "worker died", "message": died})
             continue
         if state != storage.FAILED or storage.failure_of(trial)["kind"] not in retried:
             taken.add(storage.trial_cell(trial))
@@ -100,7 +110,8 @@ def _this_worker() -> dict[str, Any]:
 
 
 def claim_trial(optuna_study: StoredStudy) -> tuple[Trial, Cell] | None:
-    """Move one waiting trial to RUNNING for this process and return it with its cell; None if none waits."""
+    """Move one waiting trial to RUNNING for this process and return it with its cell; None if none waits. Call
+    under `study_lock` (`why_orphaned` relies on it)."""
     claimed = storage.claim_waiting_trial(optuna_study)
     if claimed is not None:
         storage.record_worker(optuna_study, claimed[0], _this_worker())

@@ -72,9 +72,9 @@ def run_study(
     poll_s = heartbeat_s if storage.is_database(optuna_study) else POLL_S
     try:
         while True:
-            claimed = claim_trial(optuna_study)
-            if claimed is None and study.search is not None:
-                with stored_study_lock(optuna_study, runs_dir):
+            with stored_study_lock(optuna_study, runs_dir):  # a claim and its worker record are one step
+                claimed = claim_trial(optuna_study)
+                if claimed is None and study.search is not None:
                     claimed = sample_trial(optuna_study, study)
             if claimed is not None:
                 with heartbeat(optuna_study, claimed[0]):
