@@ -64,9 +64,24 @@ class RunConfig:
         stored = {name: Source(**source) for name, source in data.get("sources", {}).items()}
         return dataclasses.replace(config, sources=stored or config.sources, preset=data.get(PRESET))
 
+    def matches(self, stored: Mapping[str, Any]) -> bool:
+        """Whether settings a run stored (its to_dict()) are these settings."""
+        return upgraded(stored) == self.to_dict()
+
     def settings(self) -> dict[str, Any]:
         """Every setting by its flat name, as ``--set`` and study files name them."""
         return {**self.agent_config.to_dict(), **self.train.to_dict()}
+
+
+def upgraded(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored settings (a to_dict()) as this flowkit writes them: a setting the stored run predates takes its
+    default, since a setting is only ever added with a default that keeps the earlier behaviour; so a kit that
+    gained a setting still continues the studies and runs stored before it. Settings it cannot read stay as
+    stored (and match nothing)."""
+    try:
+        return RunConfig.from_dict(stored).to_dict()
+    except (ConfigError, KeyError, TypeError):
+        return dict(stored)
 
 
 def check_agent(agent: str) -> type[AgentConfig]:

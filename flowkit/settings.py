@@ -225,6 +225,12 @@ class TrainConfig(Settings):
         1000, "updates per compiled chunk; losses are averaged over it and logged at this interval", low=1
     )
     eval_every: int = setting(100_000, "updates between evaluations (a multiple of log_every)", low=1, source=FQL_MAIN)
+    eval_from: int = setting(
+        0,
+        "the first update evaluated at: evaluations before it are skipped, as a score taken from the last "
+        "evaluations needs none earlier (the last update is always evaluated)",
+        low=0,
+    )
     eval_episodes: int = setting(
         50,
         "episodes per evaluation (in a bandit, one action is one episode; at most 10,000: a bandit's energy distance "
@@ -252,6 +258,12 @@ class TrainConfig(Settings):
     def total_steps(self) -> int:
         """Updates in the run, offline and online."""
         return self.steps + self.online_steps
+
+    def evaluates_at(self, step: int) -> bool:
+        """Whether the run evaluates after `step` updates: every eval_every from eval_from on, at the switch to
+        online steps and at the end."""
+        scheduled = step % self.eval_every == 0 and step >= self.eval_from
+        return scheduled or step in (self.steps, self.total_steps)
 
 
 def closest_name(name: str, names: Iterable[str]) -> str:

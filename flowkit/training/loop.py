@@ -87,7 +87,7 @@ def train_seeds(
             step = program.train_chunk(start)
             bar.update(schedule.log_every)
             stop = False
-            if step % schedule.eval_every == 0 or step in (schedule.steps, total):
+            if schedule.evaluates_at(step):
                 bar.set_postfix_str(program.evaluate())
                 go_on = on_evaluation is None or on_evaluation(step, program.histories())
                 stop = not go_on and step < total

@@ -85,7 +85,7 @@ def stored_checkpoint(config: RunConfig, run_dir: Path) -> tuple[list[np.ndarray
     if checkpoint is None:
         return None
     progress = RunProgress.from_dict(checkpoint.progress, run_dir / runs.CHECKPOINT)
-    if progress.config != config.to_dict():
+    if not config.matches(progress.config):
         raise ConfigError(f"run folder {run_dir} holds a checkpoint of other settings; move it away to rerun")
     return checkpoint.leaves, progress
 

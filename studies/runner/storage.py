@@ -27,6 +27,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from flowkit import runs
+from flowkit.run_config import upgraded
 from flowkit.settings import ConfigError
 from flowkit.studies.runner import records, sampling
 from flowkit.studies.runner.records import PrunedRecord, SeedRecord
@@ -268,7 +269,7 @@ def _check_stored(study: Study, stored: StoredStudy) -> None:
     """Refuse a stored study written under another schema, or from a different definition of the study."""
     records.check_schema(stored.user_attrs.get(SCHEMA_ATTR), f"study {study.name!r}: the storage holds results")
     definition = study.definition()
-    stored_definition = stored.user_attrs.get(DEFINITION_ATTR, {})
+    stored_definition = _upgraded(stored.user_attrs.get(DEFINITION_ATTR, {}))
     if stored_definition != definition:
         changed = sorted(key for key in definition if stored_definition.get(key) != definition[key])
         raise StorageError(
@@ -277,6 +278,15 @@ def _check_stored(study: Study, stored: StoredStudy) -> None:
             "file); to start over, delete the stored study (its journal file under runs/, or optuna delete-study "
             "for a database)"
         )
+
+
+def _upgraded(definition: dict[str, Any]) -> dict[str, Any]:
+    """A stored definition with each cell's settings as this flowkit writes them (`run_config.upgraded`: a setting
+    added since counts at its default), so that a kit that gained a setting continues the studies stored before."""
+    cells = definition.get("runs")
+    if not isinstance(cells, dict):
+        return definition
+    return {**definition, "runs": {key: upgraded(config) for key, config in cells.items()}}
 
 
 class EnqueuedCellsOnly(optuna.samplers.BaseSampler):

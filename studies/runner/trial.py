@@ -35,11 +35,11 @@ def reusable_result(config: RunConfig, run_dir: Path) -> dict[str, Any] | None:
     that holds neither that nor a checkpoint of these settings cleared for a fresh run."""
     result = runs.load_result(run_dir)
     if result is not None:
-        if result["config"] != config.to_dict():
+        if not config.matches(result["config"]):
             raise ConfigError(f"run folder {run_dir} holds a result with other settings; move it away to rerun")
         return result
     checkpoint = runs.load_checkpoint(run_dir)
-    if run_dir.exists() and (checkpoint is None or checkpoint[1]["config"] != config.to_dict()):
+    if run_dir.exists() and (checkpoint is None or not config.matches(checkpoint[1]["config"])):
         shutil.rmtree(run_dir)
     return None
 
