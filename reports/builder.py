@@ -20,7 +20,8 @@ import jinja2
 from flowkit.reports.collect import CellResult, collect
 from flowkit.reports.conclusions import verdict_lines
 from flowkit.reports.output import check_out_dir, publish, staging_folder
-from flowkit.reports.sections import FigurePart, ListPart, Paragraph, ReportData, TablePart, build_blocks
+from flowkit.reports.parts import FigurePart, ListPart, Paragraph, ReportData, TablePart
+from flowkit.reports.sections import build_blocks
 from flowkit.reports.tables import main_table, reference_label, sampled_table
 from flowkit.settings import ConfigError
 from flowkit.studies.runner.storage import load_optuna_study, study_dir

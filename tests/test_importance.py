@@ -17,9 +17,10 @@ import pytest
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
 from flowkit.analysis.importance import Axis, Point, grid_axis, importances
-from flowkit.reports import sections
+from flowkit.reports import comparisons, sections
 from flowkit.reports.builder import build_report
-from flowkit.reports.sections import ReportData, SettingImportance
+from flowkit.reports.parts import ReportData
+from flowkit.reports.setting_effects import SettingImportance
 from flowkit.studies import load_study
 from flowkit.studies.runner.storage import default_journal
 from flowkit.studies.study import Study
@@ -106,7 +107,9 @@ def faked_report(monkeypatch, runs_dir, **changes) -> tuple[Study, Path]:
     """The report of a faked study, without the aggregate section (its bootstraps would take most of this test's
     time, and test_report.py tests it)."""
     study = faked_study(monkeypatch, runs_dir, **changes)
-    monkeypatch.setattr(sections, "SECTIONS", [s for s in sections.SECTIONS if not isinstance(s, sections.Aggregate)])
+    monkeypatch.setattr(
+        sections, "SECTIONS", [s for s in sections.SECTIONS if not isinstance(s, comparisons.Aggregate)]
+    )
     return study, build_report(study, runs_dir)
 
 

@@ -394,7 +394,8 @@ def test_seeds_trained_as_one_program_are_one_point_of_the_cost_fit():
 def test_an_energy_schedule_study_reports_each_schedules_strength():
     """The energy-schedule study's report has a row per schedule: R at the bandits' spreads and at s = 1 ... 0.1,
     with h = t at s = 1 the closed form asinh(1) / sqrt(2) = 0.62."""
-    from flowkit.reports.sections import ReportData, ScheduleStrength, action_spreads
+    from flowkit.reports.parts import ReportData
+    from flowkit.reports.setting_effects import ScheduleStrength, action_spreads
     from flowkit.schedules import schedule_strength
 
     study = load_study("energy-schedule")

@@ -24,7 +24,9 @@ from flowkit.cli import main
 from flowkit.reports.builder import build_report
 from flowkit.reports.collect import collect
 from flowkit.reports.importance import setting_axes
-from flowkit.reports.sections import ReportData, SettingImportance, pruned_items
+from flowkit.reports.parts import ReportData
+from flowkit.reports.run_facts import pruned_items
+from flowkit.reports.setting_effects import SettingImportance
 from flowkit.settings import ConfigError
 from flowkit.studies import load_study
 from flowkit.studies.study import cell_slug
