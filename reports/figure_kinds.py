@@ -1,10 +1,10 @@
 """The report's figures: each kind of figure decides whether the study has it and draws it (matplotlib code in
-reports/figures.py); FIGURE_KINDS lists them in order and the section FigureSection shows those that apply.
+reports/plots.py); FIGURE_KINDS lists them in order and the section FigureSection shows those that apply.
 """
 
 from __future__ import annotations
 
-from flowkit.reports import figures, tables
+from flowkit.reports import plots, tables
 from flowkit.reports.comparisons import EqualNFE
 from flowkit.reports.parts import (
     Block,
@@ -38,7 +38,7 @@ class ScoreVsStep(FigureKind):
         part = FigurePart(
             "score_vs_step.png", f"{report.metric} against training step per arm: mean over seeds, band of one std."
         )
-        figures.score_vs_step(report.study, report.results, report.metric, report.out / part.file)
+        plots.score_vs_step(report.study, report.results, report.metric, report.out / part.file)
         return [part]
 
 
@@ -63,7 +63,7 @@ class ScoreAgainstSetting(FigureKind):
             part = FigurePart(
                 f"score_vs_{dim}.png", f"Final {report.metric} against {dim}: mean over seeds, band of one std."
             )
-            figures.score_against(report.study, report.results, report.metric, dim, report.out / part.file)
+            plots.score_against(report.study, report.results, report.metric, dim, report.out / part.file)
             parts.append(part)
         return parts
 
@@ -74,7 +74,7 @@ class ScoreVsNFE(FigureKind):
 
     def draw(self, report: ReportData) -> list[FigurePart]:
         part = FigurePart("score_vs_nfe.png", f"Final {report.metric} against NFE per solver: equal-cost comparison.")
-        figures.score_against(
+        plots.score_against(
             report.study, report.results, report.metric, "nfe", report.out / part.file, along=("flow_steps",),
             x_of=tables.nfe_of, x_label="velocity evaluations per solve (NFE)",
         )  # fmt: skip
@@ -91,7 +91,7 @@ class CostVsSteps(FigureKind):
         if not report.cost_fits:
             return []
         part = FigurePart("cost_vs_flow_steps.png", "ms per update of every run against K, with OLS lines.")
-        figures.cost_vs_steps(report.cost_fits, report.out / part.file)
+        plots.cost_vs_steps(report.cost_fits, report.out / part.file)
         return [part]
 
 
@@ -103,7 +103,7 @@ class GradientNorms(FigureKind):
         return report.study.search is None
 
     def draw(self, report: ReportData) -> list[FigurePart]:
-        networks = figures.gradient_norms(report.study, report.results, report.out / "gradient_norms.png")
+        networks = plots.gradient_norms(report.study, report.results, report.out / "gradient_norms.png")
         caption = (
             f"Gradient norm of the policy network ({', '.join(networks)}) over training: mean over each logging "
             "interval, geometric mean over seeds."
@@ -119,7 +119,7 @@ class Consistency(FigureKind):
         return report.study.search is None and any(result.consistency for result in report.results.values())
 
     def draw(self, report: ReportData) -> list[FigurePart]:
-        figures.consistency(report.study, report.results, report.out / "consistency.png")
+        plots.consistency(report.study, report.results, report.out / "consistency.png")
         caption = (
             "Value gap along the policy's flow at the final evaluation: Q-Flow's V, else the critic's Q used "
             "mid-flow; the mean over seeds of each seed's mean over 256 states, 95% t-intervals over seeds."
@@ -135,7 +135,7 @@ class Samples(FigureKind):
         return any(issubclass(task_class(task), ToyBandit) for task in report.study.tasks)
 
     def draw(self, report: ReportData) -> list[FigurePart]:
-        if not figures.samples(report.study, report.results, report.out / "samples.png"):
+        if not plots.samples(report.study, report.results, report.out / "samples.png"):
             return []
         caption = (
             "The first seed's policy samples (red) over the data coloured by reward; each panel's support is the mean "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowkit.analysis.gradients import explosions
-from flowkit.reports import figures, tables
+from flowkit.reports import plots, tables
 from flowkit.reports.collect import CellResult
 from flowkit.reports.parts import (
     Block,
@@ -81,7 +81,7 @@ def gradient_flags(study: Study, results: dict[str, CellResult]) -> list[str]:
     for result in results.values():
         cell = result.cell
         for seed, run_dir in sorted(result.run_dirs.items()):
-            curve = figures.policy_gradient_curve(run_dir)
+            curve = plots.policy_gradient_curve(run_dir)
             if curve is None:
                 continue
             network, norms = curve

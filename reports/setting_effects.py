@@ -5,7 +5,7 @@ schedule, and where the one-step policy sits between the flow and the critic as 
 from __future__ import annotations
 
 from flowkit.analysis.importance import FANOVA_SEEDS, PED_ANOVA_QUANTILE
-from flowkit.reports import figures, importance, tables
+from flowkit.reports import importance, plots, tables
 from flowkit.reports.parts import (
     Block,
     FigurePart,
@@ -58,8 +58,8 @@ class SettingImportance(Section):
             f"Final {report.metric} over the two most important settings (fANOVA): each point the mean over the "
             "cells at that pair of values, linearly interpolated between them; brighter is better.",
         )
-        figures.slices(study, grouped, report.metric, report.out / slices_part.file)
-        figures.contour(study, grouped, report.metric, report.out / contour_part.file)
+        plots.slices(study, grouped, report.metric, report.out / slices_part.file)
+        plots.contour(study, grouped, report.metric, report.out / contour_part.file)
         parts: list[Part] = [
             Paragraph(text),
             TablePart(importance.importance_table(grouped), "Setting"),
@@ -128,7 +128,7 @@ class Tradeoff(Section):
         )
         parts: list[Part] = [Paragraph(text), TablePart(table, "Cell")]
         dim = next(d for d in report.study.grid if d in COEFFICIENTS)
-        if report.out is not None and figures.tradeoff(
+        if report.out is not None and plots.tradeoff(
             report.study, report.results, report.metric, dim, report.out / "tradeoff.png"
         ):
             caption = f"Final {report.metric} (left) and the one-step policy's distance to the flow (right) by {dim}."
