@@ -4,7 +4,7 @@ all tasks, the solvers at equal function evaluations, and the cells shared with 
 
 from __future__ import annotations
 
-from flowkit.reports import tables
+from flowkit.reports import layout, tables
 from flowkit.reports.parts import (
     Block,
     Paragraph,
@@ -63,8 +63,8 @@ def search_text(study: Study) -> str:
     pruner = f"the {search.pruner} pruner stops a cell whose score so far is behind" if search.pruner else "no pruner"
     return (
         f"A search: {search.sampler.upper()} (seed {search.sampler_seed}) samples {search.trials} cells of "
-        f"{study.label('agent', study.agents[0])} on {study.tasks[0]} over {'; '.join(ranges)}; each cell runs seeds "
-        f"{', '.join(map(str, study.seeds))}; {pruner}."
+        f"{layout.label(study, 'agent', study.agents[0])} on {study.tasks[0]} over {'; '.join(ranges)}; each cell "
+        f"runs seeds {', '.join(map(str, study.seeds))}; {pruner}."
     )
 
 

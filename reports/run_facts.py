@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowkit.analysis.gradients import explosions
-from flowkit.reports import plots, tables
+from flowkit.reports import layout, plots, tables
 from flowkit.reports.collect import CellResult
 from flowkit.reports.parts import (
     Block,
@@ -48,7 +48,7 @@ class Failures(Section):
 
     def build(self, report: ReportData) -> Block:
         study = report.study
-        items = [f"{study.cell_label(r.cell)}: {r.failure}" for r in report.results.values() if r.failure]
+        items = [f"{layout.cell_label(study, r.cell)}: {r.failure}" for r in report.results.values() if r.failure]
         return Block("Failed cells", [ListPart(items)])
 
 
@@ -67,7 +67,7 @@ def pruned_items(study: Study, results: dict[str, CellResult]) -> list[str]:
     items = []
     for result in (r for r in results.values() if r.pruned):
         items.append(
-            f"{study.cell_label(result.cell)}: stopped at update {result.pruned.step} of seed "
+            f"{layout.cell_label(study, result.cell)}: stopped at update {result.pruned.step} of seed "
             f"{result.pruned.seed}, score so far {result.pruned.value:.4g}, "
             f"{len(result.scores)} of {len(study.seeds)} seeds finished"
         )
@@ -86,7 +86,7 @@ def gradient_flags(study: Study, results: dict[str, CellResult]) -> list[str]:
                 continue
             network, norms = curve
             for step, reason in explosions(norms)[:1]:
-                flags.append(f"{study.cell_label(cell)}, seed {seed}: {network} at update {step}: {reason}")
+                flags.append(f"{layout.cell_label(study, cell)}, seed {seed}: {network} at update {step}: {reason}")
     return flags
 
 

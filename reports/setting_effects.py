@@ -5,7 +5,7 @@ schedule, and where the one-step policy sits between the flow and the critic as 
 from __future__ import annotations
 
 from flowkit.analysis.importance import FANOVA_SEEDS, PED_ANOVA_QUANTILE
-from flowkit.reports import importance, plots, tables
+from flowkit.reports import importance, layout, plots, tables
 from flowkit.reports.parts import (
     Block,
     FigurePart,
@@ -92,7 +92,7 @@ class ScheduleStrength(Section):
         spreads |= {f"{task} (s = {s:.2f})": s for task, s in action_spreads(study.tasks).items()}
         rows = [
             Row(
-                study.label("schedule", schedule),
+                layout.label(study, "schedule", schedule),
                 [Entry(text=f"{schedule_strength(schedule, s):.2f}") for s in spreads.values()],
             )
             for schedule in study.grid["schedule"]

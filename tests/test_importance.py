@@ -17,7 +17,7 @@ import pytest
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
 from flowkit.analysis.importance import Axis, Point, grid_axis, importances
-from flowkit.reports import comparisons, sections
+from flowkit.reports import comparisons, layout, sections
 from flowkit.reports.builder import build_report
 from flowkit.reports.parts import ReportData
 from flowkit.reports.setting_effects import SettingImportance
@@ -144,7 +144,7 @@ def test_a_study_varying_three_settings_reports_their_importance(monkeypatch, tm
     assert best[0] == 10.0, f"the faked score peaks at alpha = 10: best cell {best}"
     (row,) = markdown_table(text, "Method / task").values()
     scores = means[best]
-    assert row[0] == f"alpha=10.0, {study.label('solver', best[1])}, flow_steps={best[2]}", (row, best)
+    assert row[0] == f"alpha=10.0, {layout.label(study, 'solver', best[1])}, flow_steps={best[2]}", (row, best)
     assert row[1].startswith(f"{statistics.fmean(scores):.3f} ± {statistics.stdev(scores):.3f}"), (row, scores)
     assert ("lowest" in text) == (metric == "energy_distance")
 

@@ -18,6 +18,7 @@ import flowkit
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
 from flowkit.cli import main
+from flowkit.reports import layout
 from flowkit.reports.builder import build_report
 from flowkit.reports.collect import CellResult, read_seeds
 from flowkit.reports.tables import aggregate_table, main_table
@@ -196,10 +197,10 @@ def test_report_out_never_deletes_what_the_kit_did_not_write(finished_study, tmp
 
 def test_methods_and_solvers_have_display_names_without_study_labels():
     study = tiny_study(labels={})
-    assert [study.cell_label(cell) for cell in study.cells()] == ["moons / Euler (Default)", "moons / RK4"]
-    assert study.label("agent", "qflow") == "Q-Flow" and study.label("flow_steps", 4) == "flow_steps=4"
+    assert [layout.cell_label(study, cell) for cell in study.cells()] == ["moons / Euler (Default)", "moons / RK4"]
+    assert layout.label(study, "agent", "qflow") == "Q-Flow" and layout.label(study, "flow_steps", 4) == "flow_steps=4"
     relabelled = tiny_study(labels={"solver": {"rk4": "Runge-Kutta 4"}})
-    assert relabelled.label("solver", "rk4") == "Runge-Kutta 4", "a study's own label overrides the default"
+    assert layout.label(relabelled, "solver", "rk4") == "Runge-Kutta 4", "a study's own label overrides the default"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
@@ -431,4 +432,4 @@ def test_the_tradeoff_table_reads_the_records_final_metrics():
     table = tradeoff_table(study, results)
     texts = {row.label: [entry.text for entry in row.entries] for row in table.rows}
     expected = ["1.000 ± 0.707", "0.010 ± 0.000", "0.300 ± 0.141", "1.000 ± 0.000", "2"]
-    assert texts[study.cell_label(study.cells()[0])] == expected, texts
+    assert texts[layout.cell_label(study, study.cells()[0])] == expected, texts
