@@ -20,7 +20,7 @@ from typing import Any
 
 from flowkit.progress_bars import ProgressBar, progress_bar
 from flowkit.settings import ConfigError
-from flowkit.studies.runner import storage
+from flowkit.studies.runner import backends, storage
 from flowkit.studies.runner.claims import claim_trial, enqueue_missing, sample_trial
 from flowkit.studies.runner.heartbeat import heartbeat
 from flowkit.studies.runner.storage import HEARTBEAT_S, StoredStudy, load_optuna_study, stored_study_lock
@@ -35,8 +35,8 @@ POLL_S = 2.0
 def _open_and_enqueue(study: Study, runs_dir: Path, storage_url: str | None, heartbeat_s: int) -> StoredStudy:
     """The stored study (created if new) with every missing cell enqueued; a bad storage or study fails here."""
     study.check_data()
-    storage.check_journal(storage_url)
-    storage.make_study_dir(runs_dir, study.name)
+    backends.check_journal(storage_url)
+    backends.make_study_dir(runs_dir, study.name)
     optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
     with stored_study_lock(optuna_study, runs_dir):
         enqueue_missing(optuna_study, study)
@@ -122,7 +122,7 @@ def _worker_process(worker: Callable[..., StudyProgress], errors: SimpleQueue, *
         sys.exit(1)
     except Exception as error:
         message = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
-        errors.put((storage.hide_password(message), None))
+        errors.put((backends.hide_password(message), None))
         sys.exit(1)
 
 
