@@ -172,6 +172,18 @@ def run_workers(
     ]
     for process in processes:
         process.start()
+    _watch(processes, study, optuna_study, progress)
+    state = progress_of(study, optuna_study)
+    failed = [process for process in processes if process.exitcode]
+    if not failed or state.finished:
+        return state
+    raise WorkersFailedError(f"study {study.name!r}: " + "; ".join(_reasons(errors, failed)))
+
+
+def _watch(
+    processes: list[multiprocessing.process.BaseProcess], study: Study, optuna_study: StoredStudy, progress: bool
+) -> None:
+    """Show the workers' common progress until every one has ended; an interrupt here stops them too."""
     bar = _progress_bar(study, optuna_study, progress)
     try:
         # every process is asked, so each that ended is reaped: a zombie would look alive to the other workers
@@ -185,16 +197,15 @@ def run_workers(
         for process in processes:
             process.join()
         bar.close()
-    state = progress_of(study, optuna_study)
-    failed = [process for process in processes if process.exitcode]
-    if not failed or state.finished:
-        return state
+
+
+def _reasons(errors: Any, failed: list[multiprocessing.process.BaseProcess]) -> list[str]:
+    """The failed workers' distinct errors, each once, in their words; else how each process ended."""
     logs: dict[str, list[str]] = {}
     while not errors.empty():
         message, log = errors.get()
         logs.setdefault(message, []).extend([log] if log else [])
-    reasons = [_reason(message, found) for message, found in logs.items()] or [_ended(process) for process in failed]
-    raise WorkersFailedError(f"study {study.name!r}: " + "; ".join(reasons))
+    return [_reason(message, found) for message, found in logs.items()] or [_ended(process) for process in failed]
 
 
 def _reason(message: str, logs: list[str]) -> str:
