@@ -10,7 +10,8 @@ them unchanged.
 Every episode is seeded from (seed, episode index), so a dataset does not depend on how many worker
 processes made it. Episodes are made in parts of PART_EPISODES, each saved atomically in a hidden folder
 beside the dataset; an interrupted run resumes from its finished parts, and the dataset files appear only
-when whole (written to a temporary file and renamed).
+when whole (written to a temporary file and renamed). check_dataset_file refuses a file that is not in that
+layout (missing, truncated, of another environment) from its array headers alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import multiprocessing
 import queue
 import time
 import warnings
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, wait
@@ -34,7 +36,7 @@ import numpy as np
 from flowkit import runs
 from flowkit.progress_bars import ProgressBar, progress_bar
 from flowkit.settings import ConfigError
-from flowkit.tasks import ogbench_oracles
+from flowkit.tasks import DatasetError, ogbench_oracles
 
 PART_EPISODES = 10
 """Episodes per part file: the unit of work of a worker process and of resumption."""
@@ -75,6 +77,50 @@ def dataset_paths(name: str, data_dir: Path) -> tuple[Path, Path]:
 
 def generate_command(name: str, data_dir: Path) -> str:
     return f"flowkit data generate {name} --data-dir {data_dir}"
+
+
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+REQUIRED_KEYS = {
+    "observations": np.floating,
+    "actions": np.floating,
+    "terminals": np.bool_,
+    "qpos": np.floating,
+    "qvel": np.floating,
+}
+"""The arrays every OGBench dataset file holds (button_states too in scene and puzzle files), with their kinds."""
+
+
+def check_dataset_file(path: Path, obs_dim: int, action_dim: int, generate: str) -> None:
+    """Refuse a missing, truncated or mismatched dataset file from its zip directory and array headers alone."""
+    if not path.exists():
+        raise DatasetError(f"dataset file {path} does not exist; make it with: {generate}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            headers = {}
+            for member in archive.namelist():
+                with archive.open(member) as stream:
+                    read_header = HEADER_READERS[np.lib.format.read_magic(stream)]
+                    shape, _, dtype = read_header(stream)
+                    headers[member.removesuffix(".npy")] = shape, dtype
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise DatasetError(
+            f"dataset file {path} is truncated or corrupt ({error}); delete it and run: {generate}"
+        ) from None
+    for key, kind in REQUIRED_KEYS.items():
+        if key not in headers:
+            raise DatasetError(f"dataset file {path} has no {key!r} array; it holds {sorted(headers)}")
+        if not np.issubdtype(headers[key][1], kind):
+            raise DatasetError(f"dataset file {path}: {key!r} has dtype {headers[key][1]}, expected {kind.__name__}")
+    lengths = {key: shape[0] for key, (shape, _) in headers.items()}
+    if len(set(lengths.values())) != 1:
+        raise DatasetError(f"dataset file {path}: arrays of different lengths {lengths}")
+    for key, expected in (("observations", obs_dim), ("actions", action_dim)):
+        size = headers[key][0][-1]
+        if size != expected:
+            raise DatasetError(
+                f"dataset file {path}: {key} have size {size}, but the environment's are {expected}; "
+                f"the file belongs to another environment (regenerate it with: {generate})"
+            )
 
 
 def check_recipe(name: str) -> Recipe:
