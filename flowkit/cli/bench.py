@@ -91,7 +91,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _step(args: argparse.Namespace) -> Any:
-    from flowkit.benchmarks import bench
+    from flowkit.benchmarks import bench, bench_tables
 
     config = bench.agent_config("fql", parse_overrides("fql", args.set))
     results = bench.bench_step(
@@ -102,36 +102,36 @@ def _step(args: argparse.Namespace) -> Any:
         iterations=args.iterations,
         warmup=args.warmup,
     )
-    print(bench.format_step(results))
+    print(bench_tables.format_step(results))
     return results
 
 
 def _compile(args: argparse.Namespace) -> Any:
-    from flowkit.benchmarks import bench
+    from flowkit.benchmarks import bench, bench_tables
 
     results = bench.bench_compile(_run_config(args))
-    print(bench.format_compile(results))
+    print(bench_tables.format_compile(results))
     return results
 
 
 def _seeds(args: argparse.Namespace) -> Any:
-    from flowkit.benchmarks import bench
+    from flowkit.benchmarks import bench, bench_tables
 
     results = bench.bench_seeds(_run_config(args), args.seeds, iterations=args.iterations, warmup=args.warmup)
-    print(bench.format_seeds(results))
+    print(bench_tables.format_seeds(results))
     return results
 
 
 def _eval(args: argparse.Namespace) -> Any:
-    from flowkit.benchmarks import bench
+    from flowkit.benchmarks import bench, bench_tables
 
     results = bench.bench_evaluation(_run_config(args), args.episodes, iterations=args.iterations)
-    print(bench.format_evaluation(results))
+    print(bench_tables.format_evaluation(results))
     return results
 
 
 def _methods(args: argparse.Namespace) -> Any:
-    from flowkit.benchmarks import bench
+    from flowkit.benchmarks import bench, bench_tables
 
     agents = args.agents.split(",")
     for agent in agents:
@@ -154,7 +154,7 @@ def _methods(args: argparse.Namespace) -> Any:
         iterations=args.iterations,
         warmup=args.warmup,
     )
-    print(bench.format_methods(results))
+    print(bench_tables.format_methods(results))
     return results
 
 
