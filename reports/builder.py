@@ -56,6 +56,20 @@ def _html(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text).replace("\\*", "*")
 
 
+def _environment() -> jinja2.Environment:
+    """The templates' Jinja environment: escaping filters per format, and a test per kind of part."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True, trim_blocks=True
+    )
+    environment.filters["tex"] = _tex
+    environment.filters["html"] = _html
+    environment.tests["paragraph"] = lambda part: isinstance(part, Paragraph)
+    environment.tests["table_part"] = lambda part: isinstance(part, TablePart)
+    environment.tests["figure_part"] = lambda part: isinstance(part, FigurePart)
+    environment.tests["list_part"] = lambda part: isinstance(part, ListPart)
+    return environment
+
+
 def check_comparable(study: Study, other: Study) -> None:
     """Two studies' scores can be set side by side only if they score a task's runs alike: the same metric
     over the same number of last evaluations (their settings may differ: that is the comparison)."""
@@ -105,15 +119,7 @@ def build_report(
             "blocks": blocks,
             "images": {f.file: base64.b64encode((staging / f.file).read_bytes()).decode() for f in figures},
         }
-        environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True, trim_blocks=True
-        )
-        environment.filters["tex"] = _tex
-        environment.filters["html"] = _html
-        environment.tests["paragraph"] = lambda part: isinstance(part, Paragraph)
-        environment.tests["table_part"] = lambda part: isinstance(part, TablePart)
-        environment.tests["figure_part"] = lambda part: isinstance(part, FigurePart)
-        environment.tests["list_part"] = lambda part: isinstance(part, ListPart)
+        environment = _environment()
         for name in OUTPUTS:
             template = environment.get_template(f"{name}.j2")
             (staging / name).write_text(template.render(**context))
