@@ -20,7 +20,8 @@ import jinja2
 from flowkit.reports.collect import CellResult, collect
 from flowkit.reports.conclusions import verdict_lines
 from flowkit.reports.output import check_out_dir, publish, staging_folder
-from flowkit.reports.sections import FigurePart, ListPart, Paragraph, ReportData, TablePart, build_blocks
+from flowkit.reports.parts import FigurePart, ListPart, Paragraph, ReportData, TablePart
+from flowkit.reports.sections import build_blocks
 from flowkit.reports.tables import main_table, reference_label, sampled_table
 from flowkit.settings import ConfigError
 from flowkit.studies.runner.storage import load_optuna_study, study_dir
@@ -53,6 +54,20 @@ def _html(text: str) -> str:
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text).replace("\\*", "*")
+
+
+def _environment() -> jinja2.Environment:
+    """The templates' Jinja environment: escaping filters per format, and a test per kind of part."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True, trim_blocks=True
+    )
+    environment.filters["tex"] = _tex
+    environment.filters["html"] = _html
+    environment.tests["paragraph"] = lambda part: isinstance(part, Paragraph)
+    environment.tests["table_part"] = lambda part: isinstance(part, TablePart)
+    environment.tests["figure_part"] = lambda part: isinstance(part, FigurePart)
+    environment.tests["list_part"] = lambda part: isinstance(part, ListPart)
+    return environment
 
 
 def check_comparable(study: Study, other: Study) -> None:
@@ -104,15 +119,7 @@ def build_report(
             "blocks": blocks,
             "images": {f.file: base64.b64encode((staging / f.file).read_bytes()).decode() for f in figures},
         }
-        environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True, trim_blocks=True
-        )
-        environment.filters["tex"] = _tex
-        environment.filters["html"] = _html
-        environment.tests["paragraph"] = lambda part: isinstance(part, Paragraph)
-        environment.tests["table_part"] = lambda part: isinstance(part, TablePart)
-        environment.tests["figure_part"] = lambda part: isinstance(part, FigurePart)
-        environment.tests["list_part"] = lambda part: isinstance(part, ListPart)
+        environment = _environment()
         for name in OUTPUTS:
             template = environment.get_template(f"{name}.j2")
             (staging / name).write_text(template.render(**context))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flowkit.analysis.conclusions import Conclusion, compare, evaluation_noise, holm, unpaired_settings
+from flowkit.reports import layout
 from flowkit.reports.collect import CellResult
 from flowkit.reports.parts import Block, ListPart, Paragraph, ReportData, Section, TablePart
 from flowkit.reports.tables import Entry, Row, Table, arm_columns, arm_rows, groups, reference_column
@@ -51,8 +52,8 @@ def _row_verdicts(study: Study, results: Mapping[str, CellResult]) -> list[Verdi
     """Each arm against the reference in every row both have, Holm-corrected together."""
     reference = reference_column(study)
     found: list[tuple[str, str, tuple[str, ...], dict, dict, float | None]] = []
-    for cells in groups(study.cells(), study.rows).values():
-        by_column = {cell_key(study.arm(cell)): cell for cell in cells}
+    for cells in groups(study.cells(), layout.rows(study)).values():
+        by_column = {cell_key(layout.arm_of(study, cell)): cell for cell in cells}
         if reference not in by_column:
             continue
         base = by_column[reference]
@@ -60,12 +61,11 @@ def _row_verdicts(study: Study, results: Mapping[str, CellResult]) -> list[Verdi
             if column != reference:
                 unpaired = _pairing(study, cell, base)
                 arm, ref = results[cell_key(cell)].scores, results[cell_key(base)].scores
-                found.append(
-                    (study.row_label(study.row(cell)), column, unpaired, arm, ref, _margin(study, cell["task"]))
-                )
+                row = layout.row_label(study, layout.row_of(study, cell))
+                found.append((row, column, unpaired, arm, ref, _margin(study, cell["task"])))
     conclusions = holm([compare(arm, ref, not unpaired, margin) for _, _, unpaired, arm, ref, margin in found])
     return [
-        Verdict(row, study.arm_label(json.loads(column)), conclusion, unpaired)
+        Verdict(row, layout.arm_label(study, json.loads(column)), conclusion, unpaired)
         for (row, column, unpaired, *_), conclusion in zip(found, conclusions, strict=True)
     ]
 
@@ -75,7 +75,7 @@ def _row_means(study: Study, results: Mapping[str, CellResult], column: str, row
     scores = [
         results[cell_key(c)].scores
         for c in study.cells()
-        if cell_key(study.arm(c)) == column and cell_key(study.row(c)) in rows
+        if cell_key(layout.arm_of(study, c)) == column and cell_key(layout.row_of(study, c)) in rows
     ]
     seeds = set.intersection(*(set(s) for s in scores)) if scores else set()
     return {seed: float(np.mean([s[seed] for s in scores])) for seed in sorted(seeds)}
@@ -91,7 +91,7 @@ def _aggregate_verdicts(study: Study, results: Mapping[str, CellResult], rows: l
         shared = arm_rows(study, column) & arm_rows(study, reference)
         if column == reference or not shared:
             continue
-        label = study.arm_label(json.loads(column))
+        label = layout.arm_label(study, json.loads(column))
         unpaired = tuple(sorted({name for v in rows if v.arm == label for name in v.unpaired_by}))
         arm, ref = _row_means(study, results, column, shared), _row_means(study, results, reference, shared)
         found.append((label, unpaired, compare(arm, ref, not unpaired, margin)))
@@ -102,7 +102,7 @@ def _aggregate_verdicts(study: Study, results: Mapping[str, CellResult], rows: l
 def verdicts(study: Study, results: Mapping[str, CellResult]) -> list[Verdict]:
     """Per row, then (with several rows) over all rows: the verdicts every output format shows."""
     rows = _row_verdicts(study, results)
-    several = len(groups(study.cells(), study.rows)) > 1
+    several = len(groups(study.cells(), layout.rows(study))) > 1
     return rows + (_aggregate_verdicts(study, results, rows) if several else [])
 
 
@@ -110,7 +110,7 @@ def verdict_lines(study: Study, results: Mapping[str, CellResult]) -> list[str]:
     """The verdicts as sentences (the Markdown, HTML and LaTeX outputs carry these same words)."""
     if study.search is not None:
         return []
-    reference = study.arm_label(json.loads(reference_column(study)))
+    reference = layout.arm_label(study, json.loads(reference_column(study)))
     return [verdict.line(reference) for verdict in verdicts(study, results)]
 
 
@@ -161,7 +161,7 @@ class Conclusions(Section):
         found = verdicts(study, report.results)
         if not found:
             return None
-        reference = study.arm_label(json.loads(reference_column(study)))
+        reference = layout.arm_label(study, json.loads(reference_column(study)))
         header = [
             "pairing",
             f"difference from {reference} [95% CI]",
@@ -210,7 +210,7 @@ def _noise_row(study: Study, result: CellResult) -> Row | None:
         f"{episodes:.0%} / {seeds:.0%}",
         "episodes" if split.evaluation_share >= 0.5 else "seeds",
     ]
-    return Row(study.cell_label(result.cell), [Entry(text=text) for text in texts])
+    return Row(layout.cell_label(study, result.cell), [Entry(text=text) for text in texts])
 
 
 class EvaluationNoise(Section):

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from flowkit import runs
+from flowkit.reports import layout
 from flowkit.reports.collect import CellResult
 from flowkit.settings import ConfigError
 from flowkit.studies.study import Study
@@ -62,7 +63,7 @@ def tidy_table(study: Study, results: dict[str, CellResult]) -> pd.DataFrame:
     rows = []
     for result in results.values():
         cell = dict(result.cell)
-        head = {"study": study.name, "cell": study.cell_label(result.cell), "state": tidy_state(study, result)}
+        head = {"study": study.name, "cell": layout.cell_label(study, result.cell), "state": tidy_state(study, result)}
         metric = study.metric_for(result.cell["task"])
         seed_rows = [row for seed in sorted(result.scores) for row in _seed_rows(result, seed, metric)]
         for row in seed_rows or [{}]:

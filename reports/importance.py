@@ -13,6 +13,7 @@ import numpy as np
 
 from flowkit.analysis.importance import FANOVA_SEEDS, Axis, Importance, Point, grid_axis, importances, search_axis
 from flowkit.analysis.statistics import stratified_bootstrap
+from flowkit.reports import layout
 from flowkit.reports.collect import CellResult
 from flowkit.reports.tables import Entry, Row, Table, groups
 from flowkit.studies.study import SAMPLE, Study, cell_key
@@ -69,7 +70,7 @@ def setting_groups(study: Study, results: dict[str, CellResult]) -> list[Setting
         if len(varied) < 2:
             continue
         points = [Point({name: r.cell[name] for name in varied}, r.summary.mean) for r in group_results]
-        label = study.row_label({dim: cells[0][dim] for dim in ("agent", "task")})
+        label = layout.row_label(study, {dim: cells[0][dim] for dim in ("agent", "task")})
         found.append(SettingGroup(label, group_results, varied, importances(points, varied, study.lower_is_better())))
     return found
 
@@ -109,9 +110,9 @@ def best_table(study: Study, grouped: list[SettingGroup]) -> Table:
     rows = []
     for group in grouped:
         best = best_result(study, group)
-        settings = ", ".join(study.label(name, best.cell[name]) for name in group.axes)
+        settings = ", ".join(layout.label(study, name, best.cell[name]) for name in group.axes)
         if SAMPLE in best.cell:
-            settings = study.cell_label(best.cell)
+            settings = layout.cell_label(study, best.cell)
         partial = f"{best.summary.n}/{len(study.seeds)}" if best.summary.n < len(study.seeds) else None
         entries = [Entry(text=settings), Entry(summary=best.summary, partial=partial)]
         rows.append(Row(group.label, [*entries, Entry(text=mean_interval(best.score_list))]))

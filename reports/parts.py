@@ -1,5 +1,6 @@
 """What a report is made of: the parts of a section's content, the data a report is built from, and the section
-interface. Every section module (sections.py, conclusions.py) builds on these; the templates render the parts."""
+interface. Every section module (comparisons.py, conclusions.py, ...) builds on these; the templates render
+the parts."""
 
 from __future__ import annotations
 

@@ -26,9 +26,10 @@ from flowkit.analysis.statistics import (
     probability_of_improvement,
     stratified_bootstrap,
 )
+from flowkit.reports import layout
 from flowkit.reports.collect import CellResult
 from flowkit.studies.search import Choice
-from flowkit.studies.study import SAMPLE, Cell, Study, cell_key, short_value
+from flowkit.studies.study import SAMPLE, Cell, Study, cell_key
 
 
 @dataclass
@@ -91,27 +92,27 @@ def _best(study: Study, results: list[CellResult]) -> float | None:
 
 
 def arm_columns(study: Study) -> list[str]:
-    return list(dict.fromkeys(cell_key(study.arm(cell)) for cell in study.cells()))
+    return list(dict.fromkeys(cell_key(layout.arm_of(study, cell)) for cell in study.cells()))
 
 
 def reference_column(study: Study) -> str:
     """The arm every other arm is tested against: the default arm, else the first column."""
-    default = study.default_arm
+    default = layout.default_arm(study)
     return cell_key(default) if default is not None else arm_columns(study)[0]
 
 
 def reference_label(study: Study) -> str:
-    return study.arm_label(json.loads(reference_column(study)))
+    return layout.arm_label(study, json.loads(reference_column(study)))
 
 
 def main_table(study: Study, results: dict[str, CellResult]) -> Table:
     columns, reference = arm_columns(study), reference_column(study)
     rows, pairs, places = [], [], []
-    for cells in groups(study.cells(), study.rows).values():
-        by_column = {cell_key(study.arm(cell)): results[cell_key(cell)] for cell in cells}
+    for cells in groups(study.cells(), layout.rows(study)).values():
+        by_column = {cell_key(layout.arm_of(study, cell)): results[cell_key(cell)] for cell in cells}
         best = _best(study, list(by_column.values()))
         entries = [_entry(study, by_column[c], best) if c in by_column else Entry(text="") for c in columns]
-        rows.append(Row(study.row_label(study.row(cells[0])), entries))
+        rows.append(Row(layout.row_label(study, layout.row_of(study, cells[0])), entries))
         reference_scores = by_column[reference].score_list if reference in by_column else []
         for index, column in enumerate(columns):
             if column != reference and column in by_column and by_column[column].scores and reference_scores:
@@ -119,7 +120,7 @@ def main_table(study: Study, results: dict[str, CellResult]) -> Table:
                 places.append((len(rows) - 1, index))
     for (row, index), comparison in zip(places, compare_to_reference(pairs), strict=True):
         rows[row].entries[index].mark = comparison.mark
-    return Table([study.arm_label(json.loads(c)) for c in columns], rows, [iqm_row(study, results, columns)])
+    return Table([layout.arm_label(study, json.loads(c)) for c in columns], rows, [iqm_row(study, results, columns)])
 
 
 def ranked(study: Study, results: dict[str, CellResult]) -> list[CellResult]:
@@ -144,7 +145,7 @@ def sampled_table(study: Study, results: dict[str, CellResult]) -> Table:
         Row(
             f"sample {result.cell[SAMPLE]}",
             [
-                *(Entry(text=short_value(result.cell[name])) for name in study.parameters()),
+                *(Entry(text=layout.short_value(result.cell[name])) for name in study.parameters()),
                 Entry(text="no seed finished") if result.pruned and not result.scores else _entry(study, result, best),
                 Entry(text=cell_state(study, result)),
             ],
@@ -156,7 +157,7 @@ def sampled_table(study: Study, results: dict[str, CellResult]) -> Table:
 
 def arm_rows(study: Study, column: str) -> set[str]:
     """The rows an arm has cells in (all of them, unless it sets what only some methods have)."""
-    return {cell_key(study.row(c)) for c in study.cells() if cell_key(study.arm(c)) == column}
+    return {cell_key(layout.row_of(study, c)) for c in study.cells() if cell_key(layout.arm_of(study, c)) == column}
 
 
 def score_matrix(
@@ -167,7 +168,7 @@ def score_matrix(
     cells = [
         c
         for c in study.cells()
-        if cell_key(study.arm(c)) == column and (rows is None or cell_key(study.row(c)) in rows)
+        if cell_key(layout.arm_of(study, c)) == column and (rows is None or cell_key(layout.row_of(study, c)) in rows)
     ]
     scores = [results[cell_key(c)].scores for c in cells]
     seeds = sorted(set.intersection(*(set(s) for s in scores))) if scores else []
@@ -224,7 +225,7 @@ def aggregate_table(study: Study, results: dict[str, CellResult]) -> Table | Non
         if show_gap:
             g_low, g_high = stratified_bootstrap(optimality_gap, matrix)
             entries.append(Entry(text=f"{optimality_gap(matrix):.3f} [{g_low:.3f}, {g_high:.3f}]"))
-        rows.append(Row(study.arm_label(json.loads(column)), entries))
+        rows.append(Row(layout.arm_label(study, json.loads(column)), entries))
     header = ["IQM [95% CI]", f"P(better than {reference_label(study)}) [95% CI]"]
     return Table(header + (["optimality gap [95% CI]"] if show_gap else []), rows)
 
@@ -253,12 +254,12 @@ def equal_nfe_table(study: Study, results: dict[str, CellResult]) -> Table | Non
             for s in solver_names
         ]
         names = [
-            study.label(d, v)
+            layout.label(study, d, v)
             for d, v in zip(others, values, strict=True)
             if v is not None and (d != "agent" or len(study.agents) > 1)
         ]
         rows.append(Row(" / ".join([*names, f"NFE {nfe}"]), entries))
-    return Table([study.label("solver", s) for s in solver_names], rows) if rows else None
+    return Table([layout.label(study, "solver", s) for s in solver_names], rows) if rows else None
 
 
 def nfe_of(cell: Cell) -> int:
@@ -272,7 +273,7 @@ def cost_table(study: Study, results: dict[str, CellResult]) -> Table:
         cell = result.cell
         if result.timing:
             t = result.timing
-            label = study.cell_label(cell)
+            label = layout.cell_label(study, cell)
             texts = [
                 str(result.nfe_per_solve),
                 f"{t['ms_per_update']:.2f}",
@@ -311,7 +312,9 @@ def tradeoff_table(study: Study, results: dict[str, CellResult]) -> Table | None
         columns = [[result.scores[s] for s in seeds]]
         columns += [[result.finals[s][name] for s in seeds] for name in TRADEOFF]
         texts = [f"{np.mean(c):.3f} ± {np.std(c, ddof=1) if len(c) > 1 else 0.0:.3f}" for c in columns]
-        rows.append(Row(study.cell_label(result.cell), [Entry(text=t) for t in texts] + [Entry(text=str(len(seeds)))]))
+        rows.append(
+            Row(layout.cell_label(study, result.cell), [Entry(text=t) for t in texts] + [Entry(text=str(len(seeds)))])
+        )
     return Table(["score", *TRADEOFF.values(), "seeds"], rows) if rows else None
 
 
@@ -339,7 +342,7 @@ def cost_fits(study: Study, results: dict[str, CellResult]) -> dict[str, tuple[l
     for cells in groups(with_steps, others).values():
         points = [(int(c["flow_steps"]), ms) for c in cells for ms in results[cell_key(c)].program_ms_per_update]
         if len({k for k, _ in points}) >= 2 and len(points) >= 3:
-            label = " / ".join(study.label(d, cells[0][d]) for d in others if cells[0][d] is not None)
+            label = " / ".join(layout.label(study, d, cells[0][d]) for d in others if cells[0][d] is not None)
             fits[label] = (points, fit_cost(*zip(*points, strict=True)))
     return fits
 
@@ -375,7 +378,7 @@ def against_table(
     sign = -1.0 if study.lower_is_better() else 1.0
     rows = []
     for cell, (mine, theirs), comparison in zip(common, pairs, compare_to_reference(pairs), strict=True):
-        label = study.cell_label(cell)
+        label = layout.cell_label(study, cell)
         improvement = probability_of_improvement(sign * np.array(mine)[:, None], sign * np.array(theirs)[:, None])
         rows.append(
             Row(

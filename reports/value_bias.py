@@ -10,6 +10,7 @@ import matplotlib
 import numpy as np
 
 from flowkit.analysis.value_bias import VALUES, ValueBias, pool
+from flowkit.reports import layout
 from flowkit.reports.collect import CellResult
 from flowkit.reports.parts import Block, FigurePart, Paragraph, Part, ReportData, Section, TablePart
 from flowkit.reports.tables import Entry, Row, Table
@@ -54,16 +55,16 @@ def value_bias_table(study: Study, results: dict[str, CellResult]) -> Table | No
                 f"{figures.truncated_share:.0%}",
                 f"{figures.seeds} ({figures.episodes})",
             ]
-            rows.append(Row(study.cell_label(result.cell), [Entry(text=text) for text in texts]))
+            rows.append(Row(layout.cell_label(study, result.cell), [Entry(text=text) for text in texts]))
     return Table(HEADER, rows) if rows else None
 
 
 def _label(study: Study, cell: Cell) -> str:
     """The cell without its task, which names the figure's panel."""
     if SAMPLE in cell:
-        return study.cell_label(cell)
-    dims = [dim for dim in (*study.rows, *study.columns) if dim != "task" and cell.get(dim) is not None]
-    return " / ".join(study.label(dim, cell[dim]) for dim in dims) or study.name
+        return layout.cell_label(study, cell)
+    dims = [dim for dim in (*layout.rows(study), *layout.columns(study)) if dim != "task" and cell.get(dim) is not None]
+    return " / ".join(layout.label(study, dim, cell[dim]) for dim in dims) or study.name
 
 
 def draw(study: Study, results: dict[str, CellResult], path: Path) -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowkit import runs
-from flowkit.display import display_name
 from flowkit.run_config import RunConfig, check_agent, check_task, make_run_config, setting_names
 from flowkit.settings import ConfigError, Source
 from flowkit.studies.claim import Claim, claim_for
@@ -139,13 +138,13 @@ class Study:
                 raise ConfigError(f"{where}: the setting is not a {expected.__name__}; use {wanted}")
             for value in ends(dimension):
                 try:
-                    self.run_config({**base, name: _storable(value)}, self.seeds[0])
+                    self.run_config({**base, name: storable(value)}, self.seeds[0])
                 except ConfigError as error:
                     raise ConfigError(f"{where}: {value!r} is refused: {error}") from None
 
     def parameters(self) -> dict[str, Dimension]:
         """A search study's sampled settings: the grid's (as choices) and the space's, by name."""
-        grid = {name: Choice(tuple(_storable(v) for v in values)) for name, values in self.grid.items()}
+        grid = {name: Choice(tuple(storable(v) for v in values)) for name, values in self.grid.items()}
         return {**grid, **self.search.space}
 
     def sampled_cell(self, values: Mapping[str, Any], sample: int) -> Cell:
@@ -174,44 +173,12 @@ class Study:
         task = task or self.tasks[0]
         return self.metric_for(task) in task_class(task).lower_is_better
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The compared dimensions: each combination of their values is one arm, one column of the table."""
-        return tuple(self.compare or self.grid or ("agent",))
-
-    @property
-    def rows(self) -> tuple[str, ...]:
-        """The other dimensions: each combination of their values is one row (the method only if several)."""
-        dims = ("agent",) * (len(self.agents) > 1) + ("task", *self.grid)
-        return tuple(dim for dim in dims if dim not in self.columns)
-
-    @property
-    def default_arm(self) -> dict[str, Any] | None:
-        """The arm whose compared settings all equal the runs' defaults (the method's and the task family's,
-        and the study's fixed settings), for every method and task; None if the grid lacks it or methods are
-        compared."""
-        if "agent" in self.columns:
-            return None
-        arm = {}
-        for dim in self.columns:
-            defaults = [
-                self.run_config({"agent": agent, "task": task}, self.seeds[0]).settings()[dim]
-                for agent in self.agents
-                if dim in setting_names(agent)
-                for task in self.tasks
-            ]
-            matches = [value for value in self.grid[dim] if all(_storable(d) == _storable(value) for d in defaults)]
-            if not matches:
-                return None
-            arm[dim] = _storable(matches[0])
-        return arm if any(self.arm(cell) == arm for cell in self.cells()) else None
-
     def search_space(self) -> dict[str, list[Any]]:
         """Each trial parameter and its values, as Optuna records them."""
         space = {"agent": list(self.agents), "task": list(self.tasks)}
         for name, values in self.grid.items():
             lacking = any(name not in setting_names(agent) for agent in self.agents)
-            space[name] = [_storable(v) for v in values] + [None] * lacking
+            space[name] = [storable(v) for v in values] + [None] * lacking
         return space
 
     def cells(self) -> list[Cell]:
@@ -220,7 +187,7 @@ class Study:
         cells = []
         for agent in self.agents:
             known = setting_names(agent)
-            axes = [[_storable(v) for v in values] if name in known else [None] for name, values in self.grid.items()]
+            axes = [[storable(v) for v in values] if name in known else [None] for name, values in self.grid.items()]
             for task, *values in itertools.product(self.tasks, *axes):
                 cells.append({"agent": agent, "task": task, **dict(zip(self.grid, values, strict=True))})
         return cells
@@ -238,42 +205,12 @@ class Study:
         """The source of the values the study sets (its runs' config.json and reports cite it)."""
         return Source("study", self.command_name)
 
-    def arm(self, cell: Cell) -> dict[str, Any]:
-        """The cell's values of the compared dimensions."""
-        return {dim: cell[dim] for dim in self.columns}
-
-    def row(self, cell: Cell) -> dict[str, Any]:
-        """The cell's values of the other dimensions."""
-        return {dim: cell[dim] for dim in self.rows}
-
-    def label(self, name: str, value: Any) -> str:
-        """The study's label of a value, else the method's or solver's display name, else the value itself
-        (as name=value for a setting the study does not label)."""
-        text = self.labels.get(name, {}).get(value) or display_name(name, value)
-        if text is not None:
-            return text
-        return str(value) if name in ("agent", "task") or name in self.labels else f"{name}={value}"
-
-    def arm_label(self, arm: Mapping[str, Any]) -> str:
-        text = ", ".join(self.label(name, value) for name, value in arm.items() if value is not None)
-        return f"{text} (Default)" if dict(arm) == self.default_arm else text
-
-    def row_label(self, row: Mapping[str, Any]) -> str:
-        return " / ".join(self.label(name, value) for name, value in row.items() if value is not None)
-
-    def cell_label(self, cell: Cell) -> str:
-        """Row and arm, as a reader of the report names a cell; a sampled cell by its index and values."""
-        if SAMPLE in cell:
-            values = ", ".join(f"{name}={short_value(cell[name])}" for name in self.parameters())
-            return f"sample {cell[SAMPLE]} ({values})"
-        return " / ".join(filter(None, [self.row_label(self.row(cell)), self.arm_label(self.arm(cell))]))
-
     def definition(self) -> dict[str, Any]:
         """What the stored results depend on; a stored study must match it to be continued."""
         return {
             "agents": list(self.agents),
             "tasks": list(self.tasks),
-            "grid": {name: [_storable(v) for v in values] for name, values in self.grid.items()},
+            "grid": {name: [storable(v) for v in values] for name, values in self.grid.items()},
             "seeds": list(self.seeds),
             "runs": {cell_key(cell): self.run_config(cell, 0).to_dict() for cell in self.cells()},
             "metric": self.metric,
@@ -281,12 +218,7 @@ class Study:
         } | ({} if self.search is None else {"search": self.search.definition()})
 
 
-def short_value(value: Any) -> str:
-    """A sampled value as a report prints it: four significant digits for a number drawn from a range."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _storable(value: Any) -> Any:
+def storable(value: Any) -> Any:
     """Optuna stores str, int, float and bool parameters: a list of widths is stored as "64,64"."""
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
 

@@ -3,7 +3,8 @@ does not (its training never solves the ODE). Asserted on XLA's FLOP count; time
 
 import pytest
 
-from flowkit.benchmarks.bench import agent_config, bench_methods, bench_step, format_methods, methods_cost_fits
+from flowkit.benchmarks.bench import agent_config, bench_methods, bench_step
+from flowkit.benchmarks.bench_tables import format_methods, methods_cost_fits
 from flowkit.settings import ConfigError
 
 pytestmark = pytest.mark.slow

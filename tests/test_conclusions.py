@@ -28,7 +28,7 @@ from flowkit.analysis.conclusions import (
     holm,
     unpaired_settings,
 )
-from flowkit.reports import sections
+from flowkit.reports import comparisons, sections
 from flowkit.reports.builder import _tex, build_report, load_results
 from flowkit.reports.collect import CellResult
 from flowkit.reports.conclusions import verdict_lines, verdicts
@@ -257,7 +257,9 @@ def fake_train(config, run_dir, **kwargs):
 
 def test_the_report_writes_the_same_verdicts_in_markdown_html_and_latex(monkeypatch, tmp_path):
     monkeypatch.setattr(runner_trial, "train", fake_train)
-    monkeypatch.setattr(sections, "SECTIONS", [s for s in sections.SECTIONS if not isinstance(s, sections.Aggregate)])
+    monkeypatch.setattr(
+        sections, "SECTIONS", [s for s in sections.SECTIONS if not isinstance(s, comparisons.Aggregate)]
+    )
     study = tiny_study(grid={"solver": ("euler", "midpoint", "rk4")}, seeds=(0, 1, 2), claim=Equivalence(0.01))
     runner.run_study(study, tmp_path, progress=False)
     path = build_report(study, tmp_path)

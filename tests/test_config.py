@@ -8,7 +8,7 @@ import pytest
 
 from flowkit import cli
 from flowkit.agents import AGENT_CONFIGS
-from flowkit.reports.sections import Settings
+from flowkit.reports.run_facts import FirstCellSettings
 from flowkit.run_config import RunConfig, make_run_config, parse_overrides, setting_names
 from flowkit.settings import ConfigError, Source, TrainConfig
 from flowkit.studies import load_study
@@ -219,7 +219,7 @@ def test_report_settings_list_each_value_with_its_source():
     paper, the task family's kit choices."""
     study = load_study("bptt-gradients-ogbench-cpu")
     report = SimpleNamespace(study=study, results={}, created="today")
-    items = Settings().build(report).parts[0].items
+    items = FirstCellSettings().build(report).parts[0].items
     assert any(item.startswith("study: bptt-gradients-ogbench-cpu: ") and "`alpha=100.0`" in item for item in items), (
         items
     )

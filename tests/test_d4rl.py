@@ -13,6 +13,7 @@ from flowkit.tasks import DatasetError, load_task, task_class, task_names
 
 tfds = pytest.importorskip("tensorflow_datasets")
 d4rl = pytest.importorskip("flowkit.tasks.d4rl")
+rlds = pytest.importorskip("flowkit.tasks.rlds")
 
 FIELDS = ("observation", "action", "reward", "discount", "is_first", "is_last", "is_terminal")
 
@@ -142,10 +143,10 @@ def test_antmaze_rewards_are_shifted_by_minus_one(data_dir):
 
 def test_the_fast_parse_matches_tfds_data_source_step_by_step(data_dir):
     """tfds.data_source by name would construct the catalog's D4RL builder, which imports TensorFlow."""
-    builder = tfds.builder_from_directory(str(d4rl.dataset_folder("d4rl_mujoco_hopper/v2-medium", data_dir)))
+    builder = tfds.builder_from_directory(str(rlds.dataset_folder("d4rl_mujoco_hopper/v2-medium", data_dir)))
     source = builder.as_data_source(split="train")
-    for index, steps in enumerate(d4rl._array_record_episodes(builder, "train")):
-        for field in d4rl.REQUIRED_FIELDS:
+    for index, steps in enumerate(rlds.array_record_episodes(builder, "train")):
+        for field in rlds.REQUIRED_FIELDS:
             stacked = np.stack([step[field] for step in source[index]["steps"]])
             np.testing.assert_array_equal(steps[field], stacked, err_msg=field)
 
@@ -180,9 +181,9 @@ def test_sizes_that_do_not_match_the_environment_are_refused(tmp_path):
 
 def test_tfrecord_data_without_tensorflow_says_how_to_read_it(tmp_path, monkeypatch):
     """TFDS writes TFRecord only with TensorFlow: ArrayRecord files relabelled as TFDS labels TFRecord ones."""
-    monkeypatch.setattr(d4rl, "_tensorflow_available", lambda: False)
+    monkeypatch.setattr(rlds, "_tensorflow_available", lambda: False)
     build_rlds(tmp_path, "d4rl_mujoco_hopper/v2-medium", hopper_episodes())
-    folder = d4rl.dataset_folder("d4rl_mujoco_hopper/v2-medium", tmp_path)
+    folder = rlds.dataset_folder("d4rl_mujoco_hopper/v2-medium", tmp_path)
     info = json.loads((folder / "dataset_info.json").read_text())
     del info["fileFormat"]  # what TFDS writes for its default format, TFRecord
     (folder / "dataset_info.json").write_text(json.dumps(info))
@@ -196,7 +197,7 @@ def test_tfrecord_data_without_tensorflow_says_how_to_read_it(tmp_path, monkeypa
 def test_tfrecord_data_is_read_with_tensorflow(tmp_path):
     pytest.importorskip("tensorflow")
     build_rlds(tmp_path, "d4rl_mujoco_hopper/v2-medium", hopper_episodes(), file_format="tfrecord")
-    assert d4rl._file_format(d4rl.dataset_folder("d4rl_mujoco_hopper/v2-medium", tmp_path)) == "tfrecord"
+    assert rlds.file_format(rlds.dataset_folder("d4rl_mujoco_hopper/v2-medium", tmp_path)) == "tfrecord"
     columns = in_data_order(d4rl.read_rlds("d4rl_mujoco_hopper/v2-medium", tmp_path))
     for key, value in expected_transitions(hopper_episodes()).items():
         np.testing.assert_array_equal(columns[key], value, err_msg=key)
@@ -204,9 +205,9 @@ def test_tfrecord_data_is_read_with_tensorflow(tmp_path):
 
 def test_array_record_files_beside_tfrecord_ones_are_read_without_tensorflow(tmp_path, monkeypatch):
     """What `tfds convert_format` leaves in place: TFRecord the format, ArrayRecord an alternative."""
-    monkeypatch.setattr(d4rl, "_tensorflow_available", lambda: False)
+    monkeypatch.setattr(rlds, "_tensorflow_available", lambda: False)
     build_rlds(tmp_path, "d4rl_mujoco_hopper/v2-medium", hopper_episodes())
-    folder = d4rl.dataset_folder("d4rl_mujoco_hopper/v2-medium", tmp_path)
+    folder = rlds.dataset_folder("d4rl_mujoco_hopper/v2-medium", tmp_path)
     info = json.loads((folder / "dataset_info.json").read_text())
     info |= {"fileFormat": "tfrecord", "alternativeFileFormats": ["array_record"]}
     (folder / "dataset_info.json").write_text(json.dumps(info))

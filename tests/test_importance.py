@@ -17,9 +17,10 @@ import pytest
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
 from flowkit.analysis.importance import Axis, Point, grid_axis, importances
-from flowkit.reports import sections
+from flowkit.reports import comparisons, layout, sections
 from flowkit.reports.builder import build_report
-from flowkit.reports.sections import ReportData, SettingImportance
+from flowkit.reports.parts import ReportData
+from flowkit.reports.setting_effects import SettingImportance
 from flowkit.studies import load_study
 from flowkit.studies.runner.storage import default_journal
 from flowkit.studies.study import Study
@@ -106,7 +107,9 @@ def faked_report(monkeypatch, runs_dir, **changes) -> tuple[Study, Path]:
     """The report of a faked study, without the aggregate section (its bootstraps would take most of this test's
     time, and test_report.py tests it)."""
     study = faked_study(monkeypatch, runs_dir, **changes)
-    monkeypatch.setattr(sections, "SECTIONS", [s for s in sections.SECTIONS if not isinstance(s, sections.Aggregate)])
+    monkeypatch.setattr(
+        sections, "SECTIONS", [s for s in sections.SECTIONS if not isinstance(s, comparisons.Aggregate)]
+    )
     return study, build_report(study, runs_dir)
 
 
@@ -141,7 +144,7 @@ def test_a_study_varying_three_settings_reports_their_importance(monkeypatch, tm
     assert best[0] == 10.0, f"the faked score peaks at alpha = 10: best cell {best}"
     (row,) = markdown_table(text, "Method / task").values()
     scores = means[best]
-    assert row[0] == f"alpha=10.0, {study.label('solver', best[1])}, flow_steps={best[2]}", (row, best)
+    assert row[0] == f"alpha=10.0, {layout.label(study, 'solver', best[1])}, flow_steps={best[2]}", (row, best)
     assert row[1].startswith(f"{statistics.fmean(scores):.3f} ± {statistics.stdev(scores):.3f}"), (row, scores)
     assert ("lowest" in text) == (metric == "energy_distance")
 

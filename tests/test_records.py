@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-import flowkit.reports.sections as sections
+import flowkit.reports.run_facts as run_facts
 import flowkit.studies.runner as runner
 from flowkit.analysis.gradients import explosions
 from flowkit.reports.builder import build_report
@@ -17,7 +17,7 @@ from tests.helpers import tiny_study
 
 def every_run_flagged(monkeypatch):
     """Flag any gradient norm above 0, so the explosions section lists one flag per run folder the report finds."""
-    monkeypatch.setattr(sections, "explosions", lambda curve: explosions(curve, threshold=0.0))
+    monkeypatch.setattr(run_facts, "explosions", lambda curve: explosions(curve, threshold=0.0))
 
 
 def assert_report_has_every_run(report: Path, runs: int) -> None:

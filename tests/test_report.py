@@ -18,6 +18,7 @@ import flowkit
 import flowkit.studies.runner as runner
 import flowkit.studies.runner.trial as runner_trial
 from flowkit.cli import main
+from flowkit.reports import layout
 from flowkit.reports.builder import build_report
 from flowkit.reports.collect import CellResult, read_seeds
 from flowkit.reports.tables import aggregate_table, main_table
@@ -198,10 +199,10 @@ def test_report_out_never_deletes_what_the_kit_did_not_write(finished_study, tmp
 
 def test_methods_and_solvers_have_display_names_without_study_labels():
     study = tiny_study(labels={})
-    assert [study.cell_label(cell) for cell in study.cells()] == ["moons / Euler (Default)", "moons / RK4"]
-    assert study.label("agent", "qflow") == "Q-Flow" and study.label("flow_steps", 4) == "flow_steps=4"
+    assert [layout.cell_label(study, cell) for cell in study.cells()] == ["moons / Euler (Default)", "moons / RK4"]
+    assert layout.label(study, "agent", "qflow") == "Q-Flow" and layout.label(study, "flow_steps", 4) == "flow_steps=4"
     relabelled = tiny_study(labels={"solver": {"rk4": "Runge-Kutta 4"}})
-    assert relabelled.label("solver", "rk4") == "Runge-Kutta 4", "a study's own label overrides the default"
+    assert layout.label(relabelled, "solver", "rk4") == "Runge-Kutta 4", "a study's own label overrides the default"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
@@ -396,7 +397,8 @@ def test_seeds_trained_as_one_program_are_one_point_of_the_cost_fit():
 def test_an_energy_schedule_study_reports_each_schedules_strength():
     """The energy-schedule study's report has a row per schedule: R at the bandits' spreads and at s = 1 ... 0.1,
     with h = t at s = 1 the closed form asinh(1) / sqrt(2) = 0.62."""
-    from flowkit.reports.sections import ReportData, ScheduleStrength, action_spreads
+    from flowkit.reports.parts import ReportData
+    from flowkit.reports.setting_effects import ScheduleStrength, action_spreads
     from flowkit.schedules import schedule_strength
 
     study = load_study("energy-schedule")
@@ -432,4 +434,4 @@ def test_the_tradeoff_table_reads_the_records_final_metrics():
     table = tradeoff_table(study, results)
     texts = {row.label: [entry.text for entry in row.entries] for row in table.rows}
     expected = ["1.000 ± 0.707", "0.010 ± 0.000", "0.300 ± 0.141", "1.000 ± 0.000", "2"]
-    assert texts[study.cell_label(study.cells()[0])] == expected, texts
+    assert texts[layout.cell_label(study, study.cells()[0])] == expected, texts

@@ -16,8 +16,16 @@ import flowkit.training.compiled_run as compiled_run_module
 from flowkit import runs
 from flowkit.cli import build_parser, main
 from flowkit.settings import ConfigError
-from flowkit.studies.runner import enqueue_missing, failure_of, load_optuna_study, resolve_run_dir, run_study, storage
-from flowkit.studies.runner.storage import study_dir
+from flowkit.studies.runner import (
+    backends,
+    enqueue_missing,
+    failure_of,
+    load_optuna_study,
+    resolve_run_dir,
+    run_study,
+    storage,
+)
+from flowkit.studies.runner.backends import study_dir
 from flowkit.studies.study import cell_slug
 from tests.helpers import tiny_study
 
@@ -99,7 +107,7 @@ def test_a_storage_password_is_in_no_output_and_no_file(argv, how, tmp_path, cap
 
 def test_hide_password_covers_urls_inside_messages():
     message = f"OperationalError: storage {SECRET_URL!r} and sqlite:///x.db and postgresql://me@h/db"
-    shown = storage.hide_password(message)
+    shown = backends.hide_password(message)
     assert SECRET not in shown and "postgresql://me:***@127.0.0.1:1/studies" in shown, shown
     assert shown.endswith("sqlite:///x.db and postgresql://me@h/db"), shown
 

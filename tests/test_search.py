@@ -21,10 +21,13 @@ from flowkit import Choice, FloatRange, IntRange, Search, Study, runs
 from flowkit.analysis.importance import Axis, search_axis
 from flowkit.benchmarks.runner_load import audit, trivial_train
 from flowkit.cli import main
+from flowkit.reports import layout
 from flowkit.reports.builder import build_report
 from flowkit.reports.collect import collect
 from flowkit.reports.importance import setting_axes
-from flowkit.reports.sections import ReportData, SettingImportance, pruned_items
+from flowkit.reports.parts import ReportData
+from flowkit.reports.run_facts import pruned_items
+from flowkit.reports.setting_effects import SettingImportance
 from flowkit.settings import ConfigError
 from flowkit.studies import load_study
 from flowkit.studies.study import cell_slug
@@ -265,7 +268,7 @@ def test_a_search_studys_report_lists_its_sampled_cells_importances_and_pruned_c
     assert sorted(fanova) == ["alpha", "flow_steps"] and sum(fanova.values()) == pytest.approx(1.0, abs=2e-3), fanova
     best = max((n for n in range(4) if len(scores[n]) == 2), key=lambda n: statistics.fmean(scores[n]))
     (best_row,) = markdown_table(text, "Method / task").values()
-    assert best_row[0] == study.cell_label(runner.cell_of(trials[best])), (best_row, best)
+    assert best_row[0] == layout.cell_label(study, runner.cell_of(trials[best])), (best_row, best)
     mean_std = f"{statistics.fmean(scores[best]):.3f} ± {statistics.stdev(scores[best]):.3f}"
     assert best_row[1].startswith(mean_std), (best_row, mean_std)
 
@@ -274,7 +277,10 @@ def test_a_search_studys_report_lists_its_sampled_cells_importances_and_pruned_c
         assert png[:8] == b"\x89PNG\r\n\x1a\n", name
         assert f"]({name})" in text and base64.b64encode(png).decode() in html, f"{name} referenced and embedded"
     pruned = runner.pruned_of(trials[1])
-    assert f"- {study.cell_label(runner.cell_of(trials[1]))}: stopped at update 100 of seed 1, score so far " in text
+    assert (
+        f"- {layout.cell_label(study, runner.cell_of(trials[1]))}: stopped at update 100 of seed 1, score so far "
+        in text
+    )
     assert (pruned.seed, pruned.step) == (1, 100), pruned
     assert "Sample & alpha & flow\\_steps & mean $\\pm$ std over seeds & state" in tex, tex
 

@@ -19,6 +19,7 @@ import flowkit.studies.runner.trial as runner_trial
 from flowkit import runs
 from flowkit.agents.base import Loss
 from flowkit.agents.fql import FQL
+from flowkit.reports import layout
 from flowkit.settings import ConfigError
 from flowkit.studies import load_study, study_names
 from flowkit.studies.study import cell_key
@@ -189,7 +190,7 @@ def test_a_setting_one_method_lacks_is_not_swept_for_it():
     assert [c["alpha"] for c in fbrac] == [10.0, 1.0, 0.1, 0.01] and {c["lam"] for c in fbrac} == {None}
     assert [c["lam"] for c in qflow] == [0.1, 1.0, 10.0, 100.0] and {c["alpha"] for c in qflow} == {None}
     assert [study.run_config(c, 0).agent_config.lam for c in qflow] == [0.1, 1.0, 10.0, 100.0]
-    assert study.cell_label(qflow[2]) == "Q-Flow / eight-gaussians / λ=10"
+    assert layout.cell_label(study, qflow[2]) == "Q-Flow / eight-gaussians / λ=10"
     assert study.search_space()["alpha"] == [10.0, 1.0, 0.1, 0.01, None]
 
 

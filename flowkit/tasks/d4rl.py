@@ -36,9 +36,6 @@ observations (a goal dictionary, 27 or 105 entries) and mazes.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,12 +56,8 @@ from flowkit.tasks import (
     Task,
     as_device_arrays,
     clip_actions,
+    rlds,
 )
-
-REQUIRED_FIELDS = ("observation", "action", "reward", "is_last", "is_terminal")
-"""RLDS step fields the reader needs (discount and is_first are implied by them)."""
-DEFAULT_DATA_DIR = "~/tensorflow_datasets"
-"""tensorflow-datasets' own default data dir, used when neither an argument nor TFDS_DATA_DIR names one."""
 
 SIZES: dict[str, tuple[int, int]] = {
     "d4rl_mujoco_halfcheetah": (17, 6),
@@ -133,143 +126,6 @@ are D4RL's registrations' max_episode_steps; random and expert returns are D4RL'
 (d4rl/infos.py and d4rl/hand_manipulation_suite/__init__.py; the same for every dataset of an environment)."""
 
 
-def data_dir_of(data_dir: Path | str | None = None) -> Path:
-    """The TFDS data dir: the argument, else TFDS_DATA_DIR, else tensorflow-datasets' default."""
-    chosen = data_dir if data_dir is not None else os.environ.get("TFDS_DATA_DIR") or DEFAULT_DATA_DIR
-    return Path(chosen).expanduser()
-
-
-def _split_name(name: str) -> tuple[str, str, str | None]:
-    """'dataset/config[:version]' -> (dataset, config, version or None)."""
-    match = re.fullmatch(r"([a-z0-9_]+)/([A-Za-z0-9_.-]+?)(?::(\d+\.\d+\.\d+))?", name)
-    if match is None:
-        raise DatasetError(
-            f"dataset {name!r}: expected a TFDS name 'dataset/config' or 'dataset/config:version', "
-            "for example 'd4rl_mujoco_hopper/v2-medium'"
-        )
-    return match.group(1), match.group(2), match.group(3)
-
-
-def dataset_folder(name: str, data_dir: Path | str | None = None) -> Path:
-    """The prepared folder of `name` in the data dir (its newest version unless `name` names one)."""
-    dataset, config, version = _split_name(name)
-    root = data_dir_of(data_dir) / dataset / config
-    versions = sorted(
-        (tuple(int(part) for part in path.name.split(".")), path)
-        for path in (root.iterdir() if root.is_dir() else ())
-        if re.fullmatch(r"\d+\.\d+\.\d+", path.name) and (path / "dataset_info.json").is_file()
-    )
-    if version is not None:
-        versions = [(number, path) for number, path in versions if path.name == version]
-    if not versions:
-        wanted = root / (version or "<version>")
-        raise DatasetError(
-            f"dataset {name!r} is not prepared in the TFDS data dir {data_dir_of(data_dir)}: no folder {wanted} "
-            "holding a dataset_info.json was found. flowkit reads prepared data and downloads nothing; prepare it "
-            f"where the network and TensorFlow are available (`tfds build {dataset}/{config} --data_dir DIR`, "
-            "or tfds.load) and copy DIR here, then pass data_dir or set TFDS_DATA_DIR to it"
-        )
-    return versions[-1][1]
-
-
-def _file_format(folder: Path) -> str:
-    """The format the folder is read in: ArrayRecord where it has it (as its format or, after `tfds convert_format`,
-    an alternative one), else its own format (TFDS writes none for its default, TFRecord)."""
-    try:
-        info = json.loads((folder / "dataset_info.json").read_text())
-    except (OSError, ValueError) as error:
-        raise DatasetError(f"{folder / 'dataset_info.json'} cannot be read: {error}") from error
-    formats = [str(info.get("fileFormat") or "tfrecord").lower()]
-    formats += [str(alternative).lower() for alternative in info.get("alternativeFileFormats", [])]
-    return "array_record" if "array_record" in formats else formats[0]
-
-
-def _tensorflow_available() -> bool:
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def check_readable(name: str, data_dir: Path | str | None = None) -> Path:
-    """Refuse, without reading it, data that is absent or that this installation cannot read; return its folder."""
-    folder = dataset_folder(name, data_dir)
-    file_format = _file_format(folder)
-    if file_format not in ("array_record", "tfrecord"):
-        raise DatasetError(f"{folder}: file format {file_format!r}; the reader takes array_record and tfrecord")
-    if file_format == "tfrecord" and not _tensorflow_available():
-        raise DatasetError(
-            f"{folder} holds TFRecord files, which need TensorFlow to read: install it (`pip install tensorflow-cpu`), "
-            "or convert the dataset once where TensorFlow is installed (`tfds convert_format --dataset_version_dir="
-            f"{folder} --out_file_format=array_record`): tensorflow-datasets reads ArrayRecord without TensorFlow"
-        )
-    return folder
-
-
-def _tfds() -> Any:
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        raise DatasetError(
-            "reading D4RL needs tensorflow-datasets and array-record: pip install 'flowkit[d4rl]'"
-        ) from error
-    return tfds
-
-
-def _step_features(builder: Any, folder: Path) -> dict[str, Any]:
-    """The RLDS step features of a prepared dataset, refusing one without the fields the reader needs."""
-    features = builder.info.features
-    step_features = getattr(features["steps"], "feature", None) if "steps" in features.keys() else None  # noqa: SIM118
-    if step_features is None:
-        raise DatasetError(f"{folder}: not an RLDS dataset (no 'steps' feature holding a dataset of steps)")
-    missing = [field for field in REQUIRED_FIELDS if field not in step_features]
-    if missing:
-        raise DatasetError(
-            f"{folder}: its steps lack the field(s) {', '.join(missing)}; RLDS steps need "
-            f"{', '.join(REQUIRED_FIELDS)} (found: {', '.join(sorted(step_features))})"
-        )
-    return step_features
-
-
-def _array_record_episodes(builder: Any, split: str) -> Any:
-    """Each episode's steps as arrays (one per field, steps first), read without TensorFlow.
-
-    The records are parsed whole with the parser tfds.data_source uses, rather than decoded step by step through
-    the data source: the same values, a hundred times faster (1M steps in under a second).
-    """
-    tfds = _tfds()
-    alternative = getattr(builder.info.file_format, "value", None) != "array_record"  # beside TFRecord shards
-    source = builder.as_data_source(split=split, **({"file_format": "array_record"} if alternative else {}))
-    parser = tfds.core.example_parser.ExampleParserNp(builder.info.features.get_serialized_info())
-    for index in range(len(source)):
-        yield parser.parse_example(source.data_source[index])["steps"]
-
-
-def _tfrecord_episodes(builder: Any, split: str) -> Any:
-    """Each episode's steps as arrays, read with TensorFlow (TFRecord data)."""
-    tfds = _tfds()
-    episodes = builder.as_dataset(split=split).map(lambda episode: episode["steps"].batch(2**30).get_single_element())
-    yield from tfds.as_numpy(episodes)
-
-
-def _episode_columns(steps: dict[str, Any], where: str) -> dict[str, np.ndarray]:
-    if isinstance(steps["observation"], dict):
-        raise DatasetError(f"{where}: observations are a dictionary; the reader takes one vector per step")
-    columns = {field: np.asarray(steps[field]) for field in REQUIRED_FIELDS}
-    length = len(columns["is_last"])
-    for field, column in columns.items():
-        rank = 2 if field in ("observation", "action") else 1
-        if column.ndim != rank or len(column) != length:
-            raise DatasetError(
-                f"{where}: step field {field!r} has shape {column.shape}; expected {length} steps of "
-                f"{'vectors' if rank == 2 else 'scalars'}"
-            )
-    if columns["is_last"][:-1].any():
-        raise DatasetError(f"{where}: is_last is set before the episode's last step")
-    return columns
-
-
 def read_rlds(name: str, data_dir: Path | str | None = None, split: str = "train") -> dict[str, np.ndarray]:
     """Transitions of the RLDS dataset `name` ('dataset/config[:version]') in a TFDS data dir, FQL's conventions.
 
@@ -277,51 +133,13 @@ def read_rlds(name: str, data_dir: Path | str | None = None, split: str = "train
     (1 - terminals), dones (1 at each episode's last transition), next_observations and next_actions (the action
     taken at the next observation, the transition's own action at an episode's end).
     """
-    folder = check_readable(name, data_dir)
-    tfds = _tfds()
-    builder = tfds.builder_from_directory(str(folder))
-    _step_features(builder, folder)
-    if split not in builder.info.splits:
-        raise DatasetError(f"{folder}: no split {split!r}; it has {', '.join(builder.info.splits)}")
-    read = _array_record_episodes if _file_format(folder) == "array_record" else _tfrecord_episodes
-    episodes = read(builder, split)
-    dataset = _split_name(name)[0]
-    expected = SIZES.get(dataset)
+    folder, episodes = rlds.read_episodes(name, data_dir, split)
+    dataset = rlds.split_name(name)[0]
     parts: dict[str, list[np.ndarray]] = {}
     sizes: tuple[int, int] | None = None
-    for index, steps in enumerate(episodes):
-        where = f"{folder} ({split}, episode {index})"
-        columns = _episode_columns(steps, where)
-        episode_sizes = (columns["observation"].shape[1], columns["action"].shape[1])
-        if sizes is None:
-            sizes = episode_sizes
-            if expected is not None and sizes != expected:
-                raise DatasetError(
-                    f"{where}: observations of size {sizes[0]} and actions of size {sizes[1]}; {dataset} has "
-                    f"observations of size {expected[0]} and actions of size {expected[1]}"
-                )
-        elif episode_sizes != sizes:
-            raise DatasetError(
-                f"{where}: observations of size {episode_sizes[0]} and actions of size {episode_sizes[1]}, where "
-                f"earlier episodes have {sizes[0]} and {sizes[1]}"
-            )
-        n = len(columns["is_last"]) - 1
-        if n < 1:
-            continue
-        observations = columns["observation"].astype(np.float32)
-        actions = columns["action"].astype(np.float32)
-        terminals = columns["is_terminal"][1:].astype(np.float32)
-        dones = np.zeros(n, np.float32)
-        dones[-1] = 1.0
-        for key, value in {
-            "observations": observations[:-1],
-            "actions": actions[:-1],
-            "rewards": columns["reward"][:-1].astype(np.float32),
-            "terminals": terminals,
-            "dones": dones,
-            "next_observations": observations[1:],
-            "next_actions": np.concatenate([actions[1:n], actions[n - 1 : n]]),
-        }.items():
+    for index, columns in enumerate(episodes):
+        sizes = _check_sizes(columns, sizes, dataset, f"{folder} ({split}, episode {index})")
+        for key, value in _episode_transitions(columns).items():
             parts.setdefault(key, []).append(value)
     if not parts:
         raise DatasetError(f"{folder} ({split}): no episode has two steps, so there is no transition to learn from")
@@ -332,6 +150,48 @@ def read_rlds(name: str, data_dir: Path | str | None = None, split: str = "train
         result["rewards"] = result["rewards"] - 1.0
     result["masks"] = 1.0 - result["terminals"]
     return result
+
+
+def _check_sizes(
+    columns: dict[str, np.ndarray], sizes: tuple[int, int] | None, dataset: str, where: str
+) -> tuple[int, int]:
+    """The episode's observation and action sizes, refused unless they are the dataset's (its first episode's,
+    and the catalog's where SIZES knows it)."""
+    episode_sizes = (columns["observation"].shape[1], columns["action"].shape[1])
+    expected = SIZES.get(dataset)
+    if sizes is None:
+        if expected is not None and episode_sizes != expected:
+            raise DatasetError(
+                f"{where}: observations of size {episode_sizes[0]} and actions of size {episode_sizes[1]}; {dataset} "
+                f"has observations of size {expected[0]} and actions of size {expected[1]}"
+            )
+    elif episode_sizes != sizes:
+        raise DatasetError(
+            f"{where}: observations of size {episode_sizes[0]} and actions of size {episode_sizes[1]}, where "
+            f"earlier episodes have {sizes[0]} and {sizes[1]}"
+        )
+    return episode_sizes
+
+
+def _episode_transitions(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """An episode's steps before the last, each with the next step's observation and action (none if it has one
+    step)."""
+    n = len(columns["is_last"]) - 1
+    if n < 1:
+        return {}
+    observations = columns["observation"].astype(np.float32)
+    actions = columns["action"].astype(np.float32)
+    dones = np.zeros(n, np.float32)
+    dones[-1] = 1.0
+    return {
+        "observations": observations[:-1],
+        "actions": actions[:-1],
+        "rewards": columns["reward"][:-1].astype(np.float32),
+        "terminals": columns["is_terminal"][1:].astype(np.float32),
+        "dones": dones,
+        "next_observations": observations[1:],
+        "next_actions": np.concatenate([actions[1:n], actions[n - 1 : n]]),
+    }
 
 
 class D4RLTask(Task):
@@ -356,13 +216,13 @@ class D4RLTask(Task):
     def __init__(self, name: str):
         columns = read_rlds(name)
         super().__init__(name, as_device_arrays(**{key: columns[key] for key in _TRANSITION_COLUMNS}))
-        self.environment = ENVIRONMENTS[_split_name(name)[0]]
+        self.environment = ENVIRONMENTS[rlds.split_name(name)[0]]
         self._envs: list[Any] = []
 
     @classmethod
     def check_data(cls, name: str) -> None:
         """Raise DatasetError if the task's data is not in the TFDS data dir or cannot be read here."""
-        check_readable(name)
+        rlds.check_readable(name)
 
     def _environments(self, count: int) -> list[Any]:
         """`count` environments, made once and reused by later evaluations (each reset with its seed)."""

@@ -10,7 +10,8 @@ them unchanged.
 Every episode is seeded from (seed, episode index), so a dataset does not depend on how many worker
 processes made it. Episodes are made in parts of PART_EPISODES, each saved atomically in a hidden folder
 beside the dataset; an interrupted run resumes from its finished parts, and the dataset files appear only
-when whole (written to a temporary file and renamed).
+when whole (written to a temporary file and renamed). check_dataset_file refuses a file that is not in that
+layout (missing, truncated, of another environment) from its array headers alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import multiprocessing
 import queue
 import time
 import warnings
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, wait
@@ -34,13 +36,10 @@ import numpy as np
 from flowkit import runs
 from flowkit.progress_bars import ProgressBar, progress_bar
 from flowkit.settings import ConfigError
+from flowkit.tasks import DatasetError, ogbench_oracles
 
 PART_EPISODES = 10
 """Episodes per part file: the unit of work of a worker process and of resumption."""
-MANIPULATION_NOISE = 0.1
-NOISE_SMOOTHING = 0.5
-MARKOV_MIN_NORM = 0.4
-POINTMAZE_NOISE = 0.5
 
 
 @dataclass(frozen=True)
@@ -80,6 +79,50 @@ def generate_command(name: str, data_dir: Path) -> str:
     return f"flowkit data generate {name} --data-dir {data_dir}"
 
 
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+REQUIRED_KEYS = {
+    "observations": np.floating,
+    "actions": np.floating,
+    "terminals": np.bool_,
+    "qpos": np.floating,
+    "qvel": np.floating,
+}
+"""The arrays every OGBench dataset file holds (button_states too in scene and puzzle files), with their kinds."""
+
+
+def check_dataset_file(path: Path, obs_dim: int, action_dim: int, generate: str) -> None:
+    """Refuse a missing, truncated or mismatched dataset file from its zip directory and array headers alone."""
+    if not path.exists():
+        raise DatasetError(f"dataset file {path} does not exist; make it with: {generate}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            headers = {}
+            for member in archive.namelist():
+                with archive.open(member) as stream:
+                    read_header = HEADER_READERS[np.lib.format.read_magic(stream)]
+                    shape, _, dtype = read_header(stream)
+                    headers[member.removesuffix(".npy")] = shape, dtype
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise DatasetError(
+            f"dataset file {path} is truncated or corrupt ({error}); delete it and run: {generate}"
+        ) from None
+    for key, kind in REQUIRED_KEYS.items():
+        if key not in headers:
+            raise DatasetError(f"dataset file {path} has no {key!r} array; it holds {sorted(headers)}")
+        if not np.issubdtype(headers[key][1], kind):
+            raise DatasetError(f"dataset file {path}: {key!r} has dtype {headers[key][1]}, expected {kind.__name__}")
+    lengths = {key: shape[0] for key, (shape, _) in headers.items()}
+    if len(set(lengths.values())) != 1:
+        raise DatasetError(f"dataset file {path}: arrays of different lengths {lengths}")
+    for key, expected in (("observations", obs_dim), ("actions", action_dim)):
+        size = headers[key][0][-1]
+        if size != expected:
+            raise DatasetError(
+                f"dataset file {path}: {key} have size {size}, but the environment's are {expected}; "
+                f"the file belongs to another environment (regenerate it with: {generate})"
+            )
+
+
 def check_recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise ConfigError(f"dataset: cannot generate {name!r}; allowed: {', '.join(RECIPES)}")
@@ -116,135 +159,6 @@ def _make_env(recipe: Recipe) -> Any:
     return make_env(recipe.env_name, terminate_at_goal=False, max_episode_steps=recipe.max_episode_steps, **kwargs)
 
 
-def _manipulation_oracles(env: Any, recipe: Recipe) -> dict[str, Any]:
-    """OGBench's oracles for the environment, by the sub-task names the environment asks for."""
-    from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
-    from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
-    from ogbench.manipspace.oracles.markov.drawer_markov import DrawerMarkovOracle
-    from ogbench.manipspace.oracles.markov.window_markov import WindowMarkovOracle
-    from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
-    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
-    from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
-    from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
-
-    if recipe.oracle == "plan":
-        plan = {"env": env, "noise": MANIPULATION_NOISE, "noise_smoothing": NOISE_SMOOTHING}
-        if recipe.env_name.startswith("puzzle"):
-            return {"button": ButtonPlanOracle(gripper_always_closed=True, **plan)}
-        oracles = {"cube": CubePlanOracle(**plan)}
-        if recipe.env_name.startswith("scene"):
-            oracles |= {"button": ButtonPlanOracle(**plan), "drawer": DrawerPlanOracle(**plan),
-                        "window": WindowPlanOracle(**plan)}  # fmt: skip
-        return oracles
-    markov = {"env": env, "min_norm": MARKOV_MIN_NORM}
-    if recipe.env_name.startswith("puzzle"):
-        return {"button": ButtonMarkovOracle(gripper_always_closed=True, **markov)}
-    if recipe.env_name.startswith("scene"):
-        return {"cube": CubeMarkovOracle(max_step=100, **markov), "button": ButtonMarkovOracle(**markov),
-                "drawer": DrawerMarkovOracle(**markov), "window": WindowMarkovOracle(**markov)}  # fmt: skip
-    return {"cube": CubeMarkovOracle(**markov)}
-
-
-def _stack_probability(env_name: str) -> float:
-    """The chance that a new cube target is a stack, per environment, as in OGBench's script."""
-    if "single" in env_name:
-        return 0.0
-    if "double" in env_name:
-        return float(np.random.uniform(0.0, 0.25))
-    return 0.5
-
-
-def _scene_episode_healthy(qpos: np.ndarray) -> bool:
-    """The block stays visible: not too far right, and not too far left unless inside the drawer."""
-    block = qpos[:, 14:17]
-    too_far_left = (block[:, 1] <= -0.3) & ((block[:, 2] < 0.06) | (block[:, 2] > 0.08))
-    return not ((block[:, 1] >= 0.29).any() or too_far_left.any())
-
-
-def _manipulation_episode(
-    env: Any, recipe: Recipe, oracles: dict[str, Any], seed: int, stats: dict[str, int]
-) -> dict[str, list]:
-    observation, info = env.reset(seed=seed)
-    p_stack = _stack_probability(recipe.env_name)
-    noise_scale = np.random.uniform(0, MANIPULATION_NOISE) * np.array([1, 1, 1, 3, 10])
-    target = info["privileged/target_task"]
-    oracle = oracles[target]
-    oracle.reset(observation, info)
-    episode = defaultdict(list)
-    done = False
-    while not done:
-        if np.random.rand() < recipe.p_random_action:
-            # Uniform on the action box, as action_space.sample(), but from the episode's seeded generator: OGBench
-            # builds a new, randomly seeded Box on every access of action_space.
-            action = np.random.uniform(env.action_space.low, env.action_space.high)
-        else:
-            action = np.array(oracle.select_action(observation, info))
-            if recipe.oracle == "markov":
-                action = action + np.random.normal(0, noise_scale, action.shape)
-        action = np.clip(action, -1, 1)
-        next_observation, _, terminated, truncated, info = env.step(action)
-        done = terminated or truncated
-        if oracle.done:
-            for key in ("", f"/{target}"):
-                stats[f"attempted{key}"] = stats.get(f"attempted{key}", 0) + 1
-                stats[f"succeeded{key}"] = stats.get(f"succeeded{key}", 0) + bool(info["success"])
-            oracle_observation, oracle_info = env.unwrapped.set_new_target(p_stack=p_stack)
-            target = oracle_info["privileged/target_task"]
-            oracle = oracles[target]
-            oracle.reset(oracle_observation, oracle_info)
-        _append_step(episode, observation, action, done, info)
-        if "prev_button_states" in info:
-            episode["button_states"].append(info["prev_button_states"])
-        observation = next_observation
-    stats["unfinished"] += 1
-    return episode
-
-
-def _maze_cells(maze_map: np.ndarray) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Free cells, and the free cells that are not straight corridor (where goals are drawn)."""
-    free, vertices = [], []
-    for i, j in zip(*np.nonzero(maze_map == 0), strict=True):
-        free.append((int(i), int(j)))
-        corridor = (maze_map[i - 1, j] == 0 and maze_map[i + 1, j] == 0 and maze_map[i, j - 1] == 1
-                    and maze_map[i, j + 1] == 1) or (maze_map[i, j - 1] == 0 and maze_map[i, j + 1] == 0
-                    and maze_map[i - 1, j] == 1 and maze_map[i + 1, j] == 1)  # fmt: skip
-        if not corridor:
-            vertices.append((int(i), int(j)))
-    return free, vertices
-
-
-def _pointmaze_episode(env: Any, seed: int, stats: dict[str, int]) -> dict[str, list]:
-    maze = env.unwrapped
-    free, vertices = _maze_cells(maze.maze_map)
-    start, goal = free[np.random.randint(len(free))], vertices[np.random.randint(len(vertices))]
-    observation, _ = env.reset(seed=seed, options={"task_info": {"init_ij": start, "goal_ij": goal}})
-    episode = defaultdict(list)
-    done = False
-    while not done:
-        subgoal, _ = maze.get_oracle_subgoal(maze.get_xy(), maze.cur_goal_xy)
-        direction = subgoal - maze.get_xy()
-        direction = direction / (np.linalg.norm(direction) + 1e-6)
-        action = np.clip(direction + np.random.normal(0, POINTMAZE_NOISE, direction.shape), -1, 1)
-        next_observation, _, terminated, truncated, info = env.step(action)
-        done = terminated or truncated
-        if info["success"]:
-            stats["attempted"] += 1
-            stats["succeeded"] += 1
-            maze.set_goal(vertices[np.random.randint(len(vertices))])
-        _append_step(episode, observation, action, done, info)
-        observation = next_observation
-    stats["unfinished"] += 1
-    return episode
-
-
-def _append_step(episode: dict, observation: np.ndarray, action: np.ndarray, done: bool, info: dict) -> None:
-    episode["observations"].append(observation)
-    episode["actions"].append(action)
-    episode["terminals"].append(done)
-    episode["qpos"].append(info["prev_qpos"])
-    episode["qvel"].append(info["prev_qvel"])
-
-
 def _as_official_dtypes(columns: dict[str, list]) -> dict[str, np.ndarray]:
     dtypes = {"terminals": bool, "button_states": np.int64}
     return {key: np.asarray(values, dtype=dtypes.get(key, np.float32)) for key, values in columns.items()}
@@ -258,7 +172,7 @@ def make_part(
     `report` is told the steps of each finished episode (for the progress bar).
     """
     env = _make_env(recipe)
-    oracles = _manipulation_oracles(env, recipe) if recipe.oracle != "subgoal" else {}
+    oracles = ogbench_oracles.manipulation_oracles(env, recipe) if recipe.oracle != "subgoal" else {}
     columns: dict[str, list] = defaultdict(list)
     stats = {"attempted": 0, "succeeded": 0, "unfinished": 0, "steps": 0}
     for index in range(first, stop):
@@ -267,10 +181,12 @@ def make_part(
             np.random.seed(seed_here)
             attempt = dict(stats)
             if recipe.oracle == "subgoal":
-                episode = _pointmaze_episode(env, seed_here, attempt)
+                episode = ogbench_oracles.pointmaze_episode(env, seed_here, attempt)
             else:
-                episode = _manipulation_episode(env, recipe, oracles, seed_here, attempt)
-            if not recipe.env_name.startswith("scene") or _scene_episode_healthy(np.array(episode["qpos"])):
+                episode = ogbench_oracles.manipulation_episode(env, recipe, oracles, seed_here, attempt)
+            if not recipe.env_name.startswith("scene") or ogbench_oracles.scene_episode_healthy(
+                np.array(episode["qpos"])
+            ):
                 break
         stats = attempt
         stats["steps"] += len(episode["terminals"])
@@ -336,13 +252,7 @@ def generate(
 ) -> dict[str, Any]:
     """Make dataset `name` and its -val file in `data_dir` (skipped if both exist); return what was made."""
     recipe = check_recipe(name)
-    episodes = recipe.episodes if episodes is None else episodes
-    val_episodes = max(1, episodes // 10) if val_episodes is None else val_episodes
-    for field, value in (("episodes", episodes), ("val_episodes", val_episodes)):
-        if value < 1:
-            raise ConfigError(f"{field}: expected a positive number of episodes, got {value}")
-    if workers < 1:
-        raise ConfigError(f"workers: expected a positive number of processes, got {workers}")
+    episodes, val_episodes = _episode_counts(recipe, episodes, val_episodes, workers)
     train_path, val_path = dataset_paths(name, data_dir)
     summary_path = data_dir / f"{name}.generation.json"
     if train_path.exists() and val_path.exists():
@@ -358,25 +268,13 @@ def generate(
     total_steps = sum(stop - first for first, stop in todo) * recipe.max_episode_steps
     started = time.perf_counter()
     bar = progress_bar(total=total_steps, desc=name, unit="step", unit_scale=True, disable=not progress)
-    try:
-        if workers == 1:
-            for first, stop in todo:
-                make_part(recipe, seed, first, stop, _part_path(parts_dir, first, stop), bar.update)
-        else:
-            _make_parts_in_processes(recipe, seed, todo, parts_dir, workers, bar)
-    finally:
-        bar.close()
+    _make_parts(recipe, seed, todo, parts_dir, workers, bar)
     seconds = time.perf_counter() - started
 
     summary: dict[str, Any] = {"dataset": name, "env_name": recipe.env_name, "oracle": recipe.oracle, "seed": seed,
                                "episodes": episodes, "val_episodes": val_episodes}  # fmt: skip
     for path, ranges in splits.items():
-        counts = _assemble([_part_path(parts_dir, first, stop) for first, stop in ranges], path)
-        split = "val" if path == val_path else "train"
-        kinds = [key.removeprefix("attempted") for key in counts if key.startswith("attempted")]
-        rates = {f"oracle_success_rate{kind}": counts[f"succeeded{kind}"] / max(counts[f"attempted{kind}"], 1)
-                 for kind in kinds}  # fmt: skip
-        summary[split] = {**counts, **rates}
+        summary["val" if path == val_path else "train"] = _assemble_split(parts_dir, ranges, path)
     summary["seconds"] = seconds
     summary["steps_per_second"] = total_steps / seconds if seconds > 0 else 0.0
     runs.write_json_atomic(summary_path, summary)
@@ -388,6 +286,42 @@ def generate(
         f"the oracle succeeded on {train['succeeded']} of the {train['attempted']} sub-tasks it finished "
         f"({100 * train['oracle_success_rate']:.1f}%{_by_kind(train)})")  # fmt: skip
     return summary
+
+
+def _episode_counts(recipe: Recipe, episodes: int | None, val_episodes: int | None, workers: int) -> tuple[int, int]:
+    """The training and validation episodes to make (OGBench's count, a tenth of it for validation, unless
+    given), refused unless positive, as is the number of worker processes."""
+    episodes = recipe.episodes if episodes is None else episodes
+    val_episodes = max(1, episodes // 10) if val_episodes is None else val_episodes
+    for field, value in (("episodes", episodes), ("val_episodes", val_episodes)):
+        if value < 1:
+            raise ConfigError(f"{field}: expected a positive number of episodes, got {value}")
+    if workers < 1:
+        raise ConfigError(f"workers: expected a positive number of processes, got {workers}")
+    return episodes, val_episodes
+
+
+def _make_parts(
+    recipe: Recipe, seed: int, todo: list[tuple[int, int]], parts_dir: Path, workers: int, bar: ProgressBar
+) -> None:
+    """Make the parts not made yet, in this process or in `workers` processes, then close the progress bar."""
+    try:
+        if workers == 1:
+            for first, stop in todo:
+                make_part(recipe, seed, first, stop, _part_path(parts_dir, first, stop), bar.update)
+        else:
+            _make_parts_in_processes(recipe, seed, todo, parts_dir, workers, bar)
+    finally:
+        bar.close()
+
+
+def _assemble_split(parts_dir: Path, ranges: list[tuple[int, int]], path: Path) -> dict[str, Any]:
+    """One split's file from its parts; its counts and the oracle's success rates (overall and per sub-task)."""
+    counts = _assemble([_part_path(parts_dir, first, stop) for first, stop in ranges], path)
+    kinds = [key.removeprefix("attempted") for key in counts if key.startswith("attempted")]
+    rates = {f"oracle_success_rate{kind}": counts[f"succeeded{kind}"] / max(counts[f"attempted{kind}"], 1)
+             for kind in kinds}  # fmt: skip
+    return {**counts, **rates}
 
 
 def _by_kind(counts: dict[str, Any]) -> str:

@@ -18,7 +18,6 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -40,7 +39,14 @@ from flowkit.tasks import (
     clip_actions,
     data_dir,
 )
-from flowkit.tasks.ogbench_generate import RECIPES, dataset_paths, generate_command, import_ogbench, make_env
+from flowkit.tasks.ogbench_generate import (
+    RECIPES,
+    check_dataset_file,
+    dataset_paths,
+    generate_command,
+    import_ogbench,
+    make_env,
+)
 
 SINGLE_TASKS = 5
 """OGBench's evaluation tasks per environment (task1 ... task5; the evaluation goals of goal-conditioned runs)."""
@@ -75,50 +81,6 @@ def _spaces(env_id: str) -> tuple[int, int]:
     sizes = env.observation_space.shape[-1], env.action_space.shape[-1]
     env.close()
     return sizes
-
-
-HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-REQUIRED_KEYS = {
-    "observations": np.floating,
-    "actions": np.floating,
-    "terminals": np.bool_,
-    "qpos": np.floating,
-    "qvel": np.floating,
-}
-"""The arrays every OGBench dataset file holds (button_states too in scene and puzzle files), with their kinds."""
-
-
-def check_dataset_file(path: Path, obs_dim: int, action_dim: int, generate: str) -> None:
-    """Refuse a missing, truncated or mismatched dataset file from its zip directory and array headers alone."""
-    if not path.exists():
-        raise DatasetError(f"dataset file {path} does not exist; make it with: {generate}")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            headers = {}
-            for member in archive.namelist():
-                with archive.open(member) as stream:
-                    read_header = HEADER_READERS[np.lib.format.read_magic(stream)]
-                    shape, _, dtype = read_header(stream)
-                    headers[member.removesuffix(".npy")] = shape, dtype
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise DatasetError(
-            f"dataset file {path} is truncated or corrupt ({error}); delete it and run: {generate}"
-        ) from None
-    for key, kind in REQUIRED_KEYS.items():
-        if key not in headers:
-            raise DatasetError(f"dataset file {path} has no {key!r} array; it holds {sorted(headers)}")
-        if not np.issubdtype(headers[key][1], kind):
-            raise DatasetError(f"dataset file {path}: {key!r} has dtype {headers[key][1]}, expected {kind.__name__}")
-    lengths = {key: shape[0] for key, (shape, _) in headers.items()}
-    if len(set(lengths.values())) != 1:
-        raise DatasetError(f"dataset file {path}: arrays of different lengths {lengths}")
-    for key, expected in (("observations", obs_dim), ("actions", action_dim)):
-        size = headers[key][0][-1]
-        if size != expected:
-            raise DatasetError(
-                f"dataset file {path}: {key} have size {size}, but the environment's are {expected}; "
-                f"the file belongs to another environment (regenerate it with: {generate})"
-            )
 
 
 def fourier(width: int) -> dict[str, Any]:

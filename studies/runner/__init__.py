@@ -12,29 +12,27 @@ interrupted or whose worker died is enqueued again, its runs resume from their l
 whose run folder already holds a result with the same settings are not trained again.
 A run that diverges fails its trial for good, with the step and the metric recorded.
 
-Modules, each one concern: storage (the adapter to Optuna's storage), sampling (a search's Optuna sampler,
-pruner and distributions; these two are the only modules that know Optuna), records (a trial's per-seed
-records and where their run folders are), claims (the queue of cells and workers' claims on them),
-heartbeat, trial (running one trial), progress, workers (run_study in this process, run_workers in several).
+Modules, each one concern: backends (opening a journal file or a database) and storage (the adapter to
+Optuna's stored study and trials), sampling (a search's Optuna sampler, pruner and distributions; these three are
+the only modules that know Optuna), records (a trial's per-seed records and where their run folders are), claims
+(the queue of cells and workers' claims on them), heartbeat, trial (running one trial), progress, workers
+(run_study in this process, run_workers in several).
 """
 
+from flowkit.studies.runner.backends import HEARTBEAT_S, StorageError, open_storage, study_dir
 from flowkit.studies.runner.claims import RETRYABLE_FAILURES, claim_trial, enqueue_missing, sample_trial
 from flowkit.studies.runner.heartbeat import heartbeat
 from flowkit.studies.runner.records import PrunedRecord, RecordError, SeedRecord, resolve_run_dir
 from flowkit.studies.runner.storage import (
     DEFINITION_ATTR,
     FAILURE_ATTR,
-    HEARTBEAT_S,
-    StorageError,
     cell_of,
     failure_of,
     load_optuna_study,
-    open_storage,
     pruned_of,
     sampler_of,
     seed_records,
     study_cells,
-    study_dir,
     study_lock,
     trial_cell,
     worker_of,

@@ -19,7 +19,7 @@ from flowkit import runs
 from flowkit.progress_bars import ProgressBar
 from flowkit.run_config import RunConfig
 from flowkit.settings import ConfigError
-from flowkit.studies.runner import storage
+from flowkit.studies.runner import backends, storage
 from flowkit.studies.runner.claims import still_claimed
 from flowkit.studies.runner.records import PrunedRecord, SeedRecord, Timing, run_score, seed_record
 from flowkit.studies.runner.storage import Trial, study_dir
@@ -206,7 +206,7 @@ def run_trial(
         claim.tell_failed({"kind": "interrupted", "seed": cell_runs.seed, "message": "interrupted by the user"})
         raise
     except Exception as error:
-        message = storage.hide_password(f"{type(error).__name__}: {error}")
+        message = backends.hide_password(f"{type(error).__name__}: {error}")
         claim.tell_failed({"kind": "error", "seed": cell_runs.seed, "message": message})
         if isinstance(error, ConfigError):
             raise
@@ -229,7 +229,7 @@ def log_traceback(cell_runs: CellRuns, error: Exception) -> Path:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as stream:
         stream.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        stream.write(storage.hide_password("".join(traceback.format_exception(error))))
+        stream.write(backends.hide_password("".join(traceback.format_exception(error))))
     return log
 
 

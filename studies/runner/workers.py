@@ -21,7 +21,7 @@ from typing import Any
 
 from flowkit.progress_bars import ProgressBar, progress_bar
 from flowkit.settings import ConfigError
-from flowkit.studies.runner import storage
+from flowkit.studies.runner import backends, storage
 from flowkit.studies.runner.claims import claim_trial, enqueue_missing, sample_trial
 from flowkit.studies.runner.heartbeat import heartbeat
 from flowkit.studies.runner.storage import HEARTBEAT_S, StoredStudy, load_optuna_study, stored_study_lock
@@ -36,8 +36,8 @@ POLL_S = 2.0
 def _open_and_enqueue(study: Study, runs_dir: Path, storage_url: str | None, heartbeat_s: int) -> StoredStudy:
     """The stored study (created if new) with every missing cell enqueued; a bad storage or study fails here."""
     study.check_data()
-    storage.check_journal(storage_url)
-    storage.make_study_dir(runs_dir, study.name)
+    backends.check_journal(storage_url)
+    backends.make_study_dir(runs_dir, study.name)
     optuna_study = load_optuna_study(study, runs_dir, storage_url, create=True, heartbeat_s=heartbeat_s)
     with stored_study_lock(optuna_study, runs_dir):
         enqueue_missing(optuna_study, study)
@@ -163,7 +163,7 @@ def _worker_process(worker: Callable[..., StudyProgress], errors: SimpleQueue, *
         sys.exit(1)
     except Exception as error:
         message = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
-        errors.put((storage.hide_password(message), None))
+        errors.put((backends.hide_password(message), None))
         sys.exit(1)
 
 
@@ -214,6 +214,18 @@ def run_workers(
     ]
     for process in processes:
         process.start()
+    _watch(processes, study, optuna_study, progress)
+    state = progress_of(study, optuna_study)
+    failed = [process for process in processes if process.exitcode]
+    if not failed or state.finished:
+        return state
+    raise WorkersFailedError(f"study {study.name!r}: " + "; ".join(_reasons(errors, failed)))
+
+
+def _watch(
+    processes: list[multiprocessing.process.BaseProcess], study: Study, optuna_study: StoredStudy, progress: bool
+) -> None:
+    """Show the workers' common progress until every one has ended; an interrupt here stops them too."""
     bar = _progress_bar(study, optuna_study, progress)
     with interruptible():
         try:
@@ -228,16 +240,15 @@ def run_workers(
             for process in processes:
                 process.join()
             bar.close()
-    state = progress_of(study, optuna_study)
-    failed = [process for process in processes if process.exitcode]
-    if not failed or state.finished:
-        return state
+
+
+def _reasons(errors: Any, failed: list[multiprocessing.process.BaseProcess]) -> list[str]:
+    """The failed workers' distinct errors, each once, in their words; else how each process ended."""
     logs: dict[str, list[str]] = {}
     while not errors.empty():
         message, log = errors.get()
         logs.setdefault(message, []).extend([log] if log else [])
-    reasons = [_reason(message, found) for message, found in logs.items()] or [_ended(process) for process in failed]
-    raise WorkersFailedError(f"study {study.name!r}: " + "; ".join(reasons))
+    return [_reason(message, found) for message, found in logs.items()] or [_ended(process) for process in failed]
 
 
 def _reason(message: str, logs: list[str]) -> str:

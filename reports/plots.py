@@ -17,6 +17,7 @@ from flowkit.analysis.consistency import pool
 from flowkit.analysis.cost import CostFit
 from flowkit.analysis.gradients import Curve, gradient_curve
 from flowkit.analysis.importance import Axis
+from flowkit.reports import layout
 from flowkit.reports.collect import CellResult
 from flowkit.reports.importance import SettingGroup
 from flowkit.reports.tables import groups, ranked, support_note
@@ -56,12 +57,12 @@ def _band(axis: plt.Axes, x: np.ndarray, values: np.ndarray, label: str) -> None
 
 
 def _panel_title(study: Study, cell: Cell, dims: tuple[str, ...]) -> str:
-    return " / ".join(study.label(d, cell[d]) for d in dims if cell[d] is not None) or study.name
+    return " / ".join(layout.label(study, d, cell[d]) for d in dims if cell[d] is not None) or study.name
 
 
 def score_vs_step(study: Study, results: dict[str, CellResult], metric: str, path: Path) -> None:
     """Score against training step per arm and row."""
-    panels = groups(study.cells(), study.rows)
+    panels = groups(study.cells(), layout.rows(study))
     figure, axes = _subplots(len(panels))
     for axis, cells in zip(axes, panels.values(), strict=True):
         for cell in cells:
@@ -71,11 +72,11 @@ def score_vs_step(study: Study, results: dict[str, CellResult], metric: str, pat
             length = min(len(curve) for curve in curves.values())
             steps = np.array([step for step, _ in next(iter(curves.values()))[:length]])
             values = np.array([[value for _, value in curve[:length]] for curve in curves.values()])
-            _band(axis, steps, values, f"{study.arm_label(study.arm(cell))} (n={len(values)})")
+            _band(axis, steps, values, f"{layout.arm_label(study, layout.arm_of(study, cell))} (n={len(values)})")
         switch = online_switch(study, cells[0])
         if switch is not None:
             axis.axvline(switch, color="0.4", linestyle=":", linewidth=1, label="online from here")
-        axis.set(title=_panel_title(study, cells[0], study.rows), xlabel="training step", ylabel=metric)
+        axis.set(title=_panel_title(study, cells[0], layout.rows(study)), xlabel="training step", ylabel=metric)
         axis.title.set_fontsize(9)
     _save(figure, axes, path)
 
@@ -116,7 +117,7 @@ def score_against(
                 continue
             values = np.array([[r.scores[s] for _, r in points] for s in seeds])
             other = {d: line_cells[0][d] for d in study.grid if d not in along}
-            label = (study.row_label(other) or metric) + f" (n={len(seeds)})"
+            label = (layout.row_label(study, other) or metric) + f" (n={len(seeds)})"
             _band(axis, np.array([x for x, _ in points]), values, label)
         xs = [x_of(c) for c in cells]
         if min(xs) > 0 and max(xs) / min(xs) >= 16:
@@ -179,7 +180,7 @@ def policy_gradient_curve(run_dir: Path) -> tuple[str, Curve] | None:
 def gradient_norms(study: Study, results: dict[str, CellResult], path: Path) -> list[str]:
     """The policy network's gradient norm over training per arm (mean over seeds, log scale); returns the
     networks plotted. Read from the run folders."""
-    panels = groups(study.cells(), study.rows)
+    panels = groups(study.cells(), layout.rows(study))
     figure, axes = _subplots(len(panels))
     plotted = set()
     for axis, cells in zip(axes, panels.values(), strict=True):
@@ -192,10 +193,10 @@ def gradient_norms(study: Study, results: dict[str, CellResult], path: Path) -> 
             plotted.add(network)
             length = min(len(curve.steps) for _, curve in found)
             values = np.array([curve.mean[:length] for _, curve in found])
-            label = f"{study.arm_label(study.arm(cell))}: {network} (n={len(values)})"
+            label = f"{layout.arm_label(study, layout.arm_of(study, cell))}: {network} (n={len(values)})"
             axis.plot(found[0][1].steps[:length], np.exp(np.log(np.maximum(values, 1e-12)).mean(axis=0)), label=label)
         axis.set_yscale("log")
-        axis.set(title=_panel_title(study, cells[0], study.rows), xlabel="training step")
+        axis.set(title=_panel_title(study, cells[0], layout.rows(study)), xlabel="training step")
         axis.set_ylabel("gradient norm of the policy network")
         axis.title.set_fontsize(9)
     _save(figure, axes, path)
@@ -205,7 +206,9 @@ def gradient_norms(study: Study, results: dict[str, CellResult], path: Path) -> 
 def consistency(study: Study, results: dict[str, CellResult], path: Path) -> bool:
     """Value gap along the flow against tau per arm: mean over seeds with 95% intervals over seeds."""
     panels = {
-        k: v for k, v in groups(study.cells(), study.rows).items() if any(results[cell_key(c)].consistency for c in v)
+        k: v
+        for k, v in groups(study.cells(), layout.rows(study)).items()
+        if any(results[cell_key(c)].consistency for c in v)
     }
     if not panels:
         return False
@@ -216,9 +219,15 @@ def consistency(study: Study, results: dict[str, CellResult], path: Path) -> boo
             if not records:
                 continue
             curve = pool(records)
-            (line,) = axis.plot(curve.tau, curve.mean, marker="o", markersize=3, label=study.arm_label(study.arm(cell)))
+            (line,) = axis.plot(
+                curve.tau,
+                curve.mean,
+                marker="o",
+                markersize=3,
+                label=layout.arm_label(study, layout.arm_of(study, cell)),
+            )
             axis.fill_between(curve.tau, curve.low, curve.high, color=line.get_color(), alpha=0.2)
-        axis.set(title=_panel_title(study, cells[0], study.rows), xlabel="flow time tau")
+        axis.set(title=_panel_title(study, cells[0], layout.rows(study)), xlabel="flow time tau")
         axis.set_ylabel("|W(s, Psi(x_tau), 1) - W(s, x_tau, tau)|")
         axis.title.set_fontsize(9)
     _save(figure, axes, path)
@@ -244,7 +253,9 @@ def samples(study: Study, results: dict[str, CellResult], path: Path) -> bool:
         axis.scatter(points[:, 0], points[:, 1], s=2, color="crimson")
         axis.set(xlim=(-4, 4), ylim=(-4, 4), aspect="equal", xticks=[], yticks=[])
         support = support_note(study, results[cell_key(cell)])
-        axis.set_title(f"{study.cell_label(cell)}\n{support}" if support else study.cell_label(cell), fontsize=7)
+        axis.set_title(
+            f"{layout.cell_label(study, cell)}\n{support}" if support else layout.cell_label(study, cell), fontsize=7
+        )
     _save(figure, axes, path)
     return True
 
@@ -252,7 +263,7 @@ def samples(study: Study, results: dict[str, CellResult], path: Path) -> bool:
 def _setting_axis(axis: plt.Axes, study: Study, name: str, setting: Axis, along: str = "x") -> None:
     """Label a plot's axis for a setting: log scale for a log range, the values' labels for choices."""
     if setting.choices is not None:
-        labels = [study.label(name, value).removeprefix(f"{name}=") for value in setting.choices]
+        labels = [layout.label(study, name, value).removeprefix(f"{name}=") for value in setting.choices]
         getattr(axis, f"set_{along}ticks")(range(len(labels)), labels, fontsize=7)
     elif setting.log:
         getattr(axis, f"set_{along}scale")("log")
