@@ -4,6 +4,7 @@ The datasets are generated once per test session (2 training and 1 validation ep
 about 10 s per dataset) in a folder the pytest workers share, under a file lock.
 """
 
+import dataclasses
 import fcntl
 import shutil
 import signal
@@ -102,7 +103,7 @@ def test_single_task_data_is_ogbench_relabelled_with_clipped_actions(data_dir):
 
 @pytest.mark.ogbench
 def test_fql_trains_on_generated_data_and_is_evaluated_in_the_environment(data_dir, tmp_path):
-    config = tiny_config("fql", CUBE_TASK, steps=200, eval_every=200, eval_episodes=2, batch_size=32)
+    config = tiny_config("fql", CUBE_TASK, steps=20, log_every=10, eval_every=20, eval_episodes=2, batch_size=32)
     assert config.agent_config.alpha == 300, "FQL's alpha on cube in the public code"
     result = train(config, tmp_path / "run", progress=False)
     final = result["final"]
@@ -169,13 +170,13 @@ def test_evaluation_reuses_a_bounded_number_of_environments(data_dir, monkeypatc
     task = load_task(CUBE_TASK)
     weights = jax.random.normal(jax.random.PRNGKey(1), (task.obs_dim, task.action_dim))
     policy = jax.jit(lambda observations, key: jnp.tanh(observations @ weights))
-    first = task.run_episodes(policy, jax.random.PRNGKey(0), [{}] * 5)
-    assert len(task._envs) == 2, f"5 episodes made {len(task._envs)} environments, expected at most 2"
-    assert first.lengths.shape == (5,) and (first.lengths >= 1).all(), f"episode lengths {first.lengths}"
-    again = task.run_episodes(policy, jax.random.PRNGKey(0), [{}] * 5)
+    first = task.run_episodes(policy, jax.random.PRNGKey(0), [{}] * 3)
+    assert len(task._envs) == 2, f"3 episodes made {len(task._envs)} environments, expected at most 2"
+    assert first.lengths.shape == (3,) and (first.lengths >= 1).all(), f"episode lengths {first.lengths}"
+    again = task.run_episodes(policy, jax.random.PRNGKey(0), [{}] * 3)
     np.testing.assert_array_equal(again.returns, first.returns, "same key, same episodes")
-    monkeypatch.setattr(ogbench_tasks, "LOCKSTEP_ENVIRONMENTS", 5)
-    unbatched = task.run_episodes(policy, jax.random.PRNGKey(0), [{}] * 5)
+    monkeypatch.setattr(ogbench_tasks, "LOCKSTEP_ENVIRONMENTS", 3)
+    unbatched = task.run_episodes(policy, jax.random.PRNGKey(0), [{}] * 3)
     np.testing.assert_array_equal(unbatched.returns, first.returns, "a deterministic policy's episodes do not "
                                   "depend on how they are batched")  # fmt: skip
 
@@ -183,7 +184,7 @@ def test_evaluation_reuses_a_bounded_number_of_environments(data_dir, monkeypatc
 @pytest.mark.ogbench
 def test_an_interrupted_generation_leaves_no_loadable_file_and_resumes(data_dir, tmp_path, monkeypatch):
     folder = tmp_path / "data"
-    command = [sys.executable, "-m", "flowkit.cli", "data", "generate", CUBE, "--episodes", "2", "--val-episodes",
+    command = [sys.executable, "-m", "flowkit.cli", "data", "generate", CUBE, "--episodes", "1", "--val-episodes",
                "1", "--data-dir", str(folder), "--quiet"]  # fmt: skip
     process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -197,14 +198,19 @@ def test_an_interrupted_generation_leaves_no_loadable_file_and_resumes(data_dir,
     with pytest.raises(DatasetError, match=f"does not exist; make it with: flowkit data generate {CUBE}"):
         load_task(CUBE_TASK)
 
-    assert main(["data", "generate", CUBE, "--episodes", "2", "--val-episodes", "1", "--data-dir", str(folder),
+    assert main(["data", "generate", CUBE, "--episodes", "1", "--val-episodes", "1", "--data-dir", str(folder),
                  "--quiet", "--workers", "2"]) == 0  # fmt: skip
     assert not list(folder.glob(".*.parts"))
-    for made, reference in zip(dataset_paths(CUBE, folder), dataset_paths(CUBE, data_dir), strict=True):
-        with np.load(made) as resumed, np.load(reference) as whole:
-            for key in whole.files:
-                np.testing.assert_array_equal(resumed[key], whole[key], err_msg=key)
-    assert load_task(CUBE_TASK).dataset.rewards.shape == (2 * (EPISODE_STEPS - 1),)
+    # Episodes are seeded by their index: this training and validation episode are the shared data's two.
+    made_train, made_val = dataset_paths(CUBE, folder)
+    with (
+        np.load(made_train) as train_part,
+        np.load(made_val) as val_part,
+        np.load(dataset_paths(CUBE, data_dir)[0]) as whole,
+    ):
+        for key in whole.files:
+            np.testing.assert_array_equal(np.concatenate([train_part[key], val_part[key]]), whole[key], err_msg=key)
+    assert load_task(CUBE_TASK).dataset.rewards.shape == (EPISODE_STEPS - 1,)
 
 
 def _truncate(path: Path, data_dir: Path) -> None:
@@ -247,11 +253,13 @@ def test_broken_files_are_refused_with_the_file_and_the_problem(data_dir, tmp_pa
 
 @pytest.mark.ogbench
 def test_noisy_datasets_are_the_same_for_the_same_seed(tmp_path):
-    """Random actions come from the episode's seeded generator, so two generations with one seed are equal."""
+    """Random actions come from the episode's seeded generator, so two generations with one seed are equal
+    (one episode of 200 steps each, about 20 of them random)."""
+    recipe = dataclasses.replace(ogbench_generate.check_recipe("cube-single-noisy-v0"), max_episode_steps=201)
     made = []
     for run in ("first", "second"):
-        generate("cube-single-noisy-v0", tmp_path / run, episodes=1, val_episodes=1, progress=False, log=lambda _: None)
-        with np.load(tmp_path / run / "cube-single-noisy-v0.npz") as data:
+        ogbench_generate.make_part(recipe, 0, 0, 1, tmp_path / f"{run}.npz")
+        with np.load(tmp_path / f"{run}.npz") as data:
             made.append({key: data[key] for key in data.files})
     assert made[0].keys() == made[1].keys()
     for key in made[0]:

@@ -16,8 +16,8 @@ from flowkit.training.online import BUFFER, OnlinePhase, sample_rows
 from flowkit.training.seed_run import SeedRun
 from tests.helpers import TINY, killed_after
 
-ONLINE = {**TINY, "steps": 100, "online_steps": 200, "log_every": 50, "eval_every": 100, "checkpoint_every": 100}
-"""100 offline updates, then 200 environment steps with one update each."""
+ONLINE = {**TINY, "steps": 50, "online_steps": 100, "log_every": 25, "eval_every": 50, "checkpoint_every": 50}
+"""50 offline updates, then 100 environment steps with one update each."""
 
 
 def online_config(agent: str = "fql", **overrides):
@@ -31,9 +31,9 @@ def test_the_buffer_starts_as_the_dataset_grows_by_each_step_and_minibatches_cov
     dataset_size = compiled.task.dataset.rewards.shape[0]
     run, (state, key) = SeedRun.start(compiled.agent, config, tmp_path, None)
     phase = OnlinePhase(compiled, run)
-    assert phase.size == dataset_size and phase.buffer.rewards.shape[0] == dataset_size + 200, phase.size
+    assert phase.size == dataset_size and phase.buffer.rewards.shape[0] == dataset_size + 100, phase.size
     np.testing.assert_array_equal(phase.buffer.actions[:dataset_size], compiled.task.dataset.actions)
-    for step in range(101, 141):
+    for step in range(51, 91):
         state, key, _ = phase.env_step(state, key, step)
     assert phase.size == dataset_size + 40 and phase.episodes.count == 40, (phase.size, phase.episodes.count)
     online = np.asarray(phase.buffer.actions[dataset_size : dataset_size + 40])
@@ -51,20 +51,20 @@ def test_offline_then_online_logs_both_phases_and_a_killed_run_resumes_to_the_sa
     config = online_config()
     whole = train(config, tmp_path / "whole", progress=False)
     records = list(runs.read_metrics(tmp_path / "whole", "train"))
-    assert [r["step"] for r in records] == [50, 100, 150, 200, 250, 300], [r["step"] for r in records]
+    assert [r["step"] for r in records] == [25, 50, 75, 100, 125, 150], [r["step"] for r in records]
     assert all("exploration/episodes" not in r for r in records[:2]), "offline records have no exploration"
     episodes = [r["exploration/episodes"] for r in records[2:]]
-    assert episodes == [50.0] * 4, f"one-step episodes: one per online step, got {episodes}"
-    assert records[-1]["online/buffer_size"] == 10_000 + 200, records[-1]
-    assert [e["step"] for e in whole["eval_history"]] == [100, 200, 300], whole["eval_history"]
+    assert episodes == [25.0] * 4, f"one-step episodes: one per online step, got {episodes}"
+    assert records[-1]["online/buffer_size"] == 10_000 + 100, records[-1]
+    assert [e["step"] for e in whole["eval_history"]] == [50, 100, 150], whole["eval_history"]
     assert not (tmp_path / "whole" / BUFFER).exists()
-    with killed_after(lambda record: record["step"] == 250):
+    with killed_after(lambda record: record["step"] == 125):
         train(config, tmp_path / "killed", progress=False)
-    assert runs.load_checkpoint(tmp_path / "killed").progress["step"] == 200
+    assert runs.load_checkpoint(tmp_path / "killed").progress["step"] == 100
     with np.load(tmp_path / "killed" / BUFFER) as stored:
-        assert stored["actions"].shape == (100, 2), stored["actions"].shape
+        assert stored["actions"].shape == (50, 2), stored["actions"].shape
     resumed = train(config, tmp_path / "killed", progress=False)
-    assert resumed["timing"]["resumed_from_step"] == 200
+    assert resumed["timing"]["resumed_from_step"] == 100
     assert resumed["eval_history"] == whole["eval_history"], "same evaluations, to the last digit"
     strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rs]  # noqa: E731
     assert strip(runs.read_metrics(tmp_path / "killed", "train")) == strip(records), "same losses after resuming"

@@ -30,6 +30,9 @@ from flowkit.training import (
 from flowkit.training import chunk as chunk_module
 from tests.helpers import TINY, killed_after
 
+SMALL = {**TINY, "flow_steps": 2}
+"""TINY with two flow steps: the tests of compiled programs compile a smaller one."""
+
 
 def learning_curves(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in runs.read_metrics(run_dir)]
@@ -168,25 +171,25 @@ def test_a_later_run_of_the_same_program_takes_the_kept_chunk_without_tracing(tm
     forget_compiled_chunks()
 
     def chunk_of(seed: int, **settings):
-        compiled = CompiledRun.create(make_run_config("fql", "moons", seed, {**TINY, **settings}))
+        compiled = CompiledRun.create(make_run_config("fql", "moons", seed, {**SMALL, **settings}))
         return compiled.compiled_chunk(compiled.agent.init(seed), jax.random.PRNGKey(seed))
 
     program = chunk_of(0, alpha=10.0).compiled
     assert chunk_of(1, alpha=10.0).compiled is program and len(traced) == 1
     assert chunk_of(0, alpha=3.0).compiled is program and len(traced) == 1
-    assert chunk_of(0, solver="rk4").compiled is not program and len(traced) == 2
+    assert chunk_of(0, solver="midpoint").compiled is not program and len(traced) == 2
 
-    config = make_run_config("fql", "moons", 0, {**TINY, "alpha": 3.0})
+    config = make_run_config("fql", "moons", 0, {**SMALL, "alpha": 3.0})
     kept = train(config, tmp_path / "kept", progress=False)
     assert len(traced) == 2, "the run took the kept chunk"
     forget_compiled_chunks()
     fresh = train(config, tmp_path / "fresh", progress=False)
     assert len(traced) == 3 and kept["eval_history"] == fresh["eval_history"]
     assert learning_curves(tmp_path / "kept") == learning_curves(tmp_path / "fresh")
-    train(make_run_config("fql", "moons", 0, {**TINY, "alpha": 10.0}), tmp_path / "alpha10", progress=False)
+    train(make_run_config("fql", "moons", 0, {**SMALL, "alpha": 10.0}), tmp_path / "alpha10", progress=False)
     assert len(traced) == 3 and learning_curves(tmp_path / "alpha10") != learning_curves(tmp_path / "kept")
     # The learning rate is one too: Adam's step reads it from the program's coefficient arguments.
-    train(make_run_config("fql", "moons", 0, {**TINY, "alpha": 3.0, "lr": 1e-3}), tmp_path / "lr", progress=False)
+    train(make_run_config("fql", "moons", 0, {**SMALL, "alpha": 3.0, "lr": 1e-3}), tmp_path / "lr", progress=False)
     assert len(traced) == 3 and learning_curves(tmp_path / "lr") != learning_curves(tmp_path / "kept")
     monkeypatch.undo()
     use_compilation_cache()
@@ -204,7 +207,7 @@ def test_a_fresh_process_loads_the_stored_executable_without_tracing(tmp_path: P
     that cannot be read is compiled again (with a warning naming it) and replaced, with the same result."""
     monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "cache"))
     forget_compiled_chunks()
-    config = make_run_config("fql", "moons", 0, {**TINY, "alpha": 3.0})
+    config = make_run_config("fql", "moons", 0, {**SMALL, "alpha": 3.0})
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         (stored,) = pool.submit(_train_in_this_process, config.to_dict(), tmp_path / "first").result()
     traced = []
@@ -219,7 +222,7 @@ def test_a_fresh_process_loads_the_stored_executable_without_tracing(tmp_path: P
         train(config, tmp_path / "recompiled", progress=False)
     assert len(traced) == 1 and learning_curves(tmp_path / "recompiled") == learning_curves(tmp_path / "first")
     forget_compiled_chunks()
-    train(make_run_config("fql", "moons", 1, {**TINY, "alpha": 10.0}), tmp_path / "other_seed", progress=False)
+    train(make_run_config("fql", "moons", 1, {**SMALL, "alpha": 10.0}), tmp_path / "other_seed", progress=False)
     assert len(traced) == 1, "the replaced entry loads, for another seed and alpha too"
     forget_compiled_chunks()
     monkeypatch.undo()
@@ -267,7 +270,7 @@ def test_workers_needing_the_same_program_compile_it_once(tmp_path: Path, monkey
     """Two worker processes that reach the same program at the same moment (a barrier) take turns: one traces and
     compiles it, the other waits and loads it; both chunks give the same summary."""
     monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "cache"))
-    config = make_run_config("fql", "moons", 0, TINY).to_dict()
+    config = make_run_config("fql", "moons", 0, SMALL).to_dict()
     spawn = multiprocessing.get_context("spawn")
     with spawn.Manager() as manager:
         barrier = manager.Barrier(2)
@@ -286,7 +289,7 @@ def test_the_stored_chunk_is_compiled_even_where_jax_cache_holds_the_program(tmp
     change to flowkit's code, the stored entry is compiled afresh: loaded, it runs and gives the chunk's result."""
     monkeypatch.setenv(COMPILATION_CACHE_ENV, str(tmp_path / "cache"))
     forget_compiled_chunks()
-    compiled = CompiledRun.create(make_run_config("fql", "moons", 0, TINY))
+    compiled = CompiledRun.create(make_run_config("fql", "moons", 0, SMALL))
 
     def arguments():
         state = compiled.agent.init(0)
