@@ -294,6 +294,26 @@ def worker_with_a_broken_dataset(study, runs_dir, storage_url, **kwargs):
     runner.run_study(study, runs_dir, storage_url, **kwargs)
 
 
+def worker_interrupted_in_its_first_run(study, runs_dir, storage_url, **kwargs):
+    """trivial_worker whose runs stop as a SIGINT to the workers alone would stop them."""
+
+    def train(config, run_dir, **_):
+        raise KeyboardInterrupt
+
+    runner_trial.train = train
+    runner.run_study(study, runs_dir, storage_url, **kwargs)
+
+
+def test_workers_interrupted_before_their_parent_interrupt_the_study(tmp_path):
+    """Ctrl-C reaches the workers and the parent at once; workers that stopped first (exit 130, their trials stored
+    as interrupted) interrupt the study, as the parent's own interrupt does: not "worker exited with code 130"."""
+    study = load_study(2)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_workers(study, tmp_path, workers=2, progress=False, worker=worker_interrupted_in_its_first_run)
+    kinds = [runner.failure_of(t)["kind"] for t in stored_trials(study, tmp_path)]
+    assert "interrupted" in kinds and "complete" not in kinds, f"the trials were stored as {kinds}"
+
+
 def test_the_same_error_of_two_workers_is_reported_once_in_their_words(tmp_path, capfd):
     study = load_study(2)
     with pytest.raises(runner.WorkersFailedError) as raised:

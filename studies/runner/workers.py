@@ -103,6 +103,9 @@ class WorkersFailedError(RuntimeError):
     """Workers stopped with cells of the study left undone; the message gives each distinct error once."""
 
 
+INTERRUPTED_EXIT = 130
+"""A worker's exit code once it stopped on SIGINT or SIGTERM, its trial stored as interrupted (128 + 2)."""
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """The signals that stop a study's processes with their running trials stored as interrupted (resumable)."""
 
@@ -157,7 +160,7 @@ def _worker_process(worker: Callable[..., StudyProgress], errors: SimpleQueue, *
     try:
         worker(*args, **kwargs)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT)
     except CellFailedError as error:
         errors.put((error.error, str(error.log)))
         sys.exit(1)
@@ -219,6 +222,8 @@ def run_workers(
     failed = [process for process in processes if process.exitcode]
     if not failed or state.finished:
         return state
+    if all(process.exitcode == INTERRUPTED_EXIT for process in failed):
+        raise KeyboardInterrupt  # the workers were interrupted (the signal reached them first, or them alone)
     raise WorkersFailedError(f"study {study.name!r}: " + "; ".join(_reasons(errors, failed)))
 
 
