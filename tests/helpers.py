@@ -12,6 +12,7 @@ import pytest
 import flowkit.studies.runner as runner
 from flowkit import runs
 from flowkit.agents import make_agent
+from flowkit.analysis import statistics
 from flowkit.run_config import RunConfig, make_run_config, setting_names
 from flowkit.studies.study import Study
 from flowkit.tasks import load_task
@@ -77,3 +78,18 @@ def killed_after(when: Callable[[dict[str, Any]], bool]) -> Iterator[None]:
         patch.setattr(runs.MetricsWriter, "write", write_then_die)
         with pytest.raises(KeyboardInterrupt):
             yield
+
+
+FEW_BOOTSTRAP_SAMPLES = 100
+"""Resamples for the reports' bootstrap intervals in tests: the tests check the tables' point estimates and layout,
+which the number of resamples leaves unchanged, and 2,000 of them take most of a report's time."""
+
+
+@contextlib.contextmanager
+def few_bootstrap_samples() -> Iterator[None]:
+    """Inside the block, stratified_bootstrap defaults to FEW_BOOTSTRAP_SAMPLES resamples, for every module that
+    imported it (its default argument is patched, not one module's name for it)."""
+    bootstrap = statistics.stratified_bootstrap
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bootstrap, "__kwdefaults__", {**bootstrap.__kwdefaults__, "samples": FEW_BOOTSTRAP_SAMPLES})
+        yield

@@ -41,7 +41,7 @@ def test_stratified_bootstrap_interval_covers_the_true_iqm_about_95_percent():
     rng = np.random.default_rng(1)
     covered = []
     for replicate in range(100):
-        low, high = stratified_bootstrap(iqm, rng.standard_normal((10, 4)), samples=300, seed=replicate)
+        low, high = stratified_bootstrap(iqm, rng.standard_normal((10, 4)), samples=100, seed=replicate)
         covered.append(low <= 0.0 <= high)
     coverage = float(np.mean(covered))
     assert 0.85 <= coverage <= 1.0, f"coverage {coverage:.2f} over 100 replicates"

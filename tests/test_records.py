@@ -29,32 +29,47 @@ def assert_report_has_every_run(report: Path, runs: int) -> None:
     assert len(flags) == runs, f"one flag per run folder found: {len(flags)} of {runs}: {flags}"
 
 
+STUDY = tiny_study(seeds=(0,))
+SHARED = pytest.mark.xdist_group("records-project")
+"""The tests reading the project run on one pytest worker, which runs its study once."""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project folder in which the tiny study (one seed) ran with the default relative runs folder, `runs`, as
+    `flowkit study run` from that folder leaves it."""
+    folder = tmp_path_factory.mktemp("project")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        runner.run_study(STUDY, Path("runs"), progress=False)
+    return folder
+
+
+@SHARED
 @pytest.mark.slow
-def test_a_report_from_another_working_directory_finds_every_run(tmp_path, monkeypatch):
+def test_a_report_from_another_working_directory_finds_every_run(project, tmp_path, monkeypatch):
     """`flowkit study run` with the default relative --runs-dir, then `flowkit report` from elsewhere."""
-    study = tiny_study(seeds=(0,))
-    (tmp_path / "project").mkdir()
-    monkeypatch.chdir(tmp_path / "project")
-    runner.run_study(study, Path("runs"), progress=False)
-    (tmp_path / "elsewhere").mkdir()
-    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path)
     every_run_flagged(monkeypatch)
-    report = build_report(study, tmp_path / "project" / "runs")
+    report = build_report(STUDY, project / "runs")
     assert_report_has_every_run(report, runs=2)
 
 
+@SHARED
 @pytest.mark.slow
-def test_a_report_from_a_moved_runs_folder_finds_every_run(tmp_path, monkeypatch):
-    study = tiny_study(seeds=(0,))
-    runner.run_study(study, tmp_path / "runs", progress=False)
+def test_a_report_from_a_moved_runs_folder_finds_every_run(project, tmp_path, monkeypatch):
+    """The runs folder moved away (and put back for the other tests afterwards): nothing is left where it ran."""
     moved = tmp_path / "mounted" / "elsewhere"
     moved.parent.mkdir()
-    shutil.move(tmp_path / "runs", moved)
-    monkeypatch.chdir(moved.parent)
-    every_run_flagged(monkeypatch)
-    report = build_report(study, moved)
-    assert report.parent == moved / study.name / "report"
-    assert_report_has_every_run(report, runs=2)
+    shutil.move(project / "runs", moved)
+    try:
+        monkeypatch.chdir(moved.parent)
+        every_run_flagged(monkeypatch)
+        report = build_report(STUDY, moved)
+        assert report.parent == moved / STUDY.name / "report"
+        assert_report_has_every_run(report, runs=2)
+    finally:
+        shutil.move(moved, project / "runs")
 
 
 def record(seed: int = 0) -> records.SeedRecord:

@@ -27,7 +27,16 @@ from flowkit.studies import load_study
 from flowkit.studies.runner.records import Cost, SeedRecord, Timing
 from flowkit.studies.study import cell_key
 from flowkit.training import DivergedError, train
-from tests.helpers import TINY, stored_trials, tiny_study
+from tests.helpers import TINY, few_bootstrap_samples, stored_trials, tiny_study
+
+SHARED = pytest.mark.xdist_group("finished-study")
+"""The tests reading the finished study run on one pytest worker, which trains it once."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _few_bootstrap_samples():
+    with few_bootstrap_samples():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +63,7 @@ def markdown_table(text: str, corner: str) -> dict[str, list[str]]:
     return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in block.splitlines()[2:]}
 
 
+@SHARED
 @pytest.mark.slow
 def test_main_table_has_every_arm_seed_count_and_the_stored_numbers(finished_study):
     study, runs_dir, path = finished_study
@@ -77,6 +87,7 @@ def test_main_table_has_every_arm_seed_count_and_the_stored_numbers(finished_stu
     assert "\\toprule" in tex and "\\bottomrule" in tex and "\\textbf{" in tex
 
 
+@SHARED
 @pytest.mark.slow
 def test_figures_and_cost_table(finished_study):
     study, runs_dir, path = finished_study
@@ -100,6 +111,7 @@ def test_figures_and_cost_table(finished_study):
     assert costs["moons / RK4"][6:] == [expected, f"{critic + flow + onestep:,}"], (costs["moons / RK4"], expected)
 
 
+@SHARED
 @pytest.mark.slow
 def test_sections_follow_the_study_declaration(finished_study):
     """The tiny study sweeps the solver but not K, on bandits, with two seeds: no equal-NFE table nor cost
@@ -124,6 +136,7 @@ def test_sections_follow_the_study_declaration(finished_study):
     assert prose in path.read_text() and prose in html, "one source of prose for Markdown and HTML"
 
 
+@SHARED
 @pytest.mark.slow
 def test_a_report_reads_artefacts_not_the_methods(finished_study, tmp_path):
     """The report's modules import neither the agents, the training loop nor Keras (a study's settings classes,
@@ -143,6 +156,7 @@ def test_a_report_reads_artefacts_not_the_methods(finished_study, tmp_path):
     assert "Gradient norm of the policy network (onestep)" in (tmp_path / "report" / "report.md").read_text()
 
 
+@SHARED
 @pytest.mark.slow
 def test_the_exported_table_recomputes_the_main_table(finished_study, tmp_path, capsys):
     """`flowkit export` writes one row per (cell, seed, step, metric); its per-seed scores give the report's means
@@ -178,6 +192,7 @@ def test_the_exported_table_recomputes_the_main_table(finished_study, tmp_path, 
     pandas.testing.assert_frame_equal(pandas.read_parquet(parquet), table, check_dtype=False)
 
 
+@SHARED
 @pytest.mark.slow
 def test_report_out_never_deletes_what_the_kit_did_not_write(finished_study, tmp_path):
     """A folder of the user's files is refused untouched; files a user adds beside a report survive its rebuild."""
@@ -205,6 +220,7 @@ def test_methods_and_solvers_have_display_names_without_study_labels():
     assert layout.label(relabelled, "solver", "rk4") == "Runge-Kutta 4", "a study's own label overrides the default"
 
 
+@SHARED
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
 @pytest.mark.chromium
 def test_html_report_renders_in_headless_chromium(finished_study, tmp_path):
@@ -223,7 +239,7 @@ def test_html_report_renders_in_headless_chromium(finished_study, tmp_path):
     assert dom.returncode == 0, dom.stderr
     assert "CONSOLE" not in dom.stderr, [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
     widths = [int(w) for w in re.search(r'data-widths="([\d,]*)"', dom.stdout).group(1).split(",")]
-    assert len(widths) == html.count("<img") == 4 and min(widths) > 500, f"every figure decodes: {widths}"
+    assert len(widths) == html.count("<img") == 5 and min(widths) > 500, f"every figure decodes: {widths}"
     screenshot = tmp_path / "report.png"
     shot = subprocess.run(
         [*chromium, f"--screenshot={screenshot}", "--window-size=1280,3000", (path.parent / "report.html").as_uri()],
@@ -235,10 +251,12 @@ def test_html_report_renders_in_headless_chromium(finished_study, tmp_path):
     assert coloured > 0.01, f"the screenshot shows the figures' colours ({coloured:.3%} of pixels coloured)"
 
 
+@SHARED
 @pytest.mark.slow
 def test_report_against_another_study(finished_study):
     study, runs_dir, _ = finished_study
-    other = tiny_study(name="tiny-shorter", fixed={**TINY, "steps": 100, "log_every": 50, "eval_every": 50})
+    # Shorter runs logged as often as the tiny study's: they run its compiled training chunk again.
+    other = tiny_study(name="tiny-shorter", fixed={**TINY, "steps": 100})
     runner.run_study(other, runs_dir, progress=False)
     out = runs_dir / "against"
     text = build_report(study, runs_dir, out_dir=out, against=other).read_text()
@@ -252,6 +270,7 @@ def test_report_against_another_study(finished_study):
         assert rows[label][2] == f"{statistics.fmean(a) - statistics.fmean(b):+.3f}"
 
 
+@SHARED
 @pytest.mark.slow
 def test_studies_scoring_runs_differently_are_not_compared(finished_study):
     study, runs_dir, _ = finished_study
@@ -292,8 +311,13 @@ def test_partial_and_failed_cells_are_marked(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_solvers_are_compared_at_equal_function_evaluations(tmp_path):
-    study = tiny_study(
-        name="nfe", grid={"solver": ("euler", "midpoint"), "flow_steps": (1, 2)}, compare=("solver",), seeds=(0,)
+    study = tiny_study(  # flow BC: the cheapest method with a solver and K to compile four times
+        name="nfe",
+        agents=("flow-bc",),
+        grid={"solver": ("euler", "midpoint"), "flow_steps": (1, 2)},
+        compare=("solver",),
+        seeds=(0,),
+        fixed={k: v for k, v in TINY.items() if k != "critic_hidden"},
     )
     runner.run_study(study, tmp_path, progress=False)
     text = build_report(study, tmp_path).read_text()
