@@ -26,9 +26,9 @@ SECTIONS: list[Section] = [
     EqualNFE(),
     ScheduleStrength(),
     Tradeoff(),
-    ValueBiasSection(),
     SettingImportance(),
     FigureSection(),
+    ValueBiasSection(),  # beside the figures' value consistency: values against returns
     Cost(),
     Against(),
     Failures(),

@@ -123,8 +123,8 @@ def test_sections_follow_the_study_declaration(finished_study):
         "# Study `tiny`",
         "## Conclusions",
         "## Aggregate over tasks",
-        "## Value bias against returns",
         "## Figures",
+        "## Value bias against returns",
         "## Cost per update",
         "## Settings of the first cell",
     ], titles
