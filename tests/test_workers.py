@@ -310,8 +310,10 @@ def test_workers_interrupted_before_their_parent_interrupt_the_study(tmp_path):
     study = load_study(2)
     with pytest.raises(KeyboardInterrupt):
         runner.run_workers(study, tmp_path, workers=2, progress=False, worker=worker_interrupted_in_its_first_run)
-    kinds = [runner.failure_of(t)["kind"] for t in stored_trials(study, tmp_path)]
-    assert "interrupted" in kinds and "complete" not in kinds, f"the trials were stored as {kinds}"
+    trials = stored_trials(study, tmp_path)
+    kinds = [runner.failure_of(t)["kind"] for t in trials]
+    complete = [t.number for t in trials if t.state.name == "COMPLETE"]
+    assert "interrupted" in kinds and not complete, f"the trials were stored as {kinds}, complete: {complete}"
 
 
 def test_the_same_error_of_two_workers_is_reported_once_in_their_words(tmp_path, capfd):
